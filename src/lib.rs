@@ -1,7 +1,25 @@
 //! # altinn-outbox
 //!
-//! Sends Altinn 3 Correspondence messages that producers insert into PostgreSQL.
+//! Sends Altinn 3 Correspondence messages that producers insert into PostgreSQL, exactly
+//! once each, and writes every result back to the outbox tables.
 //!
 //! # Layout
+//! - [`config`]: the typed configuration (defaults, `worker.toml`, environment).
+//! - [`app`]: start-up: builds the worker's context from the configuration.
+//! - [`telemetry`]: logging set-up.
+//! - [`outbox`]: the outbox tables; all SQL lives here.
 //! - [`identifiers`]: organisation and national identity numbers, recipient URNs.
+//! - [`compose`]: a message and a recipient become an initialize request, or a field error.
+//! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
+//! - [`altinn`]: the Correspondence API client, its wire types and error classes.
+//! - [`worker`]: claiming, sending, status polling and the daemon loop.
+//! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
+
+pub mod altinn;
+pub mod app;
+pub mod compose;
+pub mod config;
 pub mod identifiers;
+pub mod outbox;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,183 @@
+//! Failure classification, done once, here at the client boundary: the worker matches on
+//! [`ErrorClass`] and never sees an HTTP status.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What the worker should do about a failed call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try again later with the same idempotency key; counts as an attempt.
+    Transient,
+    /// The request can never succeed as it is: end the delivery.
+    Permanent,
+    /// Nothing is wrong with the row (no token can be had): wait without using an attempt.
+    Deferred,
+}
+
+/// A failed Altinn or Maskinporten call. `code` is stable and machine-readable: Altinn's own
+/// errorCode (`altinn:1037`), `altinn:STD-00000` for a validation problem, `http:503`,
+/// `network`, `timeout`, or the token client's code.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub class: ErrorClass,
+    pub code: String,
+    pub message: String,
+    /// From a 429's Retry-After (or our own throttle): no request before then.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { class: ErrorClass::Transient, code: code.into(), message: message.into(), retry_after: None }
+    }
+
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { class: ErrorClass::Permanent, code: code.into(), message: message.into(), retry_after: None }
+    }
+
+    /// A transport failure: the request may or may not have reached Altinn, so it is
+    /// retried, and the idempotency key makes that safe.
+    pub fn from_transport(e: &reqwest::Error) -> Self {
+        let code = if e.is_timeout() { "timeout" } else { "network" };
+        // reqwest's Display names the URL, which carries no secrets or personal data
+        // (ids and the idempotency key only).
+        ApiError::transient(code, format!("{e}: {}", source_chain(e)))
+    }
+
+    /// Classifies a non-success answer from its status and body.
+    pub fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Self {
+        let problem = Problem::parse(body);
+        let class = match status {
+            408 | 429 | 500..=599 => ErrorClass::Transient,
+            // An empty 401 (even after a fresh token) or 403 means our token is not right
+            // yet, not that the row is: the worker waits (Deferred) rather than fail rows.
+            401 | 403 if problem.error_code.is_none() => ErrorClass::Deferred,
+            _ => ErrorClass::Permanent,
+        };
+        let code = match (&problem.error_code, &problem.code) {
+            (Some(n), _) => format!("altinn:{n}"),
+            (None, Some(c)) => format!("altinn:{c}"),
+            (None, None) => format!("http:{status}"),
+        };
+        let message = problem.message.unwrap_or_else(|| format!("HTTP {status} with no error body"));
+        ApiError { class, code, message, retry_after }
+    }
+
+    pub fn is_already_created(&self) -> bool {
+        self.code == "altinn:1034"
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}
+
+/// The parts of an Altinn error body that matter, from any of its shapes: ProblemDetails
+/// with `errorCode`, a validation problem (`code` STD-00000 with `validationErrors`), a
+/// bare JSON string, or plain text.
+#[derive(Debug, Default, PartialEq)]
+pub struct Problem {
+    pub error_code: Option<i64>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawProblem {
+    error_code: Option<i64>,
+    code: Option<String>,
+    title: Option<String>,
+    detail: Option<String>,
+    #[serde(default)]
+    validation_errors: Vec<RawValidationError>,
+}
+
+#[derive(Deserialize)]
+struct RawValidationError {
+    title: Option<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+}
+
+/// Error texts are kept short on the row; Altinn's details are one sentence.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+impl Problem {
+    pub fn parse(body: &[u8]) -> Problem {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            return Problem::default();
+        }
+        if let Ok(raw) = serde_json::from_str::<RawProblem>(text) {
+            let validation: Vec<String> = raw
+                .validation_errors
+                .iter()
+                .map(|v| format!("{} ({})", v.title.as_deref().unwrap_or("invalid"), v.paths.join(", ")))
+                .collect();
+            let message = match (raw.detail.filter(|d| !d.is_empty()), validation.is_empty()) {
+                (Some(d), _) => Some(d),
+                (None, false) => Some(validation.join("; ")),
+                (None, true) => raw.title,
+            };
+            return Problem { error_code: raw.error_code, code: raw.code, message: message.map(truncate) };
+        }
+        let message = serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_string());
+        Problem { error_code: None, code: None, message: Some(truncate(message)) }
+    }
+}
+
+fn truncate(s: String) -> String {
+    if s.chars().count() <= MAX_MESSAGE_CHARS {
+        s
+    } else {
+        s.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_details_keep_altinns_code_and_detail() {
+        let body = br#"{"type":"x","title":"Bad Request","status":400,"detail":"Message title cannot exceed 255 characters","code":"CORR-01037","errorCode":1037}"#;
+        let e = ApiError::from_response(400, None, body);
+        assert_eq!(e.class, ErrorClass::Permanent);
+        assert_eq!(e.code, "altinn:1037");
+        assert_eq!(e.message, "Message title cannot exceed 255 characters");
+    }
+
+    #[test]
+    fn validation_problems_name_the_paths() {
+        let body = br#"{"status":400,"code":"STD-00000","validationErrors":[{"code":"CORR.VLD-00000","title":"The MessageBody field is required.","paths":["Correspondence/Content/MessageBody"]}]}"#;
+        let e = ApiError::from_response(400, None, body);
+        assert_eq!(e.code, "altinn:STD-00000");
+        assert!(e.message.contains("Correspondence/Content/MessageBody"), "{}", e.message);
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(ApiError::from_response(503, None, b"").class, ErrorClass::Transient);
+        assert_eq!(ApiError::from_response(408, None, b"").class, ErrorClass::Transient);
+        let e = ApiError::from_response(429, Some(Duration::from_secs(7)), b"");
+        assert_eq!((e.class, e.retry_after), (ErrorClass::Transient, Some(Duration::from_secs(7))));
+        assert_eq!(ApiError::from_response(401, None, b"").class, ErrorClass::Deferred);
+        let denied = br#"{"status":401,"detail":"You must use an Altinn token","errorCode":4001}"#;
+        assert_eq!(ApiError::from_response(401, None, denied).class, ErrorClass::Permanent);
+        assert_eq!(ApiError::from_response(404, None, b"").code, "http:404");
+        let e = ApiError::from_response(400, None, br#""Invalid notification template""#);
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("http:400", "Invalid notification template"));
+        assert!(ApiError::from_response(409, None, br#"{"errorCode":1034}"#).is_already_created());
+    }
+}

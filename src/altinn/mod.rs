@@ -1,0 +1,176 @@
+//! The Altinn 3 Correspondence API client. HTTP statuses are matched here and nowhere else:
+//! every failure leaves as an [`ApiError`] with its [`ErrorClass`].
+
+mod error;
+pub mod wire;
+
+pub use error::{ApiError, ErrorClass, Problem};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+use uuid::Uuid;
+
+use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
+use wire::{Details, IdList, InitializeRequest, InitializeResponse};
+
+/// The longest Retry-After we obey as given; a larger value is capped so that a gateway's
+/// mistake cannot park the queue for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// Base path of the Correspondence API under the platform URL.
+const API_PATH: &str = "/correspondence/api/v1";
+
+#[derive(Clone)]
+pub struct AltinnClient {
+    http: reqwest::Client,
+    api: String,
+    tokens: TokenClient,
+    subscription_key: Option<String>,
+    /// No request before this instant: Altinn (or its gateway) answered 429 with Retry-After,
+    /// and the wait applies to every row, not only the one that was told.
+    not_before: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+/// What `POST /correspondence` answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    New { correspondence_id: Uuid, status: String },
+    /// 409 / 1034: a correspondence with this key exists; look its id up by key.
+    AlreadyExists,
+}
+
+impl AltinnClient {
+    pub fn new(http: reqwest::Client, platform_url: &str, tokens: TokenClient, subscription_key: Option<String>) -> Self {
+        AltinnClient {
+            http,
+            api: format!("{}{API_PATH}", platform_url.trim_end_matches('/')),
+            tokens,
+            subscription_key: subscription_key.filter(|k| !k.trim().is_empty()),
+            not_before: Arc::default(),
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenClient {
+        &self.tokens
+    }
+
+    /// Initializes one correspondence. Success is 200 with one element per recipient.
+    pub async fn initialize(&self, request: &InitializeRequest) -> Result<Created, ApiError> {
+        let url = format!("{}/correspondence", self.api);
+        match self.send(|http| http.post(&url).json(request)).await {
+            Ok(body) => {
+                let parsed: InitializeResponse = parse(&body)?;
+                let first = parsed.correspondences.into_iter().next().ok_or_else(|| {
+                    ApiError::transient("altinn:empty_response", "initialize answered 200 without a correspondence")
+                })?;
+                Ok(Created::New { correspondence_id: first.correspondence_id, status: first.status })
+            }
+            Err(e) if e.is_already_created() => Ok(Created::AlreadyExists),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Finds the correspondence created with `key` (the 409 carries no id).
+    pub async fn find_by_key(&self, resource_id: &str, key: Uuid) -> Result<Option<Uuid>, ApiError> {
+        let url = format!("{}/correspondence", self.api);
+        let query = [("resourceId", resource_id.to_string()), ("role", "Sender".into()), ("idempotentKey", key.to_string())];
+        let body = self.send(|http| http.get(&url).query(&query)).await?;
+        let ids: IdList = parse(&body)?;
+        Ok(ids.ids.into_iter().next())
+    }
+
+    /// Status history and notification outcome of one correspondence.
+    pub async fn details(&self, id: Uuid) -> Result<Details, ApiError> {
+        let url = format!("{}/correspondence/{id}/details", self.api);
+        let body = self.send(|http| http.get(&url)).await?;
+        parse(&body)
+    }
+
+    /// Sends with a token; a 401 drops the cached token and retries once with a fresh one,
+    /// because Altinn validates token lifetime with zero clock skew.
+    async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<bytes::Bytes, ApiError> {
+        self.check_throttle()?;
+        let mut token = self.token().await?;
+        let mut response = self.attempt(&build, &token).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.tokens.invalidate(&token);
+            token = self.token().await?;
+            response = self.attempt(&build, &token).await?;
+        }
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        // A body that cannot be read completely is a lost response, whatever the status said.
+        let body = response.bytes().await.map_err(|e| ApiError::from_transport(&e))?;
+        if status == StatusCode::OK {
+            return Ok(body);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.throttle(retry_after.unwrap_or(Duration::from_secs(1)));
+        }
+        Err(ApiError::from_response(status.as_u16(), retry_after, &body))
+    }
+
+    async fn attempt(&self, build: &impl Fn(&reqwest::Client) -> RequestBuilder, token: &AltinnToken) -> Result<reqwest::Response, ApiError> {
+        let mut request = build(&self.http).bearer_auth(token.expose()).header(ACCEPT, "application/json");
+        if let Some(key) = &self.subscription_key {
+            request = request.header("Ocp-Apim-Subscription-Key", key);
+        }
+        request.send().await.map_err(|e| ApiError::from_transport(&e))
+    }
+
+    async fn token(&self) -> Result<AltinnToken, ApiError> {
+        self.tokens.token().await.map_err(|e| token_error(&e))
+    }
+
+    fn check_throttle(&self) -> Result<(), ApiError> {
+        let guard = self.not_before.lock().expect("throttle lock");
+        match *guard {
+            Some(until) if until > Instant::now() => {
+                let mut e = ApiError::transient("throttled", "Altinn asked us to wait (429 Retry-After); no request was made");
+                e.class = ErrorClass::Deferred;
+                e.retry_after = Some(until - Instant::now());
+                Err(e)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn throttle(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(MAX_RETRY_AFTER);
+        let mut guard = self.not_before.lock().expect("throttle lock");
+        if guard.is_none_or(|t| t < until) {
+            *guard = Some(until);
+        }
+    }
+
+    /// How long every request must still wait because of a 429 (zero when none).
+    pub fn throttled_for(&self) -> Duration {
+        let guard = self.not_before.lock().expect("throttle lock");
+        guard.map(|t| t.saturating_duration_since(Instant::now())).unwrap_or_default()
+    }
+}
+
+/// A token that cannot be had never fails a row: the row waits (Deferred) without using
+/// an attempt, whether the cause is an outage or a configuration error; the latter is
+/// reported loudly by the worker instead.
+fn token_error(e: &TokenError) -> ApiError {
+    ApiError { class: ErrorClass::Deferred, code: e.code(), message: e.to_string(), retry_after: None }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // A 200 whose body does not parse is treated as a lost response: the key makes the retry safe.
+    serde_json::from_slice(body).map_err(|e| ApiError::transient("altinn:bad_response", format!("unreadable 200 response: {e}")))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now()).to_std().unwrap_or_default();
+    Some(wait)
+}

@@ -1,0 +1,127 @@
+//! Claiming work: sends (`pending` deliveries whose time has come) and status reads
+//! (deliveries whose `next_poll_at` has come), each through its own partial index.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The producer's message, as the worker needs it to build the request.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MessageRow {
+    pub message_id: i64,
+    pub resource_id: String,
+    pub senders_reference: String,
+    pub resend: i32,
+    pub language: String,
+    pub title: String,
+    pub summary: Option<String>,
+    pub body: String,
+    pub message_sender: Option<String>,
+    pub requested_publish_time: Option<DateTime<Utc>>,
+    pub due_date_time: Option<DateTime<Utc>>,
+    pub external_references: Option<serde_json::Value>,
+    pub property_list: Option<serde_json::Value>,
+    pub reply_options: Option<serde_json::Value>,
+    pub notification: Option<serde_json::Value>,
+    pub ignore_reservation: Option<bool>,
+    pub is_confirmation_needed: bool,
+    pub is_confidential: bool,
+    pub allow_forwarding: bool,
+    pub existing_attachments: Vec<Uuid>,
+    pub attachment_count: i64,
+}
+
+/// A delivery claimed for sending; `lease_no` fences its write-back.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClaimedSend {
+    pub delivery_id: i64,
+    pub lease_no: i64,
+    pub attempts: i32,
+    pub recipient: String,
+    pub idempotency_key: Option<Uuid>,
+    #[sqlx(flatten)]
+    pub message: MessageRow,
+}
+
+/// A delivery claimed for a status read.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClaimedPoll {
+    pub delivery_id: i64,
+    pub message_id: i64,
+    pub lease_no: i64,
+    pub correspondence_id: Uuid,
+    pub state: String,
+    pub polls: i32,
+    pub sent_at: DateTime<Utc>,
+    pub altinn_status: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub notification: Option<String>,
+    pub is_confirmation_needed: bool,
+}
+
+const MESSAGE_COLUMNS: &str = "m.id AS message_id, m.resource_id, m.senders_reference, m.resend, m.language,
+    m.title, m.summary, m.body, m.message_sender, m.requested_publish_time, m.due_date_time,
+    m.external_references, m.property_list, m.reply_options, m.notification, m.ignore_reservation,
+    m.is_confirmation_needed, m.is_confidential, m.allow_forwarding, m.existing_attachments,
+    (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id) AS attachment_count";
+
+/// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease.
+pub async fn claim_sends(pool: &PgPool, limit: i64, worker: &str, lease: Duration) -> Result<Vec<ClaimedSend>, sqlx::Error> {
+    let sql = format!(
+        "WITH picked AS (
+            SELECT id FROM altinn_outbox.delivery
+            WHERE state = 'pending' AND next_attempt_at <= now()
+            ORDER BY next_attempt_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+            UPDATE altinn_outbox.delivery d
+            SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
+                locked_by = $2, locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
+            FROM picked WHERE d.id = picked.id
+            RETURNING d.id, d.message_id, d.lease_no, d.attempts, d.recipient, d.idempotency_key
+         )
+         SELECT c.id AS delivery_id, c.lease_no, c.attempts, c.recipient, c.idempotency_key, {MESSAGE_COLUMNS}
+         FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id"
+    );
+    sqlx::query_as(&sql)
+        .bind(limit)
+        .bind(worker)
+        .bind(lease.as_millis() as f64)
+        .fetch_all(pool)
+        .await
+}
+
+/// Claims up to `limit` due status reads. The lease is `next_poll_at` itself, pushed one
+/// lease ahead: no other worker reads the same status until then, and if this worker dies
+/// the read simply comes due again, with no sweep needed.
+pub async fn claim_polls(pool: &PgPool, limit: i64, worker: &str, lease: Duration) -> Result<Vec<ClaimedPoll>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH picked AS (
+            SELECT id FROM altinn_outbox.delivery
+            WHERE next_poll_at IS NOT NULL AND next_poll_at <= now() AND correspondence_id IS NOT NULL
+            ORDER BY next_poll_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+            UPDATE altinn_outbox.delivery d
+            SET next_poll_at = now() + $3 * interval '1 millisecond', lease_no = d.lease_no + 1,
+                locked_by = $2, locked_until = now() + $3 * interval '1 millisecond'
+            FROM picked WHERE d.id = picked.id
+            RETURNING d.*
+         )
+         SELECT c.id AS delivery_id, c.message_id, c.lease_no, c.correspondence_id, c.state, c.polls,
+                coalesce(c.sent_at, c.updated_at) AS sent_at, c.altinn_status, c.published_at, c.read_at,
+                c.confirmed_at, c.notification, m.is_confirmation_needed
+         FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id",
+    )
+    .bind(limit)
+    .bind(worker)
+    .bind(lease.as_millis() as f64)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,155 @@
+//! The worker: claims due deliveries, calls Altinn with no transaction open, and writes
+//! the outcomes back fenced by the lease.
+//!
+//! [`process_next_batch`] is the unit tests drive; [`run`] (in `run.rs`) keeps requests
+//! flowing continuously with the same claim, process and write-back functions.
+
+mod poll;
+pub mod policy;
+mod run;
+mod send;
+
+pub use run::run;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tracing::{info, warn, Instrument};
+use uuid::Uuid;
+
+use crate::altinn::AltinnClient;
+use crate::compose;
+use crate::outbox::{self, ClaimedPoll, ClaimedSend, Outcome, WriteBack};
+use policy::{RetryPolicy, StatusPolicy};
+
+/// Everything the worker needs, built once at start-up.
+pub struct Context {
+    pub pool: PgPool,
+    pub altinn: AltinnClient,
+    pub settings: Settings,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// This instance's name in `locked_by`.
+    pub instance: String,
+    pub namespace: Uuid,
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub idle_poll_interval: Duration,
+    pub sweep_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub retry: RetryPolicy,
+    pub status: StatusPolicy,
+}
+
+/// One claimed piece of work.
+#[derive(Debug)]
+pub enum Job {
+    Send(Box<ClaimedSend>, Uuid),
+    Poll(ClaimedPoll),
+}
+
+impl Job {
+    pub fn delivery_id(&self) -> i64 {
+        match self {
+            Job::Send(s, _) => s.delivery_id,
+            Job::Poll(p) => p.delivery_id,
+        }
+    }
+
+    pub fn lease_no(&self) -> i64 {
+        match self {
+            Job::Send(s, _) => s.lease_no,
+            Job::Poll(p) => p.lease_no,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Batch {
+    Processed(usize),
+    Empty,
+}
+
+/// Claims up to `capacity` jobs: due status reads first (at most half, so sends are never
+/// starved), then sends. Idempotency keys are stored before this returns, so before any call.
+pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Error> {
+    let s = &ctx.settings;
+    let polls = outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?;
+    let room = capacity.saturating_sub(polls.len()) as i64;
+    let sends = if room > 0 { outbox::claim_sends(&ctx.pool, room, &s.instance, s.lease).await? } else { Vec::new() };
+    let mut new_keys = (Vec::new(), Vec::new());
+    let mut jobs: Vec<Job> = polls.into_iter().map(Job::Poll).collect();
+    for send in sends {
+        let key = send.idempotency_key.unwrap_or_else(|| {
+            let m = &send.message;
+            let urn = compose::recipient_urn(&send.recipient).unwrap_or_else(|| send.recipient.clone());
+            let key = compose::idempotency_key(s.namespace, &m.resource_id, &m.senders_reference, m.resend, &urn);
+            new_keys.0.push(send.delivery_id);
+            new_keys.1.push(key);
+            key
+        });
+        jobs.push(Job::Send(Box::new(send), key));
+    }
+    if !new_keys.0.is_empty() {
+        outbox::store_idempotency_keys(&ctx.pool, &new_keys.0, &new_keys.1).await?;
+    }
+    Ok(jobs)
+}
+
+/// Does one job's HTTP work; the result is what to write back.
+pub async fn process(ctx: &Context, job: Job) -> WriteBack {
+    let (delivery_id, lease_no) = (job.delivery_id(), job.lease_no());
+    let span = tracing::info_span!("delivery", delivery_id, lease_no);
+    let outcome = async {
+        let outcome = match &job {
+            Job::Send(send, key) => send::send_one(ctx, send, *key).await,
+            Job::Poll(poll) => poll::poll_one(ctx, poll).await,
+        };
+        log_outcome(&job, &outcome);
+        outcome
+    }
+    .instrument(span)
+    .await;
+    WriteBack { delivery_id, lease_no, outcome }
+}
+
+/// One line per state change, with ids only: never titles, bodies or recipients.
+fn log_outcome(job: &Job, outcome: &Outcome) {
+    let message_id = match job {
+        Job::Send(s, _) => s.message.message_id,
+        Job::Poll(p) => p.message_id,
+    };
+    match outcome {
+        Outcome::Sent { correspondence_id, .. } => info!(message_id, %correspondence_id, state = "awaiting_status", "sent"),
+        Outcome::Retry { code, at, .. } => warn!(message_id, code, retry_at = %at, state = "pending", "will retry"),
+        Outcome::Finished { state, code, message } => warn!(message_id, code, state, reason = message.as_str(), "finished unsent"),
+        Outcome::Polled(u) => match (job, u.state) {
+            (Job::Poll(p), state) if p.state != state => {
+                info!(message_id, state, altinn_status = u.altinn_status.as_deref(), "status changed")
+            }
+            _ => tracing::debug!(message_id, altinn_status = u.altinn_status.as_deref(), "status read"),
+        },
+    }
+}
+
+/// Claims one batch, processes it concurrently and writes it back.
+pub async fn process_next_batch(ctx: &Context) -> Result<Batch, sqlx::Error> {
+    let jobs = claim(ctx, ctx.settings.concurrency).await?;
+    if jobs.is_empty() {
+        return Ok(Batch::Empty);
+    }
+    let results = futures::future::join_all(jobs.into_iter().map(|job| process(ctx, job))).await;
+    outbox::write_back(&ctx.pool, &results).await?;
+    Ok(Batch::Processed(results.len()))
+}
+
+/// Processes batches until nothing is due; returns how many jobs ran.
+pub async fn drain_until_empty(ctx: &Context) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    while let Batch::Processed(n) = process_next_batch(ctx).await? {
+        total += n;
+    }
+    Ok(total)
+}

@@ -1,0 +1,147 @@
+//! Reading one correspondence's status and deciding what it means for the delivery.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::Context;
+use crate::altinn::wire::{status_value, Details, Notification, RecipientStatus};
+use crate::altinn::ErrorClass;
+use crate::config::FollowUntil;
+use crate::outbox::{ClaimedPoll, Outcome, PollUpdate};
+use crate::worker::policy::StatusPolicy;
+
+pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
+    let now = Utc::now();
+    let policy = &ctx.settings.status;
+    let update = match ctx.altinn.details(job.correspondence_id).await {
+        Ok(details) => assess(&details, job, policy, now),
+        Err(e) if e.class == ErrorClass::Permanent => PollUpdate {
+            state: "failed",
+            error: Some((e.code, format!("reading the status failed: {}", e.message))),
+            ..PollUpdate::default()
+        },
+        // The read failed, not the delivery: keep its state and read again later.
+        Err(e) => PollUpdate {
+            state: state_name(&job.state),
+            next_poll_at: Some(now + chrono_duration(policy.interval(job.polls).max(e.retry_after.unwrap_or_default()))),
+            error: Some((e.code, format!("reading the status failed: {}", e.message))),
+            ..PollUpdate::default()
+        },
+    };
+    Outcome::Polled(Box::new(update))
+}
+
+/// What a details answer means: pure, so every rule is tested without a server.
+pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Utc>) -> PollUpdate {
+    let first = |name: &str| d.status_history.iter().filter(|h| h.status.eq_ignore_ascii_case(name)).filter_map(|h| h.status_changed).min();
+    let published_at = d.published.or_else(|| first("Published")).or(job.published_at);
+    let read_at = first("Read").or(job.read_at);
+    let confirmed_at = first("Confirmed").or(job.confirmed_at);
+    let (notification, notification_detail, notification_final) = notification_outcome(&d.notifications, job.notification.as_deref());
+    let status = status_value(&d.status);
+    let mut update = PollUpdate {
+        state: "awaiting_status",
+        altinn_status: Some(d.status.clone()),
+        altinn_status_at: d.status_changed,
+        published_at,
+        read_at,
+        confirmed_at,
+        notification: notification.clone(),
+        notification_detail,
+        ..PollUpdate::default()
+    };
+    // The top-level status is the highest reached, so a Reserved or Failed stays visible even
+    // after a later Published row: `published` decides delivery, these only without it.
+    let failed = |code: &str, default: &str| Some((format!("altinn:{code}"), d.status_text.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| default.to_string())));
+    if published_at.is_some() {
+        update.state = "delivered";
+    } else if status == status_value("Failed") {
+        update.state = "failed";
+        update.error = failed("Failed", "Altinn could not publish the correspondence");
+    } else if status == status_value("Reserved") {
+        update.state = "failed";
+        update.error = failed("Reserved", "the recipient has reserved against digital mail (KRR)");
+    } else if status == status_value("PurgedByAltinn") {
+        update.state = "cancelled";
+        update.error = failed("PurgedByAltinn", "purged before publication");
+    }
+    update.next_poll_at = next_read(&update, job, policy, now, notification_final);
+    update
+}
+
+/// None when there is nothing more to learn (or the correspondence is too old to follow).
+fn next_read(u: &PollUpdate, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Utc>, notification_final: bool) -> Option<DateTime<Utc>> {
+    let goal_reached = match policy.follow_until {
+        FollowUntil::Published => true,
+        FollowUntil::Read => u.read_at.is_some() || u.confirmed_at.is_some(),
+        // A letter that needs no confirmation never gets one: reading it is the end.
+        FollowUntil::Confirmed => u.confirmed_at.is_some() || (!job.is_confirmation_needed && u.read_at.is_some()),
+    };
+    let done = match u.state {
+        "awaiting_status" => false,
+        "delivered" => goal_reached && (notification_final || !policy.follow_notifications),
+        _ => true,
+    };
+    let too_old = now.signed_duration_since(job.sent_at).to_std().unwrap_or_default() > policy.max_age;
+    (!done && !too_old).then(|| now + chrono_duration(policy.interval(job.polls + 1)))
+}
+
+/// Summarises notifications: `(outcome, detail, final)`. Outcome is one of none, pending,
+/// sent, delivered, failed, not_needed, cancelled. Addresses are left out of the detail.
+fn notification_outcome(ns: &[Notification], before: Option<&str>) -> (Option<String>, Option<serde_json::Value>, bool) {
+    let main: Vec<&Notification> = ns.iter().filter(|n| !n.is_reminder).collect();
+    if main.is_empty() {
+        let outcome = before.unwrap_or("none");
+        return (None, None, matches!(outcome, "none" | "delivered" | "failed" | "not_needed" | "cancelled"));
+    }
+    let statuses: Vec<&RecipientStatus> = main.iter().flat_map(|n| recipients(n)).collect();
+    let names: Vec<&str> = statuses.iter().filter_map(|s| s.send_status.as_ref().map(|x| x.status.as_str())).collect();
+    let order = |s: &str| main.iter().any(|n| n.processing_status.as_ref().is_some_and(|p| p.status.ends_with(s)));
+    let completed = order("Completed");
+    let (outcome, is_final) = if names.iter().any(|s| s.ends_with("_Delivered")) {
+        ("delivered", true)
+    } else if statuses.iter().any(|s| s.succeeded) {
+        ("sent", completed)
+    } else if !names.is_empty() && names.iter().all(|s| s.contains("_Failed")) {
+        ("failed", true)
+    } else if order("SendConditionNotMet") {
+        ("not_needed", true)
+    } else if order("Cancelled") {
+        ("cancelled", true)
+    } else {
+        ("pending", false)
+    };
+    let detail = ns
+        .iter()
+        .map(|n| {
+            json!({
+                "channel": n.notification_channel,
+                "isReminder": n.is_reminder,
+                "order": n.processing_status.as_ref().map(|p| &p.status),
+                "sendStatus": recipients(n).iter().filter_map(|r| r.send_status.as_ref().map(|s| &s.status)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    (Some(outcome.to_string()), Some(serde_json::Value::Array(detail)), is_final)
+}
+
+fn recipients(n: &Notification) -> Vec<&RecipientStatus> {
+    let Some(d) = &n.notification_status_details else { return Vec::new() };
+    let lists: Vec<&RecipientStatus> = d.emails.iter().flatten().chain(d.smses.iter().flatten()).collect();
+    if lists.is_empty() {
+        d.email.iter().chain(d.sms.iter()).collect()
+    } else {
+        lists
+    }
+}
+
+fn state_name(s: &str) -> &'static str {
+    match s {
+        "delivered" => "delivered",
+        _ => "awaiting_status",
+    }
+}
+
+fn chrono_duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

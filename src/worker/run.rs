@@ -1,0 +1,196 @@
+//! The daemon's loop: keeps up to `concurrency` requests in flight, claims as permits free
+//! up, wakes on NOTIFY (or every `idle_poll_interval`), and writes results back in batches
+//! from a single writer task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgListener;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{claim, process, Context};
+use crate::outbox::{self, WriteBack};
+
+/// Results written back in one statement at most; larger batches gain little.
+const MAX_WRITE_BATCH: usize = 256;
+/// Waits after a database error, doubling up to the cap: no hot loop while it is down.
+const DB_RETRY_FIRST: Duration = Duration::from_millis(200);
+const DB_RETRY_CAP: Duration = Duration::from_secs(10);
+
+/// Leases of claimed work not yet written back, so shutdown can hand them over at once.
+type InFlight = Arc<Mutex<HashMap<i64, i64>>>;
+
+/// Runs until `shutdown` is cancelled; then stops claiming, lets requests in flight finish
+/// within the grace period, writes their results, and releases what remains.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let wake = Arc::new(Notify::new());
+    let listener = tokio::spawn(listen(ctx.pool.clone(), wake.clone(), shutdown.clone()));
+    let (tx, rx) = mpsc::channel::<WriteBack>(ctx.settings.concurrency * 2);
+    let writer_stop = CancellationToken::new();
+    let writer = tokio::spawn(write_results(ctx.clone(), rx, writer_stop.clone()));
+    let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
+    let in_flight: InFlight = Arc::default();
+    let mut tasks = JoinSet::new();
+    let mut db_wait = DB_RETRY_FIRST;
+    let mut next_sweep = Instant::now();
+    info!(instance = ctx.settings.instance, concurrency = ctx.settings.concurrency, "worker started");
+    while !shutdown.is_cancelled() {
+        while tasks.try_join_next().is_some() {}
+        if Instant::now() >= next_sweep {
+            sweep(&ctx).await;
+            next_sweep = Instant::now() + ctx.settings.sweep_interval;
+        }
+        let free = permits.available_permits();
+        let throttled = ctx.altinn.throttled_for();
+        if free == 0 || !throttled.is_zero() {
+            let permit_freed = permits.clone().acquire_owned();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = permit_freed, if free == 0 => {}
+                _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
+            }
+            continue;
+        }
+        let jobs = match claim(&ctx, free).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                error!(error = %e, wait_ms = db_wait.as_millis() as u64, "claiming failed; the database may be down");
+                pause(&shutdown, db_wait).await;
+                db_wait = (db_wait * 2).min(DB_RETRY_CAP);
+                continue;
+            }
+        };
+        db_wait = DB_RETRY_FIRST;
+        let claimed = jobs.len();
+        for job in jobs {
+            let permit = permits.clone().try_acquire_owned().expect("claimed no more than the free permits");
+            in_flight.lock().expect("in-flight lock").insert(job.delivery_id(), job.lease_no());
+            let (ctx, tx, in_flight) = (ctx.clone(), tx.clone(), in_flight.clone());
+            tasks.spawn(async move {
+                let result = process(&ctx, job).await;
+                // Removed only once the writer has it: shutdown releases whatever is left.
+                let id = result.delivery_id;
+                let _ = tx.send(result).await;
+                in_flight.lock().expect("in-flight lock").remove(&id);
+                drop(permit);
+            });
+        }
+        if claimed < free {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(ctx.settings.idle_poll_interval) => {}
+            }
+        }
+    }
+    drop(tx);
+    finish(&ctx, tasks, in_flight, writer, writer_stop).await;
+    listener.abort();
+}
+
+/// Shutdown: in-flight requests get the grace period; their results are written; the
+/// leases of anything unfinished are released so the next instance takes it at once.
+async fn finish(ctx: &Context, mut tasks: JoinSet<()>, in_flight: InFlight, writer: tokio::task::JoinHandle<()>, writer_stop: CancellationToken) {
+    let grace = ctx.settings.shutdown_grace;
+    info!(in_flight = tasks.len(), grace_ms = grace.as_millis() as u64, "stopping: no new claims");
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_err() {
+        warn!(unfinished = tasks.len(), "grace period over; abandoning requests in flight");
+        tasks.abort_all();
+    }
+    // The writer flushes what it was handed; it stops retrying after a short bound so a
+    // dead database cannot hold the exit (unwritten results are re-sent safely by key).
+    let flushed = tokio::time::timeout(grace.max(Duration::from_secs(2)), writer).await;
+    if flushed.is_err() {
+        writer_stop.cancel();
+    }
+    let left: Vec<(i64, i64)> = in_flight.lock().expect("in-flight lock").drain().collect();
+    if !left.is_empty() {
+        let (ids, leases): (Vec<i64>, Vec<i64>) = left.into_iter().unzip();
+        match outbox::release(&ctx.pool, &ids, &leases).await {
+            Ok(n) => info!(released = n, "leases released for the next instance"),
+            Err(e) => warn!(error = %e, "could not release leases; they expire on their own"),
+        }
+    }
+    info!("worker stopped");
+}
+
+/// Writes results in batches; on a database error keeps them and tries again with backoff.
+async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, stop: CancellationToken) {
+    let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
+    let mut wait = DB_RETRY_FIRST;
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+        }
+        while batch.len() < MAX_WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        match outbox::write_back(&ctx.pool, &batch).await {
+            Ok(written) => {
+                if (written as usize) < batch.len() {
+                    warn!(lost = batch.len() - written as usize, "results of leases taken over by another worker were dropped");
+                }
+                batch.clear();
+                wait = DB_RETRY_FIRST;
+            }
+            Err(e) => {
+                error!(error = %e, results = batch.len(), "writing results failed; keeping them and retrying");
+                if tokio::time::timeout(wait, stop.cancelled()).await.is_ok() {
+                    return;
+                }
+                wait = (wait * 2).min(DB_RETRY_CAP);
+            }
+        }
+    }
+}
+
+/// Turns NOTIFYs into wake-ups. A lost notification only costs the idle poll interval.
+async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut wait = DB_RETRY_FIRST;
+    while !shutdown.is_cancelled() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "LISTEN connection failed; polling only until it is back");
+                pause(&shutdown, wait).await;
+                wait = (wait * 2).min(DB_RETRY_CAP);
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(outbox::NOTIFY_CHANNEL).await {
+            warn!(error = %e, "LISTEN failed");
+            pause(&shutdown, wait).await;
+            continue;
+        }
+        wait = DB_RETRY_FIRST;
+        // recv reconnects by itself after a lost connection; wake the loop then too, in
+        // case a notification was missed in between.
+        while let Ok(_notification) = listener.recv().await {
+            wake.notify_one();
+        }
+        wake.notify_one();
+    }
+}
+
+async fn sweep(ctx: &Context) {
+    match outbox::reclaim_expired_leases(&ctx.pool).await {
+        Ok(ids) if !ids.is_empty() => warn!(count = ids.len(), ids = ?ids, "expired leases reclaimed"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "lease sweep failed"),
+    }
+}
+
+async fn pause(shutdown: &CancellationToken, wait: Duration) {
+    let _ = tokio::time::timeout(wait, shutdown.cancelled()).await;
+}

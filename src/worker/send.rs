@@ -1,0 +1,74 @@
+//! Sending one delivery: compose, initialize, and on 409/1034 find the id by key.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Context;
+use crate::altinn::{ApiError, Created, ErrorClass};
+use crate::compose;
+use crate::outbox::{ClaimedSend, Outcome};
+
+/// Sends one claimed delivery and says what to write back. Never fails: every error
+/// becomes an outcome on the row.
+pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
+    let now = Utc::now();
+    let request = match compose::initialize_request(&job.message, &job.recipient, key, now) {
+        Ok(r) => r,
+        Err(invalid) => {
+            return Outcome::Finished { state: "failed", code: invalid.code(), message: invalid.to_string() };
+        }
+    };
+    let result = match ctx.altinn.initialize(&request).await {
+        Ok(Created::New { correspondence_id, status }) => Ok((correspondence_id, Some(status))),
+        Ok(Created::AlreadyExists) => find_existing(ctx, &job.message.resource_id, key).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((correspondence_id, altinn_status)) => Outcome::Sent {
+            correspondence_id,
+            altinn_status,
+            notification: if job.message.notification.is_some() { "pending" } else { "none" },
+            next_poll_at: first_poll(ctx, job.message.requested_publish_time, now),
+        },
+        Err(e) => failure(ctx, job.attempts, e, now),
+    }
+}
+
+/// An earlier attempt (ours, lost on the way back) created it: the key says which.
+async fn find_existing(ctx: &Context, resource_id: &str, key: Uuid) -> Result<(Uuid, Option<String>), ApiError> {
+    match ctx.altinn.find_by_key(resource_id, key).await? {
+        Some(id) => Ok((id, None)),
+        None => Err(ApiError::permanent(
+            "idempotency_conflict",
+            "Altinn says the idempotency key is taken (1034) but no correspondence of this resource has it: \
+             the key was used by another sender or resource; check outbox.idempotency_namespace",
+        )),
+    }
+}
+
+/// Altinn publishes at the requested time, so there is nothing to read before it.
+fn first_poll(ctx: &Context, publish: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let from = publish.filter(|p| *p > now).unwrap_or(now);
+    from + ctx.settings.status.interval(0)
+}
+
+/// The one place a failure's class decides the row's fate.
+pub fn failure(ctx: &Context, attempt: i32, e: ApiError, now: DateTime<Utc>) -> Outcome {
+    let policy = &ctx.settings.retry;
+    let random: f64 = rand::random();
+    let wait = |n: i32| {
+        let backoff = policy.backoff.delay(n.max(1) as u32, random);
+        chrono::Duration::from_std(backoff.max(e.retry_after.unwrap_or_default())).unwrap_or_default()
+    };
+    match e.class {
+        ErrorClass::Permanent => Outcome::Finished { state: "failed", code: e.code, message: e.message },
+        ErrorClass::Transient if policy.exhausted(attempt) => Outcome::Finished {
+            state: "failed",
+            code: e.code,
+            message: format!("gave up after {attempt} attempts; last error: {}", e.message),
+        },
+        ErrorClass::Transient => Outcome::Retry { at: now + wait(attempt), code: e.code, message: e.message, refund: false },
+        // Not the row's fault (no token, or throttled before any request): wait, keep the attempt.
+        ErrorClass::Deferred => Outcome::Retry { at: now + wait(3), code: e.code, message: e.message, refund: true },
+    }
+}
