@@ -20,6 +20,7 @@ pub mod app;
 pub mod compose;
 pub mod config;
 pub mod identifiers;
+pub mod maskinporten;
 pub mod outbox;
 pub mod telemetry;
 pub mod worker;

@@ -1,1 +1,165 @@
-fn main() {}
+//! The `altinn-outbox` command: parses the command line, loads config, starts telemetry and
+//! calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use altinn_outbox::config::Config;
+use altinn_outbox::{app, outbox, telemetry, worker};
+
+#[derive(Parser)]
+#[command(version, about = "Send Altinn 3 Correspondence messages inserted into PostgreSQL")]
+struct Cli {
+    /// Configuration file [default: /etc/altinn-outbox/worker.toml]
+    #[arg(long, global = true, env = "ALTINN_OUTBOX_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations (creates the altinn_outbox schema).
+    Migrate,
+    /// Run the worker until SIGTERM or SIGINT.
+    Run,
+    /// Check the configuration, the key, the database and a token request, and say what failed.
+    Check,
+    /// Run the fake Maskinporten and Altinn (for the demo and local testing).
+    Fake(FakeArgs),
+    /// Generate an RSA key pair: a private JWK for this service and a public JWKS to register.
+    Keygen {
+        /// The kid to give the key.
+        #[arg(long)]
+        kid: String,
+        /// Directory to write private.jwk.json and public.jwks.json into.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct FakeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8099")]
+    listen: String,
+    /// Fake configuration (TOML, the fields of FakeConfig).
+    #[arg(long)]
+    fake_config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fake(args) => fake(args).await,
+        Command::Keygen { kid, out_dir } => keygen(&kid, &out_dir),
+        command => with_config(cli.config, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("altinn-outbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
+    let config = Config::load(path.as_deref())?;
+    telemetry::init(&config.log);
+    match command {
+        Command::Migrate => migrate(&config).await,
+        Command::Run => run(&config).await,
+        Command::Check => check(&config).await,
+        Command::Fake(_) | Command::Keygen { .. } => unreachable!("handled without config"),
+    }
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let pool = outbox::connect_lazy(config.database.url.expose(), 2, std::time::Duration::from_millis(config.database.connect_timeout_ms))?;
+    outbox::migrate(&pool).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn run(config: &Config) -> anyhow::Result<()> {
+    let ctx = app::build_context(config)?;
+    if !outbox::migrations_current(&ctx.pool).await? {
+        anyhow::bail!("the database schema is not current: run `altinn-outbox migrate` first");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    worker::run(Arc::new(ctx), shutdown).await;
+    Ok(())
+}
+
+/// SIGTERM (systemd) and SIGINT (a terminal) both stop the worker gracefully.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+async fn check(config: &Config) -> anyhow::Result<()> {
+    let step = |name: &str, ok: bool, detail: String| println!("{} {name}: {detail}", if ok { "ok  " } else { "FAIL" });
+    let ctx = match app::build_context(config) {
+        Ok(ctx) => {
+            step("config and key", true, "valid".into());
+            ctx
+        }
+        Err(e) => {
+            step("config and key", false, e.to_string());
+            anyhow::bail!("check failed");
+        }
+    };
+    let mut failed = false;
+    match outbox::migrations_current(&ctx.pool).await {
+        Ok(true) => step("database", true, "reachable, migrations current".into()),
+        Ok(false) => (failed, ()) = (true, step("database", false, "reachable, but run `altinn-outbox migrate`".into())),
+        Err(e) => (failed, ()) = (true, step("database", false, e.to_string())),
+    }
+    match ctx.altinn.tokens().token().await {
+        Ok(token) => step("token", true, format!("Altinn token obtained, valid until {}", token.expires_at())),
+        Err(e) => (failed, ()) = (true, step("token", false, e.to_string())),
+    }
+    if failed {
+        anyhow::bail!("check failed");
+    }
+    Ok(())
+}
+
+async fn fake(args: FakeArgs) -> anyhow::Result<()> {
+    telemetry::init(&Default::default());
+    let config: altinn_outbox::fake::FakeConfig = match &args.fake_config {
+        Some(path) => toml::from_str(&std::fs::read_to_string(path)?)?,
+        None => Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    println!("fake Maskinporten and Altinn listening on http://{}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    altinn_outbox::fake::serve(config, listener, shutdown).await?;
+    Ok(())
+}
+
+fn keygen(kid: &str, out_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (private, public) = altinn_outbox::maskinporten::generate_jwk(kid, 2048);
+    std::fs::create_dir_all(out_dir)?;
+    let private_path = out_dir.join("private.jwk.json");
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&private_path)?;
+    std::io::Write::write_all(&mut file, private.as_bytes())?;
+    std::fs::write(out_dir.join("public.jwks.json"), public)?;
+    println!("wrote {} (keep secret) and public.jwks.json (register it with Maskinporten)", private_path.display());
+    Ok(())
+}
