@@ -33,7 +33,6 @@ pub struct PollUpdate {
     pub error: Option<(String, String)>,
 }
 
-pub use PollUpdate as Polled;
 
 /// One result, fenced by the lease it was claimed under.
 #[derive(Clone, Debug)]
