@@ -19,6 +19,7 @@ pub mod altinn;
 pub mod app;
 pub mod compose;
 pub mod config;
+pub mod fake;
 pub mod identifiers;
 pub mod maskinporten;
 pub mod outbox;

@@ -1,0 +1,235 @@
+//! The Altinn token exchange and the checks in front of every Correspondence call.
+//!
+//! Failure shapes follow the real servers exactly (contract §2, `maskinporten.md` §3): the
+//! exchange answers every failure with an empty 401; Correspondence answers a bad or expired
+//! token (zero clock skew) with an empty 401 and `WWW-Authenticate: Bearer`, a token without
+//! the write scope or the service-owner org claim with an empty 403.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{json, Map, Value};
+
+use super::problem::{empty, json_response};
+use super::state::bump;
+use super::App;
+
+/// altinn-authentication validates Maskinporten tokens with 10 s of clock skew.
+const EXCHANGE_SKEW_S: i64 = 10;
+const WRITE_SCOPE: &str = "altinn:correspondence.write";
+const SERVICE_OWNER_SCOPE: &str = "altinn:serviceowner";
+/// The service-owner code of [`super::maskinporten::CONSUMER_ORG`].
+const ORG_CODE: &str = "digdir";
+const SUBSCRIPTION_HEADER: &str = "ocp-apim-subscription-key";
+
+/// Signs claims with the fake's secret (HS256): clients treat tokens as opaque.
+pub(crate) fn sign(app: &App, claims: &Value) -> String {
+    let key = EncodingKey::from_secret(&app.secret);
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+        .expect("HS256 signing of a JSON object cannot fail")
+}
+
+/// Checks a token's signature and issuer; lifetime is left to the caller's clock rules.
+fn verify(app: &App, token: &str, issuer: &str) -> Option<Map<String, Value>> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = HashSet::new();
+    let key = DecodingKey::from_secret(&app.secret);
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+        .ok()?
+        .claims;
+    (claims.get("iss").and_then(Value::as_str) == Some(issuer)).then_some(claims)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The API-Management gateway's answer when the subscription key is missing or wrong.
+fn check_subscription_key(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &app.config.subscription_key else {
+        return Ok(());
+    };
+    let message = match headers.get(SUBSCRIPTION_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(given) if given == expected => return Ok(()),
+        Some(_) => "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.",
+        None => "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.",
+    };
+    Err(json_response(
+        401,
+        &json!({ "statusCode": 401, "message": message }),
+    ))
+}
+
+fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|v| v == wanted)
+}
+
+fn has_accept(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().is_empty())
+}
+
+/// `GET /authentication/api/v1/exchange/{provider}`: Maskinporten token in, Altinn token out.
+pub(crate) async fn exchange(
+    State(app): State<Arc<App>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    bump(&app.state.exchanges);
+    if let Err(response) = check_subscription_key(&app, &headers) {
+        return response;
+    }
+    if !provider.eq_ignore_ascii_case("maskinporten") {
+        return (StatusCode::BAD_REQUEST, "Invalid token provider").into_response();
+    }
+    let Some(token) = exchanged_token(&app, &headers) else {
+        tracing::info!("exchange rejected");
+        return empty(401);
+    };
+    // ASP.NET content negotiation for a string: JSON-quoted only when JSON alone is asked for.
+    let json_only = accepts(&headers, "application/json")
+        && !accepts(&headers, "text/plain")
+        && !accepts(&headers, "*/*");
+    if json_only {
+        return json_response(200, &json!(token));
+    }
+    let mut response = token.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Verifies the Maskinporten token and builds the Altinn token, as altinn-authentication does.
+fn exchanged_token(app: &App, headers: &HeaderMap) -> Option<String> {
+    let mut claims = verify(app, bearer(headers)?, &app.issuer())?;
+    let now = app.now().timestamp();
+    if claims.get("exp").and_then(Value::as_i64)? + EXCHANGE_SKEW_S < now {
+        return None;
+    }
+    let consumer = claims.get("consumer")?.get("ID")?.as_str()?;
+    let org_number = consumer.split_once(':')?.1.to_string();
+    for removed in ["aud", "iss", "client_amr", "sid"] {
+        claims.remove(removed);
+    }
+    let scope = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // A substring match, exactly like the real exchange.
+    if scope.contains(SERVICE_OWNER_SCOPE) {
+        claims.insert("urn:altinn:org".into(), json!(ORG_CODE));
+    }
+    let added = json!({
+        "urn:altinn:orgNumber": org_number,
+        "urn:altinn:authenticatemethod": "maskinporten",
+        "urn:altinn:authlevel": 3,
+        "iss": app.altinn_issuer(),
+        "sid": uuid::Uuid::new_v4().to_string(),
+        "iat": now,
+        "exp": now + app.config.altinn_token_lifetime_s,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    claims.extend(added.as_object()?.clone());
+    Some(sign(app, &Value::Object(claims)))
+}
+
+/// Gateway, Accept and bearer checks in front of every Correspondence endpoint.
+pub(crate) async fn require_altinn_token(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    if let Err(response) = check_subscription_key(&app, headers) {
+        return response;
+    }
+    let acceptable = !has_accept(headers)
+        || ["application/json", "application/*", "*/*"]
+            .iter()
+            .any(|t| accepts(headers, t));
+    if !acceptable {
+        let text = "Not Acceptable: this endpoint produces application/json";
+        return (StatusCode::NOT_ACCEPTABLE, text).into_response();
+    }
+    if let Err(response) = check_altinn_token(&app, headers) {
+        return response;
+    }
+    next.run(request).await
+}
+
+fn check_altinn_token(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    let unauthorized = || {
+        tracing::info!("correspondence call without a valid Altinn token");
+        let mut response = empty(401);
+        let bearer = HeaderValue::from_static("Bearer");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, bearer);
+        response
+    };
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    let Some(claims) = verify(app, token, &app.altinn_issuer()) else {
+        if verify(app, token, &app.issuer()).is_some() {
+            return Err(raw_maskinporten_token());
+        }
+        return Err(unauthorized());
+    };
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(unauthorized)?;
+    // Zero clock skew, as the Correspondence API validates lifetimes outside Development.
+    if exp <= app.now().timestamp() {
+        return Err(unauthorized());
+    }
+    let scope = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let has_scope = scope.split_whitespace().any(|s| s == WRITE_SCOPE);
+    if !has_scope || claims.get("urn:altinn:org").is_none() {
+        tracing::info!("Altinn token lacks the write scope or the service-owner org claim");
+        return Err(empty(403));
+    }
+    Ok(())
+}
+
+/// The real API's answer to an unexchanged Maskinporten token (AltinnTokenEventsHelper.cs):
+/// the fake's issuer is not `maskinporten.no`, so the issuer check fails as it would there.
+fn raw_maskinporten_token() -> Response {
+    let body = json!({
+        "type": "https://tools.ietf.org/html/rfc9110#section-15.5.4",
+        "title": "IDX10205: Issuer validation failed",
+        "status": 403,
+        "detail": "Maskinporten token is not valid. Exchange to Altinn token and try again.",
+    });
+    let mut response = json_response(403, &body);
+    let problem = HeaderValue::from_static("application/problem+json");
+    response.headers_mut().insert(header::CONTENT_TYPE, problem);
+    response
+}

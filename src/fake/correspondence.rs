@@ -1,0 +1,301 @@
+//! The Correspondence API endpoints under `/correspondence/api/v1` (contract §3, §7–§10).
+//!
+//! Initialize follows the real handler's order: the idempotency pre-check comes first (a
+//! known key is a 409 whatever the body says), then validation, then one commit that stores
+//! the correspondences and the key together, so a concurrent duplicate also gets 409.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::require_altinn_token;
+use super::problem::{json_response, plain_problem, Problem};
+use super::state::{bump, FakeCorrespondence, NotificationOrder, Record, Status};
+use super::validate::{at, idempotent_key, normalize_keys, validate, Initialize};
+use super::{views, App};
+
+/// The real search returns at most this many ids.
+const MAX_SEARCH_RESULTS: usize = 1000;
+const ROLES: [&str; 3] = ["Recipient", "Sender", "RecipientAndSender"];
+
+pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route("/correspondence", post(initialize).get(lookup))
+        .route("/correspondence/{id}", get(overview))
+        .route("/correspondence/{id}/details", get(details))
+        .route("/correspondence/{id}/purge", delete(purge))
+        .route_layer(from_fn_with_state(app, require_altinn_token))
+}
+
+fn conflict() -> Problem {
+    Problem::domain(
+        1034,
+        "A correspondence with the same idempotent key already exists",
+    )
+}
+
+async fn initialize(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    bump(&app.state.initialize_calls);
+    match initialize_checked(&app, &headers, &body) {
+        Ok(created) => json_response(200, &created),
+        Err(response) => {
+            tracing::info!(status = response.status().as_u16(), "initialize rejected");
+            response
+        }
+    }
+}
+
+fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let is_json = content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(plain_problem(415, ""));
+    }
+    let original: Value = serde_json::from_slice(body).map_err(|e| {
+        Problem::validation("$", format!("The request body is not valid JSON: {e}")).into_response()
+    })?;
+    let body = normalize_keys(original.clone());
+    let key = idempotent_key(&body).map_err(IntoResponse::into_response)?;
+    if let Some(key) = key {
+        if app.state.lock().keys.contains_key(&key) {
+            return Err(conflict().into_response());
+        }
+        if key.is_nil() {
+            let message = "The idempotency key must be a valid non-empty GUID";
+            return Err(Problem::validation("IdempotentKey", message).into_response());
+        }
+        if at(&body, &["recipients"])
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.len() > 1)
+        {
+            let message = "Idempotency key is not supported for requests with multiple recipients";
+            return Err(Problem::domain(1047, message).into_response());
+        }
+    }
+    let valid = validate(&body, &app.config, app.now()).map_err(IntoResponse::into_response)?;
+    commit(app, key, valid, original, body).map_err(IntoResponse::into_response)
+}
+
+/// Stores the correspondences and the key in one step, as one database transaction would.
+fn commit(
+    app: &App,
+    key: Option<Uuid>,
+    valid: Initialize,
+    original: Value,
+    body: Value,
+) -> Result<Value, Problem> {
+    let now = app.now();
+    let reserve = valid.recipients.len() > 1 && !valid.ignore_reservation;
+    let mut state = app.state.lock();
+    if key.is_some_and(|k| state.keys.contains_key(&k)) {
+        return Err(conflict());
+    }
+    let mut created = Vec::new();
+    for (urn, person) in &valid.recipients {
+        let reserved = reserve
+            && person
+                .as_ref()
+                .is_some_and(|p| app.config.reserved_persons.contains(p));
+        let record = new_record(&valid, key, urn, now, &original, &body, reserved);
+        created.push(json!({
+            "correspondenceId": record.public.id,
+            "status": record.highest().status.name(),
+            "recipient": urn,
+            "notifications": null,
+        }));
+        if let Some(key) = key {
+            state.keys.insert(key, record.public.id);
+        }
+        state.records.push(record);
+    }
+    tracing::info!(count = created.len(), "correspondences initialized");
+    Ok(json!({ "correspondences": created, "attachmentIds": [] }))
+}
+
+fn new_record(
+    valid: &Initialize,
+    key: Option<Uuid>,
+    urn: &str,
+    now: DateTime<Utc>,
+    original: &Value,
+    body: &Value,
+    reserved: bool,
+) -> Record {
+    let mut record = Record {
+        public: FakeCorrespondence {
+            id: Uuid::new_v4(),
+            idempotent_key: key,
+            resource_id: valid.resource_id.clone(),
+            senders_reference: valid.senders_reference.clone(),
+            recipient: urn.to_string(),
+            created: now,
+            request: original.clone(),
+            status: String::new(),
+            published: None,
+        },
+        normalized: body.clone(),
+        history: Vec::new(),
+        requested_publish: valid.requested_publish.unwrap_or(now),
+        confirmation_needed: valid.confirmation_needed,
+        notification: valid.notification.as_ref().map(|plan| NotificationOrder {
+            order_id: Uuid::new_v4(),
+            channel: plan.channel.to_string(),
+            email: plan.email,
+            sms: plan.sms,
+        }),
+    };
+    record.push(Status::Initialized, "Initialized", now);
+    if reserved {
+        let text = "Recipient has reserved themselves from public correspondences";
+        record.push(Status::Reserved, text, now);
+    } else {
+        record.push(Status::ReadyForPublish, "ReadyForPublish", now);
+    }
+    record
+}
+
+/// `GET /correspondence?resourceId=&role=&idempotentKey=` → `{"ids":[...]}`.
+async fn lookup(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    bump(&app.state.lookups);
+    // ASP.NET binds query parameters case-insensitively.
+    let query: HashMap<String, String> = query
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let Some(resource) = query.get("resourceid").filter(|r| !r.is_empty()) else {
+        return Problem::validation("resourceId", "The resourceId field is required.")
+            .into_response();
+    };
+    let role = match query.get("role") {
+        None => 0,
+        Some(r) => match ROLES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(r))
+            .or(r.parse().ok().filter(|n| *n < 3))
+        {
+            Some(role) => role,
+            None => {
+                return Problem::validation("role", format!("The value '{r}' is not valid."))
+                    .into_response()
+            }
+        },
+    };
+    let key = match query.get("idempotentkey").map(|k| Uuid::parse_str(k)) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(_)) => {
+            return Problem::validation("idempotentKey", "The value is not a valid GUID.")
+                .into_response()
+        }
+    };
+    // The fake's correspondences all belong to its one sender and no recipient ever asks.
+    if role == 0 {
+        return json_response(200, &json!({ "ids": [] }));
+    }
+    let resource = resource.trim_start_matches("urn:altinn:resource:");
+    let reference = query.get("sendersreference");
+    let state = app.state.lock_advanced();
+    let mut found: Vec<&Record> = state
+        .records
+        .iter()
+        .filter(|r| match key {
+            // The real lookup by key ignores resource and role filters (contract §8.8).
+            Some(key) => r.public.idempotent_key == Some(key),
+            None => {
+                r.public.resource_id == resource
+                    && reference.is_none_or(|s| *s == r.public.senders_reference)
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| b.requested_publish.cmp(&a.requested_publish));
+    let ids: Vec<Uuid> = found
+        .iter()
+        .take(MAX_SEARCH_RESULTS)
+        .map(|r| r.public.id)
+        .collect();
+    json_response(200, &json!({ "ids": ids }))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Response> {
+    Uuid::parse_str(id).map_err(|_| {
+        Problem::validation(
+            "correspondenceId",
+            format!("The value '{id}' is not valid."),
+        )
+        .into_response()
+    })
+}
+
+fn not_found() -> Response {
+    Problem::domain(1001, "The requested correspondence was not found").into_response()
+}
+
+async fn overview(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let state = app.state.lock_advanced();
+    match state.records.iter().find(|r| r.public.id == id) {
+        // Overview answers 404 after purge; details still works (contract §14.8).
+        Some(record) if !record.is_purged() => json_response(200, &views::overview(record)),
+        _ => not_found(),
+    }
+}
+
+async fn details(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    bump(&app.state.details_calls);
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let now = app.now();
+    let state = app.state.lock_advanced();
+    match state.records.iter().find(|r| r.public.id == id) {
+        Some(record) => json_response(200, &views::details(record, now, &app.config)),
+        None => not_found(),
+    }
+}
+
+async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let now = app.now();
+    let mut state = app.state.lock_advanced();
+    let Some(record) = state.records.iter_mut().find(|r| r.public.id == id) else {
+        return not_found();
+    };
+    if record.is_purged() {
+        return Problem::domain(1014, "Correspondence has already been purged").into_response();
+    }
+    let purgeable = matches!(
+        record.highest().status,
+        Status::Initialized | Status::ReadyForPublish | Status::Failed
+    );
+    if !purgeable {
+        let message = "Sender cannot delete correspondence that has been published";
+        return Problem::domain(1013, message).into_response();
+    }
+    record.push(Status::PurgedByAltinn, "PurgedByAltinn", now);
+    tracing::info!("correspondence purged by its sender");
+    json_response(200, &json!(id))
+}

@@ -1,0 +1,258 @@
+//! Fault injection: rules that make an endpoint fail the way real networks and gateways do,
+//! so tests can prove the client retries, backs off and recovers without duplicates.
+//!
+//! Rules are applied by a middleware in front of every handler, so a faulted request never
+//! reaches the handler (and is not counted by it) — except `CommitThenDrop`, which lets the
+//! handler commit and then loses the response, the case idempotency keys exist for.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::problem::{empty, plain_problem};
+use super::state::bump;
+use super::App;
+
+/// Which endpoint a rule applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Exchange,
+    Initialize,
+    Lookup,
+    Details,
+    Overview,
+    Purge,
+    Any,
+}
+
+impl Endpoint {
+    /// Classifies a request; None for paths no endpoint-specific rule covers.
+    fn of(method: &Method, path: &str) -> Option<Endpoint> {
+        if path == "/token" && method == Method::POST {
+            return Some(Endpoint::Token);
+        }
+        if path.starts_with("/authentication/api/v1/exchange/") {
+            return Some(Endpoint::Exchange);
+        }
+        let rest = path.strip_prefix("/correspondence/api/v1/correspondence")?;
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match (method.as_str(), segments.as_slice()) {
+            ("POST", []) => Some(Endpoint::Initialize),
+            ("GET", []) => Some(Endpoint::Lookup),
+            ("GET", [_]) => Some(Endpoint::Overview),
+            ("GET", [_, "details"]) => Some(Endpoint::Details),
+            ("DELETE", [_, "purge"]) => Some(Endpoint::Purge),
+            _ => None,
+        }
+    }
+
+    fn covers(self, endpoint: Option<Endpoint>) -> bool {
+        self == Endpoint::Any || Some(self) == endpoint
+    }
+}
+
+/// What a rule does to a request it applies to.
+#[derive(Clone, Debug)]
+pub enum FaultKind {
+    /// Answer with this status: empty body for 401/403, plain ProblemDetails otherwise.
+    Status(u16),
+    /// 429 with `Retry-After`; requests arriving before that time are counted by
+    /// `FakeState::requests_before_retry_after`.
+    TooManyRequests { retry_after_s: u64 },
+    /// Hold the request this long, then handle it normally (for client timeouts).
+    Delay(Duration),
+    /// Handle and commit, then break the connection instead of sending the body.
+    CommitThenDrop,
+}
+
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub endpoint: Endpoint,
+    pub kind: FaultKind,
+    /// How many requests the rule applies to; None until `Faults::clear`.
+    pub times: Option<u32>,
+    /// Chance of applying to a matching request; 1.0 = always.
+    pub probability: f64,
+}
+
+impl FaultRule {
+    /// A rule that applies to every matching request until cleared.
+    pub fn always(endpoint: Endpoint, kind: FaultKind) -> FaultRule {
+        FaultRule {
+            endpoint,
+            kind,
+            times: None,
+            probability: 1.0,
+        }
+    }
+
+    /// A rule that applies to the next `times` matching requests.
+    pub fn times(endpoint: Endpoint, kind: FaultKind, times: u32) -> FaultRule {
+        FaultRule {
+            endpoint,
+            kind,
+            times: Some(times),
+            probability: 1.0,
+        }
+    }
+}
+
+/// The active rules and the waits the fake has asked clients for.
+#[derive(Default)]
+pub struct Faults {
+    rules: Mutex<Vec<FaultRule>>,
+    /// (endpoint of the rule, time before which the client must not come back).
+    retry_after: Mutex<Vec<(Endpoint, Instant)>>,
+    injected: AtomicU64,
+}
+
+impl Faults {
+    pub fn add(&self, rule: FaultRule) {
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rule);
+    }
+
+    /// Removes every rule. Retry-After times already given stay binding on the client.
+    pub fn clear(&self) {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// How many faults have been applied so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    /// Picks the first rule that applies, consuming one of its `times`.
+    fn take(&self, endpoint: Option<Endpoint>) -> Option<FaultKind> {
+        let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let index = rules.iter().position(|r| {
+            r.endpoint.covers(endpoint)
+                && r.times != Some(0)
+                && (r.probability >= 1.0 || rand::random::<f64>() < r.probability)
+        })?;
+        let rule = &mut rules[index];
+        if let Some(n) = rule.times.as_mut() {
+            *n -= 1;
+        }
+        let kind = rule.kind.clone();
+        if rule.times == Some(0) {
+            rules.remove(index);
+        }
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        Some(kind)
+    }
+
+    fn arrived_too_early(&self, endpoint: Option<Endpoint>, now: Instant) -> bool {
+        let waits = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
+        waits
+            .iter()
+            .any(|(e, until)| e.covers(endpoint) && now < *until)
+    }
+
+    fn told_to_wait(&self, endpoint: Endpoint, until: Instant) {
+        let mut waits = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
+        waits.retain(|(e, _)| *e != endpoint);
+        waits.push((endpoint, until));
+    }
+}
+
+/// Applies the first matching fault rule to the request.
+pub(crate) async fn middleware(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let endpoint = Endpoint::of(request.method(), request.uri().path());
+    let now = Instant::now();
+    if app.faults.arrived_too_early(endpoint, now) {
+        tracing::warn!(?endpoint, "request arrived before the Retry-After time");
+        bump(&app.state.early_retries);
+    }
+    let Some(kind) = app.faults.take(endpoint) else {
+        return next.run(request).await;
+    };
+    tracing::debug!(?endpoint, ?kind, "injecting fault");
+    match kind {
+        FaultKind::Status(status @ (401 | 403)) => empty(status),
+        FaultKind::Status(status) => plain_problem(status, "Injected fault"),
+        FaultKind::TooManyRequests { retry_after_s } => {
+            // The wait binds the endpoint that was answered (every endpoint for other paths).
+            let rule_endpoint = endpoint.unwrap_or(Endpoint::Any);
+            app.faults
+                .told_to_wait(rule_endpoint, now + Duration::from_secs(retry_after_s));
+            let mut response = plain_problem(429, "Rate limit is exceeded");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            response
+        }
+        FaultKind::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        FaultKind::CommitThenDrop => {
+            let response = next.run(request).await;
+            let (mut parts, _committed_body) = response.into_parts();
+            // Without a length the body is chunked; a stream that fails at once makes hyper
+            // abort the connection, so the client never sees a usable answer.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let broken = futures::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected: response lost after commit",
+                ))
+            });
+            Response::from_parts(parts, Body::from_stream(broken))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_classified_by_method_and_path() {
+        let id = "/correspondence/api/v1/correspondence/0b0c1c7e-0000-4000-8000-000000000000";
+        assert_eq!(Endpoint::of(&Method::POST, "/token"), Some(Endpoint::Token));
+        assert_eq!(
+            Endpoint::of(&Method::GET, "/authentication/api/v1/exchange/maskinporten"),
+            Some(Endpoint::Exchange)
+        );
+        let base = "/correspondence/api/v1/correspondence";
+        assert_eq!(
+            Endpoint::of(&Method::POST, base),
+            Some(Endpoint::Initialize)
+        );
+        assert_eq!(Endpoint::of(&Method::GET, base), Some(Endpoint::Lookup));
+        assert_eq!(Endpoint::of(&Method::GET, id), Some(Endpoint::Overview));
+        let details = format!("{id}/details");
+        assert_eq!(
+            Endpoint::of(&Method::GET, &details),
+            Some(Endpoint::Details)
+        );
+        let purge = format!("{id}/purge");
+        assert_eq!(Endpoint::of(&Method::DELETE, &purge), Some(Endpoint::Purge));
+        assert_eq!(Endpoint::of(&Method::GET, "/elsewhere"), None);
+    }
+
+    #[test]
+    fn a_counted_rule_is_used_up() {
+        let faults = Faults::default();
+        faults.add(FaultRule::times(Endpoint::Token, FaultKind::Status(503), 2));
+        assert!(faults.take(Some(Endpoint::Initialize)).is_none());
+        assert!(faults.take(Some(Endpoint::Token)).is_some());
+        assert!(faults.take(Some(Endpoint::Token)).is_some());
+        assert!(faults.take(Some(Endpoint::Token)).is_none());
+        assert_eq!(faults.injected(), 2);
+    }
+}

@@ -1,0 +1,239 @@
+//! A strict fake of Maskinporten and Altinn (token exchange + Correspondence API) on one port.
+//!
+//! Integration tests and the local demo point the outbox at this server instead of the real
+//! services. It is deliberately as strict as the real servers (see
+//! `shared/altinn/correspondence-api.md` §15 and `maskinporten.md` §1, §3, §7): a fake that
+//! accepts anything proves nothing. It parses requests as plain JSON and never shares wire
+//! types with the client, so a client bug cannot be mirrored by a matching fake bug.
+//!
+//! - [`maskinporten`]: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
+//! - [`auth`]: the Altinn token exchange and the bearer check in front of the Correspondence API.
+//! - [`correspondence`], [`validate`] and [`notify`]: the Correspondence endpoints and the
+//!   validation of initialize requests.
+//! - [`views`]: overview and details bodies. [`problem`]: error bodies.
+//! - [`state`]: what the fake remembers, for assertions. [`faults`]: fault injection.
+
+mod auth;
+mod correspondence;
+mod faults;
+mod maskinporten;
+mod notify;
+mod problem;
+mod state;
+mod validate;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+pub use faults::{Endpoint, FaultKind, FaultRule, Faults};
+pub use state::{FakeCorrespondence, FakeState, RequestRecord};
+
+/// One Maskinporten client the fake knows, as registered in Digdir's self-service portal.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct FakeClient {
+    /// The client id, which grants carry as `iss`.
+    pub client_id: String,
+    /// The client's public keys, `{"keys":[{"kid","n","e",...}]}`; grants must name one by `kid`.
+    pub jwks: serde_json::Value,
+    /// The scopes the client may request; any other scope in a grant is `invalid_scope`.
+    pub scopes: Vec<String>,
+}
+
+/// How the fake behaves. Every duration carries its unit in its name.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default)]
+pub struct FakeConfig {
+    pub clients: Vec<FakeClient>,
+    /// ReadyForPublish -> Published, counted from creation (or from `requestedPublishTime` if
+    /// later, as the real publish job does). Default 0: published at the first look.
+    pub publish_after_ms: u64,
+    /// Published -> Read, counted from creation. None: the recipient never reads.
+    pub read_after_ms: Option<u64>,
+    /// -> Confirmed, counted from creation, only when `isConfirmationNeeded`. None: never.
+    pub confirm_after_ms: Option<u64>,
+    /// After publish, notifications go from `*_New` to `*_Delivered` after this long.
+    pub notification_after_ms: u64,
+    /// Lifetime of Maskinporten tokens; 120 s is Maskinporten's default client setting.
+    pub maskinporten_token_lifetime_s: i64,
+    /// Lifetime of Altinn tokens; 30 min is `JwtValidityMinutes` in altinn-authentication.
+    pub altinn_token_lifetime_s: i64,
+    /// The fake's clock minus the host clock, for clock-skew tests. Default 0.
+    pub clock_offset_s: i64,
+    /// When set, every Altinn call must carry it as `Ocp-Apim-Subscription-Key` (401 otherwise).
+    pub subscription_key: Option<String>,
+    /// 11-digit national identity numbers reserved in KRR.
+    pub reserved_persons: Vec<String>,
+    /// Resource ids the Resource Registry does not know (initialize answers 400/1036).
+    pub unknown_resources: Vec<String>,
+    /// The base URL clients use, when it differs from the listening address (port mapping,
+    /// a host name). Default `http://<listening address>`, with 0.0.0.0 shown as 127.0.0.1.
+    pub public_base_url: Option<String>,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            clients: Vec::new(),
+            publish_after_ms: 0,
+            read_after_ms: None,
+            confirm_after_ms: None,
+            notification_after_ms: 0,
+            maskinporten_token_lifetime_s: 120,
+            altinn_token_lifetime_s: 1800,
+            clock_offset_s: 0,
+            subscription_key: None,
+            reserved_persons: Vec::new(),
+            unknown_resources: Vec::new(),
+            public_base_url: None,
+        }
+    }
+}
+
+/// Everything the handlers share. Tokens are HS256 with a per-process random secret: the
+/// client must treat them as opaque, so only the fake itself ever verifies them.
+pub(crate) struct App {
+    pub config: FakeConfig,
+    pub base_url: String,
+    pub secret: [u8; 32],
+    pub state: Arc<FakeState>,
+    pub faults: Arc<Faults>,
+}
+
+impl App {
+    fn new(config: FakeConfig, base_url: String) -> App {
+        App {
+            state: Arc::new(FakeState::new(config.clone())),
+            config,
+            base_url,
+            secret: rand::random(),
+            faults: Arc::new(Faults::default()),
+        }
+    }
+
+    /// Maskinporten's issuer, which is also the only valid grant audience.
+    pub fn issuer(&self) -> String {
+        format!("{}/", self.base_url)
+    }
+
+    /// The issuer of exchanged Altinn tokens, as altinn-authentication sets it.
+    pub fn altinn_issuer(&self) -> String {
+        format!("{}/authentication/api/v1/openid/", self.base_url)
+    }
+
+    /// The fake's clock: the host clock plus `clock_offset_s`.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.state.now()
+    }
+}
+
+fn base_url_for(config: &FakeConfig, addr: SocketAddr) -> String {
+    if let Some(url) = &config.public_base_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{addr}")
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/token", post(maskinporten::token))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(maskinporten::well_known),
+        )
+        .route(
+            "/authentication/api/v1/exchange/{provider}",
+            get(auth::exchange),
+        )
+        .nest(
+            "/correspondence/api/v1",
+            correspondence::router(app.clone()),
+        )
+        // Layers run outside-in from the last one: the record sees the final status,
+        // faults run before any handler or auth check, like a gateway in front.
+        .layer(from_fn_with_state(app.clone(), faults::middleware))
+        .layer(from_fn_with_state(app.clone(), state::record_middleware))
+        .with_state(app)
+}
+
+/// Serves the fake on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    config: FakeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let base_url = base_url_for(&config, listener.local_addr()?);
+    serve_app(Arc::new(App::new(config, base_url)), listener, shutdown).await
+}
+
+async fn serve_app(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    tracing::info!(base_url = %app.base_url, "fake Maskinporten and Altinn listening");
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// A fake running in the background on 127.0.0.1 and a free port, for tests.
+/// Dropping it stops the server.
+pub struct FakeServer {
+    app: Arc<App>,
+    shutdown: CancellationToken,
+}
+
+impl FakeServer {
+    /// Binds 127.0.0.1:0 and serves in a spawned task.
+    pub async fn start(config: FakeConfig) -> FakeServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0 for the fake");
+        let addr = listener.local_addr().expect("local address of the fake");
+        let app = Arc::new(App::new(config.clone(), base_url_for(&config, addr)));
+        let shutdown = CancellationToken::new();
+        let task = serve_app(app.clone(), listener, shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "fake server stopped");
+            }
+        });
+        FakeServer { app, shutdown }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.app.base_url.clone()
+    }
+
+    /// The Maskinporten issuer (`base_url` + "/"), which grants must use as `aud`.
+    pub fn issuer(&self) -> String {
+        self.app.issuer()
+    }
+
+    pub fn state(&self) -> &FakeState {
+        &self.app.state
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.app.faults
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

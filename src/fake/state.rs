@@ -1,0 +1,362 @@
+//! What the fake remembers: correspondences, idempotency keys, used grant ids, counters
+//! and a log of every request, shared by the handlers and inspected by tests.
+//!
+//! Status progression is computed lazily from the fake clock whenever something looks at a
+//! correspondence (no background task), so tests never wait on a timer they do not control.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{App, FakeConfig};
+
+/// Correspondence statuses with the numeric values of `CorrespondenceStatusExt`; the
+/// top-level status is the highest value reached, so the order matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Status {
+    Initialized = 0,
+    ReadyForPublish = 1,
+    Published = 2,
+    Fetched = 3,
+    Read = 4,
+    Replied = 5,
+    Confirmed = 6,
+    PurgedByRecipient = 7,
+    PurgedByAltinn = 8,
+    Archived = 9,
+    Reserved = 10,
+    Failed = 11,
+    AttachmentsDownloaded = 12,
+    Forwarded = 13,
+}
+
+const ALL_STATUSES: [Status; 14] = [
+    Status::Initialized,
+    Status::ReadyForPublish,
+    Status::Published,
+    Status::Fetched,
+    Status::Read,
+    Status::Replied,
+    Status::Confirmed,
+    Status::PurgedByRecipient,
+    Status::PurgedByAltinn,
+    Status::Archived,
+    Status::Reserved,
+    Status::Failed,
+    Status::AttachmentsDownloaded,
+    Status::Forwarded,
+];
+
+impl Status {
+    pub fn name(self) -> String {
+        format!("{self:?}")
+    }
+
+    pub fn from_name(name: &str) -> Option<Status> {
+        ALL_STATUSES
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Purged and archived rows are hidden from the sender's `statusHistory`.
+    pub fn visible_to_sender(self) -> bool {
+        !matches!(
+            self,
+            Status::PurgedByRecipient | Status::PurgedByAltinn | Status::Archived
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct StatusEntry {
+    pub status: Status,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A correspondence as tests see it.
+#[derive(Clone, Debug)]
+pub struct FakeCorrespondence {
+    pub id: Uuid,
+    pub idempotent_key: Option<Uuid>,
+    pub resource_id: String,
+    pub senders_reference: String,
+    /// The normalised lower-case URN.
+    pub recipient: String,
+    /// Creation time on the fake clock.
+    pub created: DateTime<Utc>,
+    /// The initialize request body as received.
+    pub request: Value,
+    /// The current (highest) status name, as overview would show it now.
+    pub status: String,
+    pub published: Option<DateTime<Utc>>,
+}
+
+/// The notification order of a correspondence: which channels it uses.
+#[derive(Clone, Debug)]
+pub(crate) struct NotificationOrder {
+    pub order_id: Uuid,
+    pub channel: String,
+    pub email: bool,
+    pub sms: bool,
+}
+
+/// A stored correspondence with everything the views need.
+#[derive(Clone, Debug)]
+pub(crate) struct Record {
+    pub public: FakeCorrespondence,
+    /// The request with lower-cased keys, which the views read.
+    pub normalized: Value,
+    pub history: Vec<StatusEntry>,
+    pub requested_publish: DateTime<Utc>,
+    pub confirmation_needed: bool,
+    pub notification: Option<NotificationOrder>,
+}
+
+impl Record {
+    pub fn highest(&self) -> &StatusEntry {
+        self.history
+            .iter()
+            .filter(|e| e.status != Status::Fetched)
+            .max_by_key(|e| e.status)
+            .expect("a correspondence always has a status")
+    }
+
+    pub fn first(&self, status: Status) -> Option<DateTime<Utc>> {
+        self.history
+            .iter()
+            .find(|e| e.status == status)
+            .map(|e| e.at)
+    }
+
+    pub fn is_purged(&self) -> bool {
+        self.first(Status::PurgedByAltinn).is_some()
+            || self.first(Status::PurgedByRecipient).is_some()
+    }
+
+    /// Adds an entry, keeping the history in time order.
+    pub fn push(&mut self, status: Status, text: &str, at: DateTime<Utc>) {
+        let pos = self.history.partition_point(|e| e.at <= at);
+        let entry = StatusEntry {
+            status,
+            text: text.to_string(),
+            at,
+        };
+        self.history.insert(pos, entry);
+    }
+
+    /// Applies every time-based transition that is due at `now`.
+    pub fn advance(&mut self, now: DateTime<Utc>, config: &FakeConfig) {
+        let created = self.public.created;
+        let after = |ms: u64| created + Duration::milliseconds(ms as i64);
+        let publish_at = after(config.publish_after_ms).max(self.requested_publish);
+        if now >= publish_at && !self.is_purged() {
+            match self.highest().status {
+                Status::ReadyForPublish => self.push(Status::Published, "Published", publish_at),
+                // As coded in the publish job: still reserved at publish time means Failed.
+                Status::Reserved if self.first(Status::Failed).is_none() => self.push(
+                    Status::Failed,
+                    "Recipient has reserved themselves from public correspondences",
+                    publish_at,
+                ),
+                _ => {}
+            }
+        }
+        let Some(published) = self.first(Status::Published) else {
+            return;
+        };
+        if self.is_purged() {
+            return;
+        }
+        if let Some(ms) = config.read_after_ms {
+            let at = after(ms).max(published);
+            if now >= at && self.first(Status::Read).is_none() {
+                self.push(Status::Read, "Read", at);
+            }
+        }
+        if let (true, Some(ms)) = (self.confirmation_needed, config.confirm_after_ms) {
+            let at = after(ms).max(self.first(Status::Read).unwrap_or(published));
+            if now >= at && self.first(Status::Confirmed).is_none() {
+                self.push(Status::Confirmed, "Confirmed", at);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> FakeCorrespondence {
+        let mut public = self.public.clone();
+        public.status = self.highest().status.name();
+        public.published = self.first(Status::Published);
+        public
+    }
+}
+
+/// One request the fake answered.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// Host clock time the request arrived.
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub records: Vec<Record>,
+    /// Idempotency keys: global, never expiring, surviving purge (contract §8).
+    pub keys: HashMap<Uuid, Uuid>,
+    pub used_jtis: HashSet<String>,
+    pub requests: Vec<RequestRecord>,
+}
+
+/// Shared state with counters for test assertions.
+pub struct FakeState {
+    config: FakeConfig,
+    inner: Mutex<Inner>,
+    pub(crate) grants_accepted: AtomicU64,
+    pub(crate) grants_rejected: AtomicU64,
+    pub(crate) exchanges: AtomicU64,
+    pub(crate) initialize_calls: AtomicU64,
+    pub(crate) lookups: AtomicU64,
+    pub(crate) details_calls: AtomicU64,
+    pub(crate) early_retries: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl FakeState {
+    pub(crate) fn new(config: FakeConfig) -> FakeState {
+        FakeState {
+            config,
+            inner: Mutex::default(),
+            grants_accepted: AtomicU64::new(0),
+            grants_rejected: AtomicU64::new(0),
+            exchanges: AtomicU64::new(0),
+            initialize_calls: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+            details_calls: AtomicU64::new(0),
+            early_retries: AtomicU64::new(0),
+        }
+    }
+
+    /// The fake's clock: the host clock plus `clock_offset_s`.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        Utc::now() + Duration::seconds(self.config.clock_offset_s)
+    }
+
+    /// Locks the state; a panic in another handler must not wedge the whole fake.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the state after applying the transitions due now to every correspondence.
+    pub(crate) fn lock_advanced(&self) -> MutexGuard<'_, Inner> {
+        let now = self.now();
+        let mut inner = self.lock();
+        for record in &mut inner.records {
+            record.advance(now, &self.config);
+        }
+        inner
+    }
+
+    /// Grants answered with a token.
+    pub fn grants_accepted(&self) -> u64 {
+        self.grants_accepted.load(Ordering::Relaxed)
+    }
+    /// Grants answered with a 400.
+    pub fn grants_rejected(&self) -> u64 {
+        self.grants_rejected.load(Ordering::Relaxed)
+    }
+    /// Exchange requests that reached the handler, whatever the answer.
+    pub fn exchanges(&self) -> u64 {
+        self.exchanges.load(Ordering::Relaxed)
+    }
+    /// `POST /correspondence` requests that reached the handler, whatever the answer.
+    pub fn initialize_calls(&self) -> u64 {
+        self.initialize_calls.load(Ordering::Relaxed)
+    }
+    /// Search (`GET /correspondence?...`) requests that reached the handler.
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
+    }
+    /// Details requests that reached the handler.
+    pub fn details_calls(&self) -> u64 {
+        self.details_calls.load(Ordering::Relaxed)
+    }
+    /// Requests that arrived before the time a 429 told the client to wait for.
+    pub fn requests_before_retry_after(&self) -> u64 {
+        self.early_retries.load(Ordering::Relaxed)
+    }
+
+    /// Every correspondence created, in creation order, with its status as of now.
+    pub fn correspondences(&self) -> Vec<FakeCorrespondence> {
+        self.lock_advanced()
+            .records
+            .iter()
+            .map(Record::snapshot)
+            .collect()
+    }
+
+    /// Every request answered so far, in arrival order of completion.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().requests.clone()
+    }
+
+    /// Publishes every correspondence waiting for publish, without waiting for the timer.
+    pub fn publish_all_now(&self) {
+        let now = self.now();
+        let mut inner = self.lock_advanced();
+        for record in &mut inner.records {
+            if !record.is_purged() && record.highest().status == Status::ReadyForPublish {
+                record.push(Status::Published, "Published", now);
+            }
+        }
+    }
+
+    /// Records status `name` (e.g. "Read", "Failed") for correspondence `id` now.
+    /// Returns false if the id or the status name is unknown.
+    pub fn set_status(&self, id: Uuid, name: &str) -> bool {
+        let now = self.now();
+        let Some(status) = Status::from_name(name) else {
+            return false;
+        };
+        let mut inner = self.lock_advanced();
+        match inner.records.iter_mut().find(|r| r.public.id == id) {
+            Some(record) => {
+                record.push(status, &status.name(), now);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Logs every request with its final status, outermost so faults are included.
+pub(crate) async fn record_middleware(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let at = Utc::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %path, status, "fake answered");
+    app.state.lock().requests.push(RequestRecord {
+        method,
+        path,
+        status,
+        at,
+    });
+    response
+}

@@ -1,0 +1,856 @@
+//! The fake Maskinporten + Altinn server, driven over HTTP with reqwest as a client would.
+//! These tests pin down its strictness: every rule the real servers enforce must fail here.
+
+use std::time::Duration;
+
+use altinn_outbox::fake::{Endpoint, FakeClient, FakeConfig, FakeServer, FaultKind, FaultRule};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const CLIENT_ID: &str = "3f4bd3c4-0e6b-4c34-9d1e-6b0f1ad2c0a1";
+const KID: &str = "outbox-test-key-1";
+const SCOPES: &str = "altinn:serviceowner altinn:correspondence.write";
+const RESOURCE: &str = "outbox-test-resource";
+const ORG: &str = "urn:altinn:organization:identifier-no:991825827";
+const PERSON: &str = "13896396174";
+
+fn config() -> FakeConfig {
+    let jwks = std::fs::read_to_string("tests/fixtures/test-jwks-public.json").unwrap();
+    FakeConfig {
+        clients: vec![FakeClient {
+            client_id: CLIENT_ID.into(),
+            jwks: serde_json::from_str(&jwks).unwrap(),
+            scopes: SCOPES.split(' ').map(String::from).collect(),
+        }],
+        ..FakeConfig::default()
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A valid grant for `server`; `overrides` replaces claims, a JSON null removes one.
+fn grant(server: &FakeServer, overrides: Value) -> String {
+    signed_grant(server, overrides, "tests/fixtures/test-key.pem", KID)
+}
+
+fn signed_grant(server: &FakeServer, overrides: Value, pem: &str, kid: &str) -> String {
+    let iat = now();
+    let mut claims = json!({
+        "aud": server.issuer(), "iss": CLIENT_ID, "scope": SCOPES,
+        "iat": iat, "exp": iat + 60, "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        match v {
+            Value::Null => claims.as_object_mut().unwrap().remove(k),
+            v => claims.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+        };
+    }
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(pem).unwrap()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+async fn post_grant(server: &FakeServer, assertion: &str) -> (StatusCode, Value) {
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", assertion),
+    ];
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", server.base_url()))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn maskinporten_token(server: &FakeServer) -> String {
+    let (status, body) = post_grant(server, &grant(server, json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+async fn exchange(server: &FakeServer, token: &str, accept: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .get(format!(
+            "{}/authentication/api/v1/exchange/maskinporten",
+            server.base_url()
+        ))
+        .bearer_auth(token);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    request.send().await.unwrap()
+}
+
+async fn altinn_token(server: &FakeServer) -> String {
+    let token = maskinporten_token(server).await;
+    exchange(server, &token, None).await.text().await.unwrap()
+}
+
+/// An authenticated client for the Correspondence API of one fake.
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn new(server: &FakeServer) -> Api {
+        let base = format!("{}/correspondence/api/v1", server.base_url());
+        Api {
+            base,
+            token: altinn_token(server).await,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.bearer_auth(&self.token).send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn initialize(&self, body: &Value) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/correspondence", self.base))
+                .json(body),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn purge(&self, id: &str) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .delete(format!("{}/correspondence/{id}/purge", self.base)),
+        )
+        .await
+    }
+}
+
+fn message(recipients: &[&str], key: Option<uuid::Uuid>) -> Value {
+    json!({
+        "correspondence": {
+            "resourceId": RESOURCE,
+            "sendersReference": "row-1",
+            "content": { "language": "nb", "messageTitle": "Vedtak", "messageBody": "# Vedtak\nTekst" },
+        },
+        "recipients": recipients,
+        "idempotentKey": key,
+    })
+}
+
+fn error_code(body: &Value) -> Option<i64> {
+    body["errorCode"].as_i64()
+}
+
+#[tokio::test]
+async fn a_valid_grant_gives_a_token_and_the_exchange_a_raw_jwt() {
+    let server = FakeServer::start(config()).await;
+    let (status, body) = post_grant(&server, &grant(&server, json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 120);
+    assert_eq!(body["scope"], SCOPES);
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 3);
+
+    let response = exchange(&server, token, Some("text/plain")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let altinn = response.text().await.unwrap();
+    assert_eq!(
+        altinn.split('.').count(),
+        3,
+        "a raw JWT, not JSON: {altinn}"
+    );
+
+    // ASP.NET quotes the string when only JSON is acceptable.
+    let quoted = exchange(&server, token, Some("application/json"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(quoted.starts_with('"') && quoted.ends_with('"'), "{quoted}");
+    assert_eq!(server.state().grants_accepted(), 1);
+    assert_eq!(server.state().exchanges(), 2);
+}
+
+#[tokio::test]
+async fn the_metadata_names_the_issuer_with_its_trailing_slash() {
+    let server = FakeServer::start(config()).await;
+    let url = format!(
+        "{}/.well-known/oauth-authorization-server",
+        server.base_url()
+    );
+    let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(body["issuer"], format!("{}/", server.base_url()));
+    assert_eq!(
+        body["token_endpoint"],
+        format!("{}/token", server.base_url())
+    );
+}
+
+#[tokio::test]
+async fn grants_that_break_a_maskinporten_rule_are_rejected() {
+    let server = FakeServer::start(config()).await;
+    let iat = now();
+    let cases = [
+        (
+            "aud without trailing slash",
+            json!({ "aud": server.base_url() }),
+            "invalid_grant",
+        ),
+        (
+            "aud = token url",
+            json!({ "aud": format!("{}/token", server.base_url()) }),
+            "invalid_grant",
+        ),
+        (
+            "exp - iat = 121",
+            json!({ "iat": iat, "exp": iat + 121 }),
+            "invalid_grant",
+        ),
+        (
+            "extra claim",
+            json!({ "sub": CLIENT_ID }),
+            "invalid_request",
+        ),
+        (
+            "iat 30 s behind",
+            json!({ "iat": iat - 30, "exp": iat + 30 }),
+            "invalid_grant",
+        ),
+        (
+            "iat 30 s ahead",
+            json!({ "iat": iat + 30, "exp": iat + 90 }),
+            "invalid_grant",
+        ),
+        (
+            "expired",
+            json!({ "iat": iat - 8, "exp": iat - 2 }),
+            "invalid_grant",
+        ),
+        ("no jti", json!({ "jti": null }), "invalid_grant"),
+        (
+            "unknown client",
+            json!({ "iss": "someone-else" }),
+            "invalid_client",
+        ),
+        (
+            "unregistered scope",
+            json!({ "scope": "altinn:correspondence.write altinn:admin" }),
+            "invalid_scope",
+        ),
+    ];
+    for (name, overrides, error) in cases {
+        let (status, body) = post_grant(&server, &grant(&server, overrides)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        assert_eq!(body["error"], error, "{name}: {body}");
+        assert!(body["error_description"].is_string(), "{name}: {body}");
+    }
+    let unknown_kid = signed_grant(
+        &server,
+        json!({}),
+        "tests/fixtures/test-key.pem",
+        "other-kid",
+    );
+    let other_key = signed_grant(&server, json!({}), "tests/fixtures/other-key.pem", KID);
+    for (name, assertion) in [
+        ("unknown kid", unknown_kid),
+        ("unregistered key", other_key),
+    ] {
+        let (status, body) = post_grant(&server, &assertion).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{name}: {body}");
+    }
+    assert_eq!(server.state().grants_accepted(), 0);
+    assert_eq!(server.state().grants_rejected(), 12);
+}
+
+#[tokio::test]
+async fn a_grant_is_single_use() {
+    let server = FakeServer::start(config()).await;
+    let assertion = grant(&server, json!({}));
+    assert_eq!(post_grant(&server, &assertion).await.0, StatusCode::OK);
+    let (status, body) = post_grant(&server, &assertion).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("MP-012"));
+}
+
+#[tokio::test]
+async fn the_exchange_answers_every_failure_with_an_empty_401() {
+    let server = FakeServer::start(config()).await;
+    let other = FakeServer::start(config()).await;
+    let foreign = maskinporten_token(&other).await;
+    for token in ["garbage", "a.b.c", foreign.as_str()] {
+        let response = exchange(&server, token, None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.text().await.unwrap(), "");
+    }
+}
+
+#[tokio::test]
+async fn the_correspondence_api_checks_token_scope_accept_and_subscription_key() {
+    let server = FakeServer::start(FakeConfig {
+        subscription_key: Some("sub-key".into()),
+        ..config()
+    })
+    .await;
+    let url = format!(
+        "{}/correspondence/api/v1/correspondence/{}",
+        server.base_url(),
+        uuid::Uuid::new_v4()
+    );
+    let http = reqwest::Client::new();
+    let keyed = |r: reqwest::RequestBuilder| r.header("ocp-apim-subscription-key", "sub-key");
+
+    let response = http.get(&url).bearer_auth("whatever").send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "no subscription key"
+    );
+
+    let response = keyed(http.get(&url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert_eq!(response.text().await.unwrap(), "");
+
+    let mp = maskinporten_token(&server).await;
+    let response = keyed(http.get(&url)).bearer_auth(&mp).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "unexchanged Maskinporten token"
+    );
+
+    let exchanged = keyed(http.get(format!(
+        "{}/authentication/api/v1/exchange/maskinporten",
+        server.base_url()
+    )))
+    .bearer_auth(&mp)
+    .send()
+    .await
+    .unwrap();
+    let altinn = exchanged.text().await.unwrap();
+    let response = keyed(http.get(&url))
+        .bearer_auth(&altinn)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE);
+    let response = keyed(http.get(&url))
+        .bearer_auth(&altinn)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "authorised, and the id is unknown"
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_the_service_owner_scope_is_forbidden() {
+    let mut config = config();
+    config.clients[0]
+        .scopes
+        .push("altinn:correspondence.read".into());
+    let server = FakeServer::start(config).await;
+    let (_, body) = post_grant(
+        &server,
+        &grant(&server, json!({ "scope": "altinn:correspondence.write" })),
+    )
+    .await;
+    let token = body["access_token"].as_str().unwrap();
+    let altinn = exchange(&server, token, None).await.text().await.unwrap();
+    let api = Api {
+        token: altinn,
+        ..Api::new(&server).await
+    };
+    let (status, body) = api
+        .get(&format!("/correspondence/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!((status, body), (StatusCode::FORBIDDEN, json!("")));
+}
+
+#[tokio::test]
+async fn initialize_is_idempotent_by_key_and_the_id_can_be_looked_up() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let key = uuid::Uuid::new_v4();
+    let (status, body) = api
+        .initialize(&message(&["0192:991825827"], Some(key)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let created = &body["correspondences"][0];
+    assert_eq!(created["recipient"], ORG);
+    assert_eq!(created["status"], "ReadyForPublish");
+    assert_eq!(created["notifications"], Value::Null);
+    assert_eq!(body["attachmentIds"], json!([]));
+    let id = created["correspondenceId"].as_str().unwrap().to_string();
+
+    // A different (even invalid) body with the same key is a conflict without an id.
+    let (status, body) = api
+        .initialize(&json!({ "idempotentKey": key, "recipients": [] }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), Some(1034));
+    assert_eq!(body["code"], "CORR-01034");
+    assert_eq!(body["title"], "Conflict");
+    assert!(!body.to_string().contains(&id));
+
+    let path = format!("/correspondence?resourceId={RESOURCE}&role=Sender&idempotentKey={key}");
+    let (status, body) = api.get(&path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "ids": [id] }));
+    let (_, body) = api
+        .get(&format!(
+            "/correspondence?resourceId={RESOURCE}&idempotentKey={key}"
+        ))
+        .await;
+    assert_eq!(body, json!({ "ids": [] }), "role defaults to Recipient");
+    let (status, _) = api
+        .get(&format!("/correspondence?role=Sender&idempotentKey={key}"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "resourceId is required");
+
+    let stored = server.state().correspondences();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].idempotent_key, Some(key));
+    assert_eq!(server.state().initialize_calls(), 2);
+    assert_eq!(server.state().lookups(), 3);
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_checked_before_validation() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let (status, body) = api
+        .initialize(&message(&[ORG, PERSON], Some(uuid::Uuid::new_v4())))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, Some(1047)),
+        "{body}"
+    );
+    let (status, body) = api
+        .initialize(&message(&[ORG], Some(uuid::Uuid::nil())))
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("STD-00000")),
+        "{body}"
+    );
+    assert_eq!(error_code(&body), None);
+    // Without a key several recipients are fine, one correspondence each.
+    let (status, body) = api.initialize(&message(&[ORG, PERSON], None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["correspondences"][1]["recipient"],
+        format!("urn:altinn:person:identifier-no:{PERSON}")
+    );
+}
+
+#[tokio::test]
+async fn validation_problems_have_paths_and_no_error_code() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    for bad in [
+        "991825827",
+        "01010199999",
+        "urn:altinn:person:identifier-no:12345678901",
+    ] {
+        let (status, body) = api.initialize(&message(&[bad], None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], "STD-00000", "{bad}: {body}");
+        assert_eq!(body["validationErrors"][0]["paths"][0], "Recipients[0]");
+    }
+    let mut body = message(&[ORG], None);
+    body["correspondence"]["content"]
+        .as_object_mut()
+        .unwrap()
+        .remove("messageBody");
+    let (status, body) = api.initialize(&body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "STD-00000");
+    assert_eq!(body["status"], 400);
+    assert_eq!(error_code(&body), None);
+    assert_eq!(
+        body["validationErrors"][0]["paths"][0],
+        "Correspondence/Content/MessageBody"
+    );
+    assert!(
+        body["errors"]["Correspondence.Content.MessageBody"].is_array(),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn property_names_are_case_insensitive_and_titles_limited_to_255() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let mut body = message(&[ORG], None);
+    body["correspondence"]["content"]["messageTitle"] = json!("x".repeat(256));
+    let (status, answer) = api.initialize(&body).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (StatusCode::BAD_REQUEST, Some(1037)),
+        "{answer}"
+    );
+    let pascal = json!({
+        "Correspondence": {
+            "ResourceId": RESOURCE, "SendersReference": "r",
+            "Content": { "MessageTitle": "x".repeat(255), "MessageBody": "b" },
+        },
+        "Recipients": [ORG],
+    });
+    let (status, answer) = api.initialize(&pascal).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn domain_rules_answer_with_their_error_codes() {
+    let server = FakeServer::start(FakeConfig {
+        reserved_persons: vec![PERSON.into()],
+        unknown_resources: vec!["gone".into()],
+        ..config()
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let with = |path: &[&str], value: Value| {
+        let mut body = message(&[ORG], None);
+        let mut target = &mut body["correspondence"];
+        for p in &path[..path.len() - 1] {
+            target = &mut target[*p];
+        }
+        target[path[path.len() - 1]] = value;
+        body
+    };
+    let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let cases = [
+        (with(&["resourceId"], json!("gone")), 1036),
+        (with(&["content", "language"], json!("sv")), 1023),
+        (with(&["content", "messageBody"], json!("")), 1021),
+        (
+            with(&["content", "messageSummary"], json!("s".repeat(256))),
+            1042,
+        ),
+        (with(&["dueDateTime"], json!(past)), 1008),
+        (with(&["isConfirmationNeeded"], json!(true)), 1016),
+        (
+            with(
+                &["replyOptions"],
+                json!([{ "linkURL": "http://example.no" }]),
+            ),
+            1035,
+        ),
+        (
+            with(&["notification"], json!({ "notificationChannel": "Sms" })),
+            3004,
+        ),
+        (
+            with(&["notification"], json!({ "emailSubject": "s" })),
+            3002,
+        ),
+        (message(&[ORG, ORG], None), 1006),
+        (message(&[PERSON], None), 1030),
+    ];
+    for (body, code) in cases {
+        let (_, answer) = api.initialize(&body).await;
+        assert_eq!(error_code(&answer), Some(code), "{body}: {answer}");
+    }
+    let template = with(&["notification"], json!({ "notificationTemplate": 7 }));
+    let (status, answer) = api.initialize(&template).await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("Invalid notification template")
+        )
+    );
+    // Among several recipients a reserved person is created as Reserved.
+    let (status, answer) = api.initialize(&message(&[ORG, PERSON], None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["correspondences"][1]["status"], "Reserved");
+}
+
+#[tokio::test]
+async fn status_advances_to_published_and_content_is_blanked() {
+    let server = FakeServer::start(FakeConfig {
+        publish_after_ms: 3_600_000,
+        ..config()
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let mut body = message(&[ORG], None);
+    body["correspondence"]["notification"] = json!({ "notificationChannel": "EmailAndSms", "emailSubject": "s", "emailBody": "b", "smsBody": "t" });
+    let (_, created) = api.initialize(&body).await;
+    let id = created["correspondences"][0]["correspondenceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (_, overview) = api.get(&format!("/correspondence/{id}")).await;
+    assert_eq!(overview["status"], "ReadyForPublish");
+    assert_eq!(overview["published"], Value::Null);
+    assert_eq!(overview["content"]["messageTitle"], "Vedtak");
+
+    server.state().publish_all_now();
+    let (status, details) = api.get(&format!("/correspondence/{id}/details")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(details["status"], "Published");
+    assert!(details["published"].is_string());
+    assert_eq!(details["content"]["language"], "no");
+    assert_eq!(details["content"]["messageTitle"], "");
+    let history: Vec<&str> = details["statusHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["Initialized", "ReadyForPublish", "Published"]);
+    let notification = &details["notifications"][0];
+    assert_eq!(
+        notification["notificationStatusDetails"]["email"]["sendStatus"]["status"],
+        "Email_Delivered"
+    );
+    assert_eq!(
+        notification["notificationStatusDetails"]["sms"]["succeeded"],
+        true
+    );
+    assert_eq!(
+        notification["processingStatus"]["status"],
+        "Order_Completed"
+    );
+    assert_eq!(server.state().details_calls(), 1);
+}
+
+#[tokio::test]
+async fn notifications_are_new_until_delivered_and_status_is_the_highest_reached() {
+    let server = FakeServer::start(FakeConfig {
+        notification_after_ms: 3_600_000,
+        ..config()
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let mut body = message(&[ORG], None);
+    body["correspondence"]["notification"] = json!({ "emailSubject": "s", "emailBody": "b" });
+    let (_, created) = api.initialize(&body).await;
+    let id = created["correspondences"][0]["correspondenceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, details) = api.get(&format!("/correspondence/{id}/details")).await;
+    let email = &details["notifications"][0]["notificationStatusDetails"]["email"];
+    assert_eq!(email["sendStatus"]["status"], "Email_New");
+    assert_eq!(email["succeeded"], false);
+    assert_eq!(
+        details["notifications"][0]["notificationStatusDetails"]["sms"],
+        Value::Null
+    );
+
+    let uuid = id.parse().unwrap();
+    assert!(server.state().set_status(uuid, "Read"));
+    assert!(server.state().set_status(uuid, "Published"));
+    let (_, overview) = api.get(&format!("/correspondence/{id}")).await;
+    assert_eq!(overview["status"], "Read");
+    assert!(overview["read"].is_string());
+}
+
+#[tokio::test]
+async fn a_sender_can_purge_only_before_publish() {
+    let server = FakeServer::start(FakeConfig {
+        publish_after_ms: 3_600_000,
+        ..config()
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let (_, first) = api.initialize(&message(&[ORG], None)).await;
+    let (_, second) = api.initialize(&message(&[ORG], None)).await;
+    let first = first["correspondences"][0]["correspondenceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = second["correspondences"][0]["correspondenceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    assert_eq!(api.purge(&first).await, (StatusCode::OK, json!(first)));
+    let (status, body) = api.purge(&first).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, Some(1014))
+    );
+    let (status, body) = api.get(&format!("/correspondence/{first}")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, Some(1001))
+    );
+    let (status, body) = api.get(&format!("/correspondence/{first}/details")).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("PurgedByAltinn"))
+    );
+
+    server.state().publish_all_now();
+    let (status, body) = api.purge(&second).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, Some(1013))
+    );
+    let (status, body) = api.purge(&uuid::Uuid::new_v4().to_string()).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, Some(1001))
+    );
+    assert_eq!(server.state().correspondences()[1].status, "Published");
+}
+
+#[tokio::test]
+async fn injected_503_and_429_answer_like_a_gateway() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    server.faults().add(FaultRule::times(
+        Endpoint::Initialize,
+        FaultKind::Status(503),
+        1,
+    ));
+    let (status, body) = api.initialize(&message(&[ORG], None)).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!(503))
+    );
+    assert!(body["traceId"].is_string());
+    assert_eq!(
+        server.state().initialize_calls(),
+        0,
+        "the handler never ran"
+    );
+
+    server.faults().add(FaultRule::times(
+        Endpoint::Lookup,
+        FaultKind::TooManyRequests { retry_after_s: 1 },
+        1,
+    ));
+    let url = format!("{}/correspondence?resourceId=r&role=Sender", api.base);
+    let response = api
+        .http
+        .get(&url)
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, _) = api.get("/correspondence?resourceId=r&role=Sender").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server.state().requests_before_retry_after(),
+        1,
+        "came back at once"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.get("/correspondence?resourceId=r&role=Sender").await;
+    assert_eq!(server.state().requests_before_retry_after(), 1);
+    assert_eq!(server.faults().injected(), 2);
+}
+
+#[tokio::test]
+async fn a_delay_fault_holds_the_request() {
+    let server = FakeServer::start(config()).await;
+    server.faults().add(FaultRule::always(
+        Endpoint::Token,
+        FaultKind::Delay(Duration::from_millis(500)),
+    ));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", "x"),
+    ];
+    let error = client
+        .post(format!("{}/token", server.base_url()))
+        .form(&form)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    server.faults().clear();
+    assert_eq!(
+        post_grant(&server, &grant(&server, json!({}))).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn commit_then_drop_creates_the_correspondence_but_loses_the_answer() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    server.faults().add(FaultRule::times(
+        Endpoint::Initialize,
+        FaultKind::CommitThenDrop,
+        1,
+    ));
+    let key = uuid::Uuid::new_v4();
+    let url = format!("{}/correspondence", api.base);
+    let result = async {
+        let response = api
+            .http
+            .post(&url)
+            .bearer_auth(&api.token)
+            .json(&message(&[ORG], Some(key)))
+            .send()
+            .await?;
+        response.text().await
+    }
+    .await;
+    assert!(
+        result.is_err(),
+        "the client must not get a usable answer: {result:?}"
+    );
+    let stored = server.state().correspondences();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].idempotent_key, Some(key));
+    // The retry with the same key is a conflict, and the lookup recovers the id.
+    let (status, _) = api.initialize(&message(&[ORG], Some(key))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, found) = api
+        .get(&format!(
+            "/correspondence?resourceId={RESOURCE}&role=Sender&idempotentKey={key}"
+        ))
+        .await;
+    assert_eq!(found["ids"][0], json!(stored[0].id));
+    let records = server.state().requests();
+    assert!(records
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/correspondence")));
+}
