@@ -2,16 +2,19 @@
 //!
 //! - [`key`]: loads and validates the RSA key that signs grants (JWK, base64 JWK or PEM).
 //! - [`grant`]: the pure function that builds a grant's claims, and its signing.
+//! - [`error`]: how a failed refresh is classified (retry later, or fix configuration).
 //! - [`token`]: the cached, single-flight token client that turns a grant into a
 //!   Maskinporten token and that into the Altinn token Correspondence calls carry.
 //!
 //! The key is parsed once at start-up; base URLs come from settings, so tests point
 //! the client at a local fake.
 
+pub mod error;
 pub mod grant;
 pub mod key;
 pub mod token;
 
+pub use error::{Step, TokenError};
 pub use grant::{grant_claims, sign_grant, GrantClaims, SignError, MAX_GRANT_LIFETIME_S};
 pub use key::{generate_jwk, KeyError, KeyProblem, KeySource, SigningKey};
-pub use token::{AltinnToken, Step, TokenClient, TokenError, TokenSettings};
+pub use token::{AltinnToken, TokenClient, TokenSettings};

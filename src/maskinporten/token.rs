@@ -3,9 +3,9 @@
 //! A refresh signs a fresh grant, trades it at Maskinporten for an access token and
 //! trades that at Altinn's exchange endpoint for the Altinn token, which is cached until
 //! its own `exp` minus a margin (Correspondence checks lifetimes with zero clock skew).
-//! Failures are classified once, here: [`TokenError::Unavailable`] is worth retrying,
-//! [`TokenError::Rejected`] is a configuration problem for an operator. Tokens and grants
-//! are secrets: they never appear in errors, logs or `Debug` output.
+//! Failures are classified once, in [`super::error`]: [`TokenError::Unavailable`] is worth
+//! retrying, [`TokenError::Rejected`] is a configuration problem for an operator. Tokens
+//! and grants are secrets: they never appear in errors, logs or `Debug` output.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +23,9 @@ use serde_json::Value;
 use url::Url;
 use uuid::Uuid;
 
+pub use super::error::{Step, TokenError};
+
+use super::error::{classify_exchange_failure, classify_maskinporten_failure, transport_error};
 use super::grant::{grant_claims, sign_grant};
 use super::key::SigningKey;
 
@@ -37,9 +40,6 @@ const FALLBACK_TOKEN_LIFETIME_S: i64 = 60;
 const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Azure API Management's key header; obsolete for service owners, sent only if set.
 const SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
-/// Maskinporten's `error_description` explains the problem (with an MP-xxx id) and is
-/// worth keeping on the row, but a misbehaving proxy could send a page; cap it.
-const MAX_DESCRIPTION_CHARS: usize = 300;
 /// JWT segments are base64url without padding; tolerate padding from odd issuers.
 const JWT_SEGMENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
@@ -108,70 +108,6 @@ impl AltinnToken {
 impl fmt::Debug for AltinnToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AltinnToken(***)")
-    }
-}
-
-/// The step of a refresh that failed; the first half of [`TokenError::code`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Grant,
-    Maskinporten,
-    Exchange,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::Grant => "grant",
-            Step::Maskinporten => "maskinporten",
-            Step::Exchange => "exchange",
-        })
-    }
-}
-
-/// Why no token could be had, classified once so the worker matches on the class only.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    /// Transient as far as we can tell: network error, timeout, 5xx, 429, or the
-    /// exchange's empty 401 (Altinn answers every exchange failure that way, including
-    /// its own failures to fetch Maskinporten's keys). Retry with backoff.
-    #[error("{step} unavailable: {message}")]
-    Unavailable {
-        step: Step,
-        status: Option<u16>,
-        message: String,
-    },
-    /// Refused for a reason retrying will not fix: wrong client id, unknown or expired
-    /// key, scope not granted, clock skew. `error` is the OAuth error code
-    /// (`invalid_grant`, …) or `http_<status>` when the body had none.
-    #[error("{step} rejected the request: {error}: {description}")]
-    Rejected {
-        step: Step,
-        error: String,
-        description: String,
-    },
-}
-
-impl TokenError {
-    /// True when an operator must fix configuration (client, key, scopes, clock).
-    pub fn is_config_error(&self) -> bool {
-        matches!(self, TokenError::Rejected { .. })
-    }
-
-    /// A stable machine code for the outbox row: `maskinporten:invalid_grant`,
-    /// `maskinporten:unavailable`, `exchange:401`, `maskinporten:503`, …
-    pub fn code(&self) -> String {
-        match self {
-            TokenError::Unavailable {
-                step,
-                status: Some(status),
-                ..
-            } => format!("{step}:{status}"),
-            TokenError::Unavailable {
-                step, status: None, ..
-            } => format!("{step}:unavailable"),
-            TokenError::Rejected { step, error, .. } => format!("{step}:{error}"),
-        }
     }
 }
 
@@ -425,112 +361,6 @@ async fn send(
         .await
         .map_err(|e| transport_error(step, &e))?;
     Ok((status, body))
-}
-
-fn transport_error(step: Step, error: &reqwest::Error) -> TokenError {
-    // The error chain holds the URL and the I/O cause, never headers or bodies.
-    let mut message = if error.is_timeout() {
-        "timed out".to_string()
-    } else {
-        error.to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    TokenError::Unavailable {
-        step,
-        status: None,
-        message,
-    }
-}
-
-fn is_transient_status(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-}
-
-/// Classifies a non-2xx answer from Maskinporten.
-fn classify_maskinporten_failure(status: StatusCode, body: &[u8]) -> TokenError {
-    let step = Step::Maskinporten;
-    if is_transient_status(status) || !status.is_client_error() {
-        return TokenError::Unavailable {
-            step,
-            status: Some(status.as_u16()),
-            message: format!("HTTP {status}"),
-        };
-    }
-    match oauth_error(body) {
-        // RFC 6749 codes that mean "try again later" even when sent with a 4xx.
-        Some((error, description))
-            if error == "temporarily_unavailable" || error == "server_error" =>
-        {
-            TokenError::Unavailable {
-                step,
-                status: Some(status.as_u16()),
-                message: format!("{error}: {description}"),
-            }
-        }
-        Some((error, description)) => TokenError::Rejected {
-            step,
-            error,
-            description,
-        },
-        None => TokenError::Rejected {
-            step,
-            error: format!("http_{}", status.as_u16()),
-            description: format!("HTTP {status} without an OAuth error body (is token_url right?)"),
-        },
-    }
-}
-
-/// Classifies a non-2xx answer from the exchange. Its 401 is empty whatever went wrong,
-/// transient or not, so it counts as unavailable; the retry limit turns a persistent one
-/// into a failed row.
-fn classify_exchange_failure(status: StatusCode) -> TokenError {
-    let step = Step::Exchange;
-    if status == StatusCode::UNAUTHORIZED {
-        return TokenError::Unavailable {
-            step,
-            status: Some(401),
-            message:
-                "HTTP 401 (the exchange gives no reason; check the Maskinporten client's scopes \
-                      and org if it persists)"
-                    .to_string(),
-        };
-    }
-    if is_transient_status(status) || !status.is_client_error() {
-        return TokenError::Unavailable {
-            step,
-            status: Some(status.as_u16()),
-            message: format!("HTTP {status}"),
-        };
-    }
-    TokenError::Rejected {
-        step,
-        error: format!("http_{}", status.as_u16()),
-        description: format!("HTTP {status} (is exchange_url right?)"),
-    }
-}
-
-/// The OAuth `error` and `error_description` of an error body, if it has them.
-fn oauth_error(body: &[u8]) -> Option<(String, String)> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let error = value.get("error")?.as_str()?.trim();
-    if error.is_empty() {
-        return None;
-    }
-    let description = value
-        .get("error_description")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some((
-        error.to_string(),
-        description.chars().take(MAX_DESCRIPTION_CHARS).collect(),
-    ))
 }
 
 /// The `access_token` of a token response. The other members (`token_type`,

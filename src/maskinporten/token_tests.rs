@@ -409,23 +409,3 @@ fn exchanged_tokens_fall_back_to_a_minute_without_exp() {
     assert_eq!(jwt_exp(&fake_jwt(1, 1_900_000_000)), Some(1_900_000_000));
     assert_eq!(jwt_exp("not-a-jwt"), None);
 }
-
-#[test]
-fn oauth_errors_meaning_later_are_unavailable() {
-    let body = br#"{"error":"temporarily_unavailable","error_description":"busy"}"#;
-    let error = classify_maskinporten_failure(StatusCode::BAD_REQUEST, body);
-    assert!(!error.is_config_error());
-    let error = classify_maskinporten_failure(StatusCode::NOT_FOUND, b"<html>");
-    assert_eq!(error.code(), "maskinporten:http_404");
-    assert!(error.is_config_error());
-    let long = format!(
-        r#"{{"error":"invalid_client","error_description":"{}"}}"#,
-        "x".repeat(1000)
-    );
-    let TokenError::Rejected { description, .. } =
-        classify_maskinporten_failure(StatusCode::UNAUTHORIZED, long.as_bytes())
-    else {
-        panic!("expected a rejection")
-    };
-    assert_eq!(description.len(), MAX_DESCRIPTION_CHARS);
-}
