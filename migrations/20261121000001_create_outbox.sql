@@ -23,6 +23,17 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT array(SELECT DISTINCT altinn_outbox.recipient_key(r) FROM unnest(rs) AS r ORDER BY 1)
 $$;
 
+-- What makes a message "the same letter" for a producer's retried INSERT. Declared
+-- immutable: it reads only its arguments (jsonb and epoch output do not depend on settings).
+CREATE FUNCTION altinn_outbox.content_hash(language text, title text, summary text, body text, message_sender text,
+    publish timestamptz, due timestamptz, notification jsonb, external_references jsonb, property_list jsonb,
+    reply_options jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT md5(jsonb_build_array(language, title, summary, body, message_sender, extract(epoch FROM publish),
+                               extract(epoch FROM due), notification, external_references, property_list,
+                               reply_options)::text)
+$$;
+
 CREATE TABLE altinn_outbox.message (
     id                     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at             timestamptz NOT NULL DEFAULT now(),
@@ -47,15 +58,19 @@ CREATE TABLE altinn_outbox.message (
     allow_forwarding       boolean     NOT NULL DEFAULT false,
     existing_attachments   uuid[]      NOT NULL DEFAULT '{}',
     recipient_keys         text[]      GENERATED ALWAYS AS (altinn_outbox.recipient_keys(recipients)) STORED,
+    content_hash           text        GENERATED ALWAYS AS (altinn_outbox.content_hash(language, title, summary, body,
+                               message_sender, requested_publish_time, due_date_time, notification,
+                               external_references, property_list, reply_options)) STORED,
     -- Recipients are the unit of work (one delivery each): a message without one would
     -- never be picked up, so it is refused here rather than left waiting forever.
     CONSTRAINT message_recipients_count CHECK (cardinality(recipients) BETWEEN 1 AND 500),
     CONSTRAINT message_resend_non_negative CHECK (resend >= 0)
 );
 -- A producer that retries its own transaction inserts the very same message again; this
--- index lets it write INSERT ... ON CONFLICT DO NOTHING. A different message that reuses a
--- reference for one of the same recipients still fails (delivery_reference_unique).
-CREATE UNIQUE INDEX message_reference_unique ON altinn_outbox.message (resource_id, senders_reference, resend, recipient_keys);
+-- index lets it write INSERT ... ON CONFLICT DO NOTHING. The content is part of it, so a
+-- different letter that reuses a reference is not swallowed: it fails on
+-- delivery_reference_unique, even with ON CONFLICT DO NOTHING.
+CREATE UNIQUE INDEX message_reference_unique ON altinn_outbox.message (resource_id, senders_reference, resend, recipient_keys, content_hash);
 COMMENT ON TABLE altinn_outbox.message IS 'One letter to one or more recipients, inserted by a producer; one delivery row per recipient is created by trigger';
 COMMENT ON COLUMN altinn_outbox.message.id IS 'Outbox message id (log lines name it)';
 COMMENT ON COLUMN altinn_outbox.message.created_at IS 'When the producer inserted the message';
@@ -79,6 +94,7 @@ COMMENT ON COLUMN altinn_outbox.message.is_confirmation_needed IS 'The recipient
 COMMENT ON COLUMN altinn_outbox.message.is_confidential IS 'Must match the resource''s confidentiality';
 COMMENT ON COLUMN altinn_outbox.message.allow_forwarding IS 'Allow the recipient to forward the message by e-mail';
 COMMENT ON COLUMN altinn_outbox.message.recipient_keys IS 'Recipients normalised and sorted (generated), for ON CONFLICT DO NOTHING on exact retries';
+COMMENT ON COLUMN altinn_outbox.message.content_hash IS 'Hash of the letter''s content (generated), so that ON CONFLICT DO NOTHING only absorbs a retry of the same letter';
 COMMENT ON COLUMN altinn_outbox.message.existing_attachments IS 'Ids of attachments already uploaded to Altinn and Published';
 
 CREATE TABLE altinn_outbox.attachment (

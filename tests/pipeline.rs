@@ -69,16 +69,16 @@ async fn a_row_goes_from_insert_to_delivered_with_every_column_filled() {
         .await
         .unwrap();
     assert_eq!(message_state, "delivered");
-    assert_eq!(app.fake.state().initialize_calls(), 1);
+    assert_eq!(app.initialize_requests(), 1);
 }
 
 #[tokio::test]
 async fn many_sends_use_one_grant_and_one_exchange() {
     let app = TestApp::start().await;
     app.insert_many(40).await;
-    assert_eq!(app.drain().await, 40);
-    assert_eq!(app.count_in("awaiting_status").await, 40);
-    assert_eq!(app.fake.state().initialize_calls(), 40);
+    app.drain().await;
+    assert_eq!(app.count_in("awaiting_status").await + app.count_in("delivered").await, 40);
+    assert_eq!(app.initialize_requests(), 40);
     assert_eq!(app.fake.state().grants_accepted(), 1);
     assert_eq!(app.fake.state().exchanges(), 1);
 }
@@ -102,7 +102,7 @@ async fn a_response_lost_after_commit_leads_to_one_correspondence() {
     let fake = app.fake.state().correspondences();
     assert_eq!(fake.len(), 1, "exactly one correspondence");
     assert_eq!(d.get::<Uuid, _>("correspondence_id"), fake[0].id, "found by key");
-    assert_eq!(app.fake.state().initialize_calls(), 2, "the second answered 409/1034");
+    assert_eq!(app.initialize_requests(), 2, "the second answered 409/1034");
     assert_eq!(app.fake.state().lookups(), 1);
     assert_eq!(d.get::<i32, _>("attempts"), 2);
 }
@@ -126,7 +126,7 @@ async fn two_workers_on_one_database_send_each_of_200_rows_exactly_once() {
     assert_eq!(fake.len(), 200);
     let keys: std::collections::HashSet<_> = fake.iter().map(|c| c.idempotent_key).collect();
     assert_eq!(keys.len(), 200, "one correspondence per row");
-    assert_eq!(app.fake.state().initialize_calls(), 200, "no row was sent twice");
+    assert_eq!(app.initialize_requests(), 200, "no row was sent twice");
     let by_worker: Vec<(String, i64)> = sqlx::query_as(
         "SELECT substring(detail from 'by (.*)$') AS w, count(*) FROM altinn_outbox.history
          WHERE kind = 'state' AND new_value = 'sending' GROUP BY w ORDER BY w",
@@ -153,7 +153,7 @@ async fn a_transient_error_is_retried_and_a_permanent_one_is_not() {
     app.make_all_due().await;
     app.drain().await;
     assert_eq!(app.delivery_of(transient).await.get::<String, _>("state"), "awaiting_status");
-    assert_eq!(app.fake.state().initialize_calls(), 2);
+    assert_eq!(app.initialize_requests(), 2);
 
     let permanent: i64 = sqlx::query_scalar(
         "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
@@ -170,7 +170,7 @@ async fn a_transient_error_is_retried_and_a_permanent_one_is_not() {
     assert_eq!(d.get::<Option<String>, _>("error_code").as_deref(), Some("altinn:1036"));
     assert!(d.get::<Option<String>, _>("error_message").unwrap().contains("resource"));
     assert_eq!(d.get::<i32, _>("attempts"), 1, "a permanent error is not retried");
-    assert_eq!(app.fake.state().initialize_calls(), 3);
+    assert_eq!(app.initialize_requests(), 3);
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn transient_errors_end_the_row_after_max_attempts() {
     assert_eq!(d.get::<String, _>("state"), "failed");
     assert_eq!(d.get::<i32, _>("attempts"), 4);
     assert!(d.get::<String, _>("error_message").starts_with("gave up after 4 attempts"));
-    assert_eq!(app.fake.state().initialize_calls(), 4);
+    assert_eq!(app.initialize_requests(), 4);
 }
 
 #[tokio::test]
@@ -214,10 +214,20 @@ async fn a_second_message_with_the_same_reference_and_recipient_is_refused_at_in
     .await
     .unwrap_err();
     assert!(err.to_string().contains("delivery_reference_unique"), "{err}");
+    // Even ON CONFLICT DO NOTHING does not swallow a different letter with the same reference.
+    let swallowed = sqlx::query(
+        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, summary, body)
+         VALUES ($1, 'ref-1', ARRAY[$2], 'x', 'y', 'z') ON CONFLICT DO NOTHING",
+    )
+    .bind(RESOURCE)
+    .bind(ORG)
+    .execute(&app.pool)
+    .await;
+    assert!(swallowed.unwrap_err().to_string().contains("delivery_reference_unique"));
     // The producer's own retry of the very same row is a no-op.
     let retried = sqlx::query(
         "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, summary, body)
-         VALUES ($1, 'ref-1', ARRAY[$2], 'x', 'y', 'z') ON CONFLICT DO NOTHING",
+         VALUES ($1, 'ref-1', ARRAY[$2], 'Vedtak', 'Kort oppsummering', '# Vedtak\nTekst i **markdown**') ON CONFLICT DO NOTHING",
     )
     .bind(RESOURCE)
     .bind(ORG)
@@ -238,7 +248,7 @@ async fn a_second_message_with_the_same_reference_and_recipient_is_refused_at_in
     app.drain().await;
     let keys: std::collections::HashSet<Option<Uuid>> = app.fake.state().correspondences().iter().map(|c| c.idempotent_key).collect();
     assert_eq!(keys.len(), 2);
-    assert_eq!(app.fake.state().initialize_calls(), 2);
+    assert_eq!(app.initialize_requests(), 2);
 }
 
 #[tokio::test]
@@ -256,7 +266,7 @@ async fn one_message_to_several_recipients_sends_one_request_each_with_its_own_k
         .await
         .unwrap();
     assert_eq!(state, "awaiting_status");
-    assert_eq!(app.fake.state().initialize_calls(), 3);
+    assert_eq!(app.initialize_requests(), 3);
 }
 
 #[tokio::test]
@@ -281,7 +291,7 @@ async fn a_write_back_from_a_lost_lease_writes_nothing_and_expired_leases_are_re
     let current = worker::process(&second, jobs2.into_iter().next().unwrap()).await;
     assert_eq!(altinn_outbox::outbox::write_back(&app.pool, &[current]).await.unwrap(), 1);
     assert_eq!(app.fake.state().correspondences().len(), 1, "the same key both times");
-    assert_eq!(app.fake.state().initialize_calls(), 2);
+    assert_eq!(app.initialize_requests(), 2);
 }
 
 #[tokio::test]
@@ -291,7 +301,7 @@ async fn a_401_from_correspondence_drops_the_token_and_retries_once() {
     let id = app.insert("401", &[ORG]).await;
     app.drain().await;
     assert_eq!(app.delivery_of(id).await.get::<String, _>("state"), "awaiting_status");
-    assert_eq!(app.fake.state().initialize_calls(), 2);
+    assert_eq!(app.initialize_requests(), 2);
     assert_eq!(app.fake.state().exchanges(), 2, "a fresh token for the retry");
 }
 
@@ -311,13 +321,15 @@ async fn a_429_retry_after_is_honoured_for_every_row() {
     let d = app.delivery_of(other).await;
     assert_eq!((d.get::<String, _>("state"), d.get::<Option<String>, _>("error_code")), ("pending".into(), Some("throttled".into())));
     assert_eq!(d.get::<i32, _>("attempts"), 0, "a throttled wait uses no attempt");
-    assert_eq!(app.fake.state().initialize_calls(), 1);
+    assert_eq!(app.initialize_requests(), 1);
     assert_eq!(app.fake.state().requests_before_retry_after(), 0);
 }
 
 #[tokio::test]
 async fn statuses_follow_the_highest_value_rule_and_terminal_statuses_end_the_row() {
-    let app = TestApp::start().await;
+    let mut fake = common::fake_config();
+    fake.publish_after_ms = 3_600_000;
+    let app = TestApp::with(fake, |_| {}).await;
     let ok = app.insert("reserved-later-published", &[ORG]).await;
     let failing = app.insert("failing", &["974760223"]).await;
     app.drain().await;
@@ -335,7 +347,7 @@ async fn statuses_follow_the_highest_value_rule_and_terminal_statuses_end_the_ro
     let d = app.delivery_of(failing).await;
     assert_eq!(d.get::<String, _>("state"), "failed");
     assert_eq!(d.get::<String, _>("error_code"), "altinn:Failed");
-    assert_eq!(app.fake.state().initialize_calls(), 2);
+    assert_eq!(app.initialize_requests(), 2);
 }
 
 /// Polls the database until `done` (the worker runs in the background meanwhile).

@@ -100,6 +100,15 @@ impl TestApp {
         .unwrap();
     }
 
+    /// Every initialize request the fake received, faulted ones included.
+    pub fn initialize_requests(&self) -> usize {
+        self.requests_to("POST", "/correspondence/api/v1/correspondence")
+    }
+
+    pub fn requests_to(&self, method: &str, path: &str) -> usize {
+        self.fake.state().requests().iter().filter(|r| r.method == method && r.path == path).count()
+    }
+
     pub async fn drain(&self) -> usize {
         worker::drain_until_empty(&self.ctx).await.expect("drain")
     }
