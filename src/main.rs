@@ -50,6 +50,10 @@ struct FakeArgs {
     /// Fake configuration (TOML, the fields of FakeConfig).
     #[arg(long)]
     fake_config: Option<PathBuf>,
+    /// Register a Maskinporten client: CLIENT_ID=PATH of its public JWKS; it may request the
+    /// scopes altinn:serviceowner and altinn:correspondence.write. Repeatable.
+    #[arg(long, value_name = "CLIENT_ID=JWKS_FILE")]
+    client: Vec<String>,
 }
 
 #[tokio::main]
@@ -140,10 +144,18 @@ async fn check(config: &Config) -> anyhow::Result<()> {
 
 async fn fake(args: FakeArgs) -> anyhow::Result<()> {
     telemetry::init(&Default::default());
-    let config: altinn_outbox::fake::FakeConfig = match &args.fake_config {
+    let mut config: altinn_outbox::fake::FakeConfig = match &args.fake_config {
         Some(path) => toml::from_str(&std::fs::read_to_string(path)?)?,
         None => Default::default(),
     };
+    for client in &args.client {
+        let (client_id, path) = client.split_once('=').ok_or_else(|| anyhow::anyhow!("--client takes CLIENT_ID=JWKS_FILE"))?;
+        config.clients.push(altinn_outbox::fake::FakeClient {
+            client_id: client_id.to_string(),
+            jwks: serde_json::from_str(&std::fs::read_to_string(path)?)?,
+            scopes: vec!["altinn:serviceowner".into(), "altinn:correspondence.write".into()],
+        });
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     println!("fake Maskinporten and Altinn listening on http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
