@@ -8,8 +8,8 @@
 //!
 //! - [`maskinporten`]: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
 //! - [`auth`]: the Altinn token exchange and the bearer check in front of the Correspondence API.
-//! - [`correspondence`], [`validate`] and [`notify`]: the Correspondence endpoints and the
-//!   validation of initialize requests.
+//! - [`correspondence`]: the Correspondence endpoints; [`model`], [`validate`] and [`notify`]:
+//!   model binding and validation of initialize requests.
 //! - [`views`]: overview and details bodies. [`problem`]: error bodies.
 //! - [`state`]: what the fake remembers, for assertions. [`faults`]: fault injection.
 
@@ -17,6 +17,7 @@ mod auth;
 mod correspondence;
 mod faults;
 mod maskinporten;
+mod model;
 mod notify;
 mod problem;
 mod state;
