@@ -52,6 +52,7 @@ pub struct FakeClient {
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(default)]
 pub struct FakeConfig {
+    /// The Maskinporten clients the fake knows; a grant from any other `iss` is `invalid_client`.
     pub clients: Vec<FakeClient>,
     /// ReadyForPublish -> Published, counted from creation (or from `requestedPublishTime` if
     /// later, as the real publish job does). Default 0: published at the first look.

@@ -306,7 +306,7 @@ impl FakeState {
             .collect()
     }
 
-    /// Every request answered so far, in arrival order of completion.
+    /// Every request answered so far, in the order the answers were sent.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
     }
