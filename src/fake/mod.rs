@@ -6,12 +6,12 @@
 //! accepts anything proves nothing. It parses requests as plain JSON and never shares wire
 //! types with the client, so a client bug cannot be mirrored by a matching fake bug.
 //!
-//! - [`maskinporten`]: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
-//! - [`auth`]: the Altinn token exchange and the bearer check in front of the Correspondence API.
-//! - [`correspondence`]: the Correspondence endpoints; [`model`], [`validate`] and [`notify`]:
+//! - `maskinporten`: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
+//! - `auth`: the Altinn token exchange and the bearer check in front of the Correspondence API.
+//! - `correspondence`: the Correspondence endpoints; `model`, `validate` and `notify`:
 //!   model binding and validation of initialize requests.
-//! - [`views`]: overview and details bodies. [`problem`]: error bodies.
-//! - [`state`]: what the fake remembers, for assertions. [`faults`]: fault injection.
+//! - `views`: overview and details bodies. `problem`: error bodies.
+//! - `state`: what the fake remembers, for assertions. `faults`: fault injection.
 
 mod auth;
 mod correspondence;
