@@ -264,7 +264,13 @@ async fn grants_that_break_a_maskinporten_rule_are_rejected() {
         let (status, body) = post_grant(&server, &grant(&server, overrides)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
         assert_eq!(body["error"], error, "{name}: {body}");
-        assert!(body["error_description"].is_string(), "{name}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        if name.starts_with("aud") {
+            assert!(description.starts_with("MP-110"), "{name}: {description}");
+        }
+        if name == "extra claim" {
+            assert!(description.contains("Invalid assertion"), "{description}");
+        }
     }
     let unknown_kid = signed_grant(
         &server,
@@ -853,4 +859,65 @@ async fn commit_then_drop_creates_the_correspondence_but_loses_the_answer() {
     assert!(records
         .iter()
         .any(|r| r.method == "POST" && r.path.ends_with("/correspondence")));
+}
+
+#[tokio::test]
+async fn the_fake_clock_offset_applies_to_grants_and_tokens_expire_without_skew() {
+    let ahead = FakeServer::start(FakeConfig {
+        clock_offset_s: 60,
+        ..config()
+    })
+    .await;
+    let (status, body) = post_grant(&ahead, &grant(&ahead, json!({}))).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_grant")),
+        "{body}"
+    );
+    let iat = now() + 60;
+    let skewed = grant(&ahead, json!({ "iat": iat, "exp": iat + 60 }));
+    assert_eq!(post_grant(&ahead, &skewed).await.0, StatusCode::OK);
+
+    // An Altinn token whose exp is now is already expired: zero clock skew.
+    let server = FakeServer::start(FakeConfig {
+        altinn_token_lifetime_s: 0,
+        ..config()
+    })
+    .await;
+    let api = Api::new(&server).await;
+    let (status, body) = api
+        .get(&format!("/correspondence/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!("")));
+}
+
+#[tokio::test]
+async fn an_injected_401_has_an_empty_body() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    server
+        .faults()
+        .add(FaultRule::times(Endpoint::Any, FaultKind::Status(401), 1));
+    let (status, body) = api
+        .get(&format!("/correspondence/{}/details", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!("")));
+    let requests = server.state().requests();
+    assert_eq!(requests.last().unwrap().status, 401);
+    assert_eq!(server.state().details_calls(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_correspondence() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let body = message(&[ORG], Some(uuid::Uuid::new_v4()));
+    let answers = futures::future::join_all((0..8).map(|_| api.initialize(&body))).await;
+    let ok = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let conflicts = answers
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::CONFLICT && error_code(b) == Some(1034))
+        .count();
+    assert_eq!((ok, conflicts), (1, 7));
+    assert_eq!(server.state().correspondences().len(), 1);
 }

@@ -54,19 +54,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The API-Management gateway's answer when the subscription key is missing or wrong.
-fn check_subscription_key(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+fn subscription_key_refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &app.config.subscription_key else {
-        return Ok(());
+        return None;
     };
     let message = match headers.get(SUBSCRIPTION_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(given) if given == expected => return Ok(()),
+        Some(given) if given == expected => return None,
         Some(_) => "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.",
         None => "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.",
     };
-    Err(json_response(
-        401,
-        &json!({ "statusCode": 401, "message": message }),
-    ))
+    let body = json!({ "statusCode": 401, "message": message });
+    Some(json_response(401, &body))
 }
 
 fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
@@ -99,7 +97,7 @@ pub(crate) async fn exchange(
     headers: HeaderMap,
 ) -> Response {
     bump(&app.state.exchanges);
-    if let Err(response) = check_subscription_key(&app, &headers) {
+    if let Some(response) = subscription_key_refusal(&app, &headers) {
         return response;
     }
     if !provider.eq_ignore_ascii_case("maskinporten") {
@@ -165,7 +163,7 @@ pub(crate) async fn require_altinn_token(
     next: Next,
 ) -> Response {
     let headers = request.headers();
-    if let Err(response) = check_subscription_key(&app, headers) {
+    if let Some(response) = subscription_key_refusal(&app, headers) {
         return response;
     }
     let acceptable = !has_accept(headers)
@@ -176,36 +174,55 @@ pub(crate) async fn require_altinn_token(
         let text = "Not Acceptable: this endpoint produces application/json";
         return (StatusCode::NOT_ACCEPTABLE, text).into_response();
     }
-    if let Err(response) = check_altinn_token(&app, headers) {
-        return response;
+    if let Err(refusal) = check_altinn_token(&app, headers) {
+        tracing::info!("correspondence call refused by the bearer check");
+        return refusal.into_response();
     }
     next.run(request).await
 }
 
-fn check_altinn_token(app: &App, headers: &HeaderMap) -> Result<(), Response> {
-    let unauthorized = || {
-        tracing::info!("correspondence call without a valid Altinn token");
-        let mut response = empty(401);
-        let bearer = HeaderValue::from_static("Bearer");
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, bearer);
-        response
-    };
-    let token = bearer(headers).ok_or_else(unauthorized)?;
+/// Why the bearer check refused a Correspondence call.
+enum Refusal {
+    /// 401, empty body, `WWW-Authenticate: Bearer`.
+    Unauthenticated,
+    /// 403, empty body: valid token without the write scope or the org claim.
+    Forbidden,
+    /// 403 ProblemDetails: a Maskinporten token that was never exchanged.
+    RawMaskinportenToken,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthenticated => {
+                let mut response = empty(401);
+                let bearer = HeaderValue::from_static("Bearer");
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, bearer);
+                response
+            }
+            Refusal::Forbidden => empty(403),
+            Refusal::RawMaskinportenToken => raw_maskinporten_token(),
+        }
+    }
+}
+
+fn check_altinn_token(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
+    let token = bearer(headers).ok_or(Refusal::Unauthenticated)?;
     let Some(claims) = verify(app, token, &app.altinn_issuer()) else {
         if verify(app, token, &app.issuer()).is_some() {
-            return Err(raw_maskinporten_token());
+            return Err(Refusal::RawMaskinportenToken);
         }
-        return Err(unauthorized());
+        return Err(Refusal::Unauthenticated);
     };
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)
-        .ok_or_else(unauthorized)?;
+        .ok_or(Refusal::Unauthenticated)?;
     // Zero clock skew, as the Correspondence API validates lifetimes outside Development.
     if exp <= app.now().timestamp() {
-        return Err(unauthorized());
+        return Err(Refusal::Unauthenticated);
     }
     let scope = claims
         .get("scope")
@@ -213,8 +230,7 @@ fn check_altinn_token(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         .unwrap_or_default();
     let has_scope = scope.split_whitespace().any(|s| s == WRITE_SCOPE);
     if !has_scope || claims.get("urn:altinn:org").is_none() {
-        tracing::info!("Altinn token lacks the write scope or the service-owner org claim");
-        return Err(empty(403));
+        return Err(Refusal::Forbidden);
     }
     Ok(())
 }

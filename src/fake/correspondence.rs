@@ -19,9 +19,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::require_altinn_token;
-use super::problem::{json_response, plain_problem, Problem};
+use super::model::{at, idempotent_key, normalize_keys};
+use super::problem::{json_response, Problem};
 use super::state::{bump, FakeCorrespondence, NotificationOrder, Record, Status};
-use super::validate::{at, idempotent_key, normalize_keys, validate, Initialize};
+use super::validate::{validate, Initialize};
 use super::{views, App};
 
 /// The real search returns at most this many ids.
@@ -48,14 +49,14 @@ async fn initialize(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
     bump(&app.state.initialize_calls);
     match initialize_checked(&app, &headers, &body) {
         Ok(created) => json_response(200, &created),
-        Err(response) => {
-            tracing::info!(status = response.status().as_u16(), "initialize rejected");
-            response
+        Err(problem) => {
+            tracing::info!(?problem, "initialize rejected");
+            problem.into_response()
         }
     }
 }
 
-fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
+fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Value, Problem> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -63,31 +64,34 @@ fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Val
         .and_then(|t| t.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(plain_problem(415, ""));
+        return Err(Problem::Plain {
+            status: 415,
+            detail: String::new(),
+        });
     }
     let original: Value = serde_json::from_slice(body).map_err(|e| {
-        Problem::validation("$", format!("The request body is not valid JSON: {e}")).into_response()
+        Problem::validation("$", format!("The request body is not valid JSON: {e}"))
     })?;
     let body = normalize_keys(original.clone());
-    let key = idempotent_key(&body).map_err(IntoResponse::into_response)?;
+    let key = idempotent_key(&body)?;
     if let Some(key) = key {
         if app.state.lock().keys.contains_key(&key) {
-            return Err(conflict().into_response());
+            return Err(conflict());
         }
         if key.is_nil() {
             let message = "The idempotency key must be a valid non-empty GUID";
-            return Err(Problem::validation("IdempotentKey", message).into_response());
+            return Err(Problem::validation("IdempotentKey", message));
         }
         if at(&body, &["recipients"])
             .and_then(Value::as_array)
             .is_some_and(|r| r.len() > 1)
         {
             let message = "Idempotency key is not supported for requests with multiple recipients";
-            return Err(Problem::domain(1047, message).into_response());
+            return Err(Problem::domain(1047, message));
         }
     }
-    let valid = validate(&body, &app.config, app.now()).map_err(IntoResponse::into_response)?;
-    commit(app, key, valid, original, body).map_err(IntoResponse::into_response)
+    let valid = validate(&body, &app.config, app.now())?;
+    commit(app, key, valid, original, body)
 }
 
 /// Stores the correspondences and the key in one step, as one database transaction would.
@@ -168,63 +172,80 @@ fn new_record(
     record
 }
 
+/// The search parameters the fake supports, parsed as ASP.NET binds them.
+struct Search {
+    resource: String,
+    /// Index into [`ROLES`]; the real default is Recipient (0).
+    role: usize,
+    key: Option<Uuid>,
+    senders_reference: Option<String>,
+}
+
+fn parse_search(query: HashMap<String, String>) -> Result<Search, Problem> {
+    // ASP.NET binds query parameters case-insensitively.
+    let query: HashMap<String, String> = query
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let resource = query
+        .get("resourceid")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| Problem::validation("resourceId", "The resourceId field is required."))?;
+    let role = match query.get("role") {
+        None => 0,
+        Some(r) => ROLES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(r))
+            .or(r.parse().ok().filter(|n| *n < ROLES.len()))
+            .ok_or_else(|| Problem::validation("role", format!("The value '{r}' is not valid.")))?,
+    };
+    let key = match query.get("idempotentkey") {
+        None => None,
+        Some(k) => Some(Uuid::parse_str(k).map_err(|_| {
+            Problem::validation("idempotentKey", format!("The value '{k}' is not valid."))
+        })?),
+    };
+    Ok(Search {
+        resource: resource
+            .trim_start_matches("urn:altinn:resource:")
+            .to_string(),
+        role,
+        key,
+        senders_reference: query.get("sendersreference").cloned(),
+    })
+}
+
 /// `GET /correspondence?resourceId=&role=&idempotentKey=` → `{"ids":[...]}`.
 async fn lookup(
     State(app): State<Arc<App>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     bump(&app.state.lookups);
-    // ASP.NET binds query parameters case-insensitively.
-    let query: HashMap<String, String> = query
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    let Some(resource) = query.get("resourceid").filter(|r| !r.is_empty()) else {
-        return Problem::validation("resourceId", "The resourceId field is required.")
-            .into_response();
-    };
-    let role = match query.get("role") {
-        None => 0,
-        Some(r) => match ROLES
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(r))
-            .or(r.parse().ok().filter(|n| *n < 3))
-        {
-            Some(role) => role,
-            None => {
-                return Problem::validation("role", format!("The value '{r}' is not valid."))
-                    .into_response()
-            }
-        },
-    };
-    let key = match query.get("idempotentkey").map(|k| Uuid::parse_str(k)) {
-        None => None,
-        Some(Ok(key)) => Some(key),
-        Some(Err(_)) => {
-            return Problem::validation("idempotentKey", "The value is not a valid GUID.")
-                .into_response()
-        }
+    let search = match parse_search(query) {
+        Ok(search) => search,
+        Err(problem) => return problem.into_response(),
     };
     // The fake's correspondences all belong to its one sender and no recipient ever asks.
-    if role == 0 {
+    if search.role == 0 {
         return json_response(200, &json!({ "ids": [] }));
     }
-    let resource = resource.trim_start_matches("urn:altinn:resource:");
-    let reference = query.get("sendersreference");
     let state = app.state.lock_advanced();
     let mut found: Vec<&Record> = state
         .records
         .iter()
-        .filter(|r| match key {
+        .filter(|r| match search.key {
             // The real lookup by key ignores resource and role filters (contract §8.8).
             Some(key) => r.public.idempotent_key == Some(key),
             None => {
-                r.public.resource_id == resource
-                    && reference.is_none_or(|s| *s == r.public.senders_reference)
+                r.public.resource_id == search.resource
+                    && search
+                        .senders_reference
+                        .as_ref()
+                        .is_none_or(|s| *s == r.public.senders_reference)
             }
         })
         .collect();
-    found.sort_by(|a, b| b.requested_publish.cmp(&a.requested_publish));
+    found.sort_by_key(|r| std::cmp::Reverse(r.requested_publish));
     let ids: Vec<Uuid> = found
         .iter()
         .take(MAX_SEARCH_RESULTS)
@@ -233,13 +254,12 @@ async fn lookup(
     json_response(200, &json!({ "ids": ids }))
 }
 
-fn parse_id(id: &str) -> Result<Uuid, Response> {
+fn parse_id(id: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(id).map_err(|_| {
         Problem::validation(
             "correspondenceId",
             format!("The value '{id}' is not valid."),
         )
-        .into_response()
     })
 }
 
@@ -250,7 +270,7 @@ fn not_found() -> Response {
 async fn overview(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(problem) => return problem.into_response(),
     };
     let state = app.state.lock_advanced();
     match state.records.iter().find(|r| r.public.id == id) {
@@ -264,7 +284,7 @@ async fn details(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
     bump(&app.state.details_calls);
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(problem) => return problem.into_response(),
     };
     let now = app.now();
     let state = app.state.lock_advanced();
@@ -277,7 +297,7 @@ async fn details(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
 async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(problem) => return problem.into_response(),
     };
     let now = app.now();
     let mut state = app.state.lock_advanced();

@@ -132,21 +132,73 @@ fn grant(app: &App, fields: &Map<String, Value>) -> Result<Value, OAuthError> {
     }))
 }
 
+/// The errors a grant can get, as (OAuth `error`, `error_description`).
+type Rejection = (&'static str, &'static str);
+const MALFORMED: Rejection = ("invalid_request", "Invalid assertion");
+const BAD_ALG: Rejection = (
+    "invalid_grant",
+    "MP-123 Invalid JWT header alg: RS256, RS384 or RS512 only",
+);
+const UNKNOWN_CLIENT: Rejection = (
+    "invalid_client",
+    "MP-100 Invalid assertion. Client not found",
+);
+const NO_KID: Rejection = (
+    "invalid_grant",
+    "MP-123 Invalid JWT header: kid or x5c required",
+);
+const UNKNOWN_KID: Rejection = (
+    "invalid_grant",
+    "MP-120 Invalid assertion. Unknown kid for client",
+);
+const BAD_KEY: Rejection = (
+    "invalid_client",
+    "MP-120 Registered key is not a usable RSA key",
+);
+const BAD_SIGNATURE: Rejection = (
+    "invalid_grant",
+    "MP-124 Invalid assertion. Signature validation failed",
+);
+const BAD_AUD: Rejection = (
+    "invalid_grant",
+    "MP-110 Invalid JWT claim aud: must be the issuer identifier",
+);
+const NO_TIMES: Rejection = (
+    "invalid_grant",
+    "MP-130 Invalid assertion. iat and exp are required numbers",
+);
+const TOO_LONG: Rejection = (
+    "invalid_grant",
+    "MP-130 The difference between exp and iat must be max 120 seconds",
+);
+const BAD_IAT: Rejection = (
+    "invalid_grant",
+    "MP-130 Invalid JWT claim iat: more than 10 s from Maskinporten's clock",
+);
+const EXPIRED: Rejection = (
+    "invalid_grant",
+    "MP-130 Invalid assertion. The grant has expired",
+);
+const NO_JTI: Rejection = ("invalid_grant", "MP-011 Invalid assertion. jti is required");
+const NO_SCOPE: Rejection = ("invalid_scope", "MP-200 Missing scope");
+
+impl From<Rejection> for OAuthError {
+    fn from((error, description): Rejection) -> OAuthError {
+        reject(error, description)
+    }
+}
+
 /// Finds the client and its key and checks the signature; returns the claims.
 fn verify_assertion(app: &App, assertion: &str) -> Result<Map<String, Value>, OAuthError> {
-    let invalid = || reject("invalid_request", "Invalid assertion");
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| invalid())?;
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| MALFORMED)?;
     if !matches!(
         header.alg,
         Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512
     ) {
-        return Err(reject(
-            "invalid_grant",
-            "MP-123 Invalid JWT header alg: RS256, RS384 or RS512 only",
-        ));
+        return Err(BAD_ALG.into());
     }
-    let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(assertion)
-        .map_err(|_| invalid())?
+    let unverified = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(assertion)
+        .map_err(|_| MALFORMED)?
         .claims;
     let iss = unverified
         .get("iss")
@@ -157,53 +209,24 @@ fn verify_assertion(app: &App, assertion: &str) -> Result<Map<String, Value>, OA
         .clients
         .iter()
         .find(|c| c.client_id == iss)
-        .ok_or_else(|| {
-            reject(
-                "invalid_client",
-                "MP-100 Invalid assertion. Client not found",
-            )
-        })?;
-    let kid = header.kid.ok_or_else(|| {
-        reject(
-            "invalid_grant",
-            "MP-123 Invalid JWT header: kid or x5c required",
-        )
-    })?;
+        .ok_or(UNKNOWN_CLIENT)?;
+    let kid = header.kid.ok_or(NO_KID)?;
     let jwk = client.jwks["keys"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|k| k["kid"].as_str() == Some(kid.as_str()))
-        .ok_or_else(|| {
-            reject(
-                "invalid_grant",
-                "MP-120 Invalid assertion. Unknown kid for client",
-            )
-        })?;
-    let key = DecodingKey::from_rsa_components(
-        jwk["n"].as_str().unwrap_or_default(),
-        jwk["e"].as_str().unwrap_or_default(),
-    )
-    .map_err(|_| {
-        reject(
-            "invalid_client",
-            "MP-120 Registered key is not a usable RSA key",
-        )
-    })?;
-    // Only the signature is checked here; claims are checked below with the fake's clock.
+        .ok_or(UNKNOWN_KID)?;
+    let component = |name: &str| jwk[name].as_str().unwrap_or_default().to_string();
+    let key =
+        DecodingKey::from_rsa_components(&component("n"), &component("e")).map_err(|_| BAD_KEY)?;
+    // Only the signature is checked here; claims are checked with the fake's clock.
     let mut validation = Validation::new(header.alg);
     validation.validate_exp = false;
     validation.validate_aud = false;
     validation.required_spec_claims = HashSet::new();
-    jsonwebtoken::decode::<Map<String, Value>>(assertion, &key, &validation)
-        .map(|data| data.claims)
-        .map_err(|e| {
-            tracing::debug!(error = %e, "grant signature check failed");
-            reject(
-                "invalid_grant",
-                "MP-124 Invalid assertion. Signature validation failed",
-            )
-        })
+    let verified = jsonwebtoken::decode::<Map<String, Value>>(assertion, &key, &validation);
+    Ok(verified.map_err(|_| BAD_SIGNATURE)?.claims)
 }
 
 /// Checks the claim set, audience, times, jti and scopes; returns the scope string.
@@ -212,74 +235,58 @@ fn check_claims(app: &App, claims: &Map<String, Value>) -> Result<String, OAuthE
         .keys()
         .find(|k| !ALLOWED_CLAIMS.contains(&k.as_str()))
     {
-        return Err(reject(
-            "invalid_request",
-            format!("Invalid assertion. Claim not allowed: {extra}"),
-        ));
+        let description = format!("Invalid assertion. Claim not allowed: {extra}");
+        return Err(reject("invalid_request", description));
     }
     if claims.get("aud").and_then(Value::as_str) != Some(app.issuer().as_str()) {
-        return Err(reject(
-            "invalid_grant",
-            "MP-110 Invalid JWT claim aud: must be the issuer identifier",
-        ));
+        return Err(BAD_AUD.into());
     }
-    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
-    let (Some(iat), Some(exp)) = (number("iat"), number("exp")) else {
-        return Err(reject(
-            "invalid_grant",
-            "MP-130 Invalid assertion. iat and exp are required numbers",
-        ));
-    };
-    if exp - iat > MAX_GRANT_LIFETIME_S {
-        return Err(reject(
-            "invalid_grant",
-            "MP-130 The difference between exp and iat must be max 120 seconds",
-        ));
-    }
-    let now = app.now().timestamp();
-    if (iat - now).abs() > MAX_IAT_SKEW_S {
-        return Err(reject(
-            "invalid_grant",
-            "MP-130 Invalid JWT claim iat: more than 10 s from Maskinporten's clock",
-        ));
-    }
-    if exp <= now {
-        return Err(reject(
-            "invalid_grant",
-            "MP-130 Invalid assertion. The grant has expired",
-        ));
-    }
+    check_times(app, claims)?;
     if claims
         .get("jti")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
     {
-        return Err(reject(
-            "invalid_grant",
-            "MP-011 Invalid assertion. jti is required",
-        ));
+        return Err(NO_JTI.into());
     }
     let scope = claims
         .get("scope")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    let iss = claims.get("iss").and_then(Value::as_str);
     let client = app
         .config
         .clients
         .iter()
-        .find(|c| Some(c.client_id.as_str()) == claims["iss"].as_str());
+        .find(|c| Some(c.client_id.as_str()) == iss);
     let registered = client.map(|c| c.scopes.as_slice()).unwrap_or_default();
     if scope.split_whitespace().next().is_none() {
-        return Err(reject("invalid_scope", "MP-200 Missing scope"));
+        return Err(NO_SCOPE.into());
     }
     if let Some(bad) = scope
         .split_whitespace()
         .find(|s| !registered.iter().any(|r| r == s))
     {
-        return Err(reject(
-            "invalid_scope",
-            format!("MP-200 Invalid scope for client: {bad}"),
-        ));
+        let description = format!("MP-200 Invalid scope for client: {bad}");
+        return Err(reject("invalid_scope", description));
     }
     Ok(scope.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// `exp - iat <= 120`, `iat` within ±10 s of the fake's clock, `exp` in the future.
+fn check_times(app: &App, claims: &Map<String, Value>) -> Result<(), Rejection> {
+    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
+    let (Some(iat), Some(exp)) = (number("iat"), number("exp")) else {
+        return Err(NO_TIMES);
+    };
+    let now = app.now().timestamp();
+    if exp - iat > MAX_GRANT_LIFETIME_S {
+        Err(TOO_LONG)
+    } else if (iat - now).abs() > MAX_IAT_SKEW_S {
+        Err(BAD_IAT)
+    } else if exp <= now {
+        Err(EXPIRED)
+    } else {
+        Ok(())
+    }
 }

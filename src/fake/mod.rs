@@ -6,17 +6,18 @@
 //! accepts anything proves nothing. It parses requests as plain JSON and never shares wire
 //! types with the client, so a client bug cannot be mirrored by a matching fake bug.
 //!
-//! - [`maskinporten`]: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
-//! - [`auth`]: the Altinn token exchange and the bearer check in front of the Correspondence API.
-//! - [`correspondence`], [`validate`] and [`notify`]: the Correspondence endpoints and the
-//!   validation of initialize requests.
-//! - [`views`]: overview and details bodies. [`problem`]: error bodies.
-//! - [`state`]: what the fake remembers, for assertions. [`faults`]: fault injection.
+//! - `maskinporten`: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
+//! - `auth`: the Altinn token exchange and the bearer check in front of the Correspondence API.
+//! - `correspondence`: the Correspondence endpoints; `model`, `validate` and `notify`:
+//!   model binding and validation of initialize requests.
+//! - `views`: overview and details bodies. `problem`: error bodies.
+//! - `state`: what the fake remembers, for assertions. `faults`: fault injection.
 
 mod auth;
 mod correspondence;
 mod faults;
 mod maskinporten;
+mod model;
 mod notify;
 mod problem;
 mod state;
@@ -51,6 +52,7 @@ pub struct FakeClient {
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(default)]
 pub struct FakeConfig {
+    /// The Maskinporten clients the fake knows; a grant from any other `iss` is `invalid_client`.
     pub clients: Vec<FakeClient>,
     /// ReadyForPublish -> Published, counted from creation (or from `requestedPublishTime` if
     /// later, as the real publish job does). Default 0: published at the first look.

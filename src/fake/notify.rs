@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
+use super::model::{at, Checker};
 use super::problem::Problem;
-use super::validate::{at, Checker};
 
 const TEMPLATES: [&str; 2] = ["CustomMessage", "GenericAltinnMessage"];
 const CHANNELS: [&str; 5] = [

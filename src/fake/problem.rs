@@ -20,6 +20,8 @@ pub(crate) enum Problem {
     /// Model-validation error: `STD-00000`, `validationErrors` and legacy `errors`, always 400.
     /// Each entry is (C# property path with dots, message).
     Validation(Vec<(String, String)>),
+    /// A ProblemDetails without Altinn extensions (framework answers such as 415).
+    Plain { status: u16, detail: String },
     /// A bare JSON string body (the undefined notification template case).
     BareString { status: u16, text: String },
 }
@@ -177,6 +179,7 @@ impl IntoResponse for Problem {
                 json_response(status, &body)
             }
             Problem::Validation(errors) => json_response(400, &validation_body(&errors)),
+            Problem::Plain { status, detail } => plain_problem(status, &detail),
             Problem::BareString { status, text } => json_response(status, &json!(text)),
         }
     }

@@ -306,7 +306,7 @@ impl FakeState {
             .collect()
     }
 
-    /// Every request answered so far, in arrival order of completion.
+    /// Every request answered so far, in the order the answers were sent.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
     }
@@ -359,4 +359,86 @@ pub(crate) async fn record_middleware(
         at,
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(config: &FakeConfig, created: DateTime<Utc>) -> Record {
+        let mut record = Record {
+            public: FakeCorrespondence {
+                id: Uuid::new_v4(),
+                idempotent_key: None,
+                resource_id: "r".into(),
+                senders_reference: "s".into(),
+                recipient: "urn:altinn:organization:identifier-no:991825827".into(),
+                created,
+                request: Value::Null,
+                status: String::new(),
+                published: None,
+            },
+            normalized: Value::Null,
+            history: Vec::new(),
+            requested_publish: created,
+            confirmation_needed: true,
+            notification: None,
+        };
+        record.push(Status::Initialized, "Initialized", created);
+        record.push(Status::ReadyForPublish, "ReadyForPublish", created);
+        record.advance(created, config);
+        record
+    }
+
+    #[test]
+    fn statuses_follow_the_configured_delays() {
+        let config = FakeConfig {
+            publish_after_ms: 1000,
+            read_after_ms: Some(2000),
+            confirm_after_ms: Some(3000),
+            ..FakeConfig::default()
+        };
+        let t0 = Utc::now();
+        let mut r = record(&config, t0);
+        assert_eq!(r.highest().status, Status::ReadyForPublish);
+        r.advance(t0 + Duration::milliseconds(1500), &config);
+        assert_eq!(r.highest().status, Status::Published);
+        assert_eq!(r.first(Status::Published), Some(t0 + Duration::seconds(1)));
+        r.advance(t0 + Duration::seconds(10), &config);
+        assert_eq!(r.highest().status, Status::Confirmed);
+        let order: Vec<Status> = r.history.iter().map(|e| e.status).collect();
+        assert_eq!(order.last(), Some(&Status::Confirmed));
+    }
+
+    #[test]
+    fn the_highest_status_wins_over_the_latest() {
+        let config = FakeConfig {
+            publish_after_ms: 60_000,
+            ..FakeConfig::default()
+        };
+        let t0 = Utc::now();
+        let mut r = record(&config, t0);
+        r.push(Status::Reserved, "Reserved", t0 + Duration::seconds(1));
+        r.push(Status::Published, "Published", t0 + Duration::seconds(2));
+        assert_eq!(r.highest().status, Status::Reserved);
+        r.push(Status::Fetched, "Fetched", t0 + Duration::seconds(3));
+        assert_eq!(r.highest().status, Status::Reserved, "Fetched never shows");
+        assert_eq!(
+            Status::from_name("purgedbyaltinn"),
+            Some(Status::PurgedByAltinn)
+        );
+    }
+
+    #[test]
+    fn a_purged_correspondence_is_never_published() {
+        let config = FakeConfig {
+            publish_after_ms: 1000,
+            ..FakeConfig::default()
+        };
+        let t0 = Utc::now();
+        let mut r = record(&config, t0);
+        r.push(Status::PurgedByAltinn, "PurgedByAltinn", t0);
+        r.advance(t0 + Duration::seconds(5), &config);
+        assert_eq!(r.first(Status::Published), None);
+    }
 }

@@ -2,20 +2,17 @@
 //! (contract §4): model validation (400 `STD-00000` with paths, no `errorCode`) and the
 //! handler's domain rules (ProblemDetails with `errorCode`).
 //!
-//! Bodies arrive as JSON and are matched case-insensitively by lower-casing every key,
-//! except inside `propertyList`, whose keys are the sender's own data.
+//! Member access and model binding helpers live in [`super::model`].
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
+use super::model::{at, recipients, Checker};
 use super::notify::{self, NotificationPlan};
 use super::problem::Problem;
 use super::FakeConfig;
-use crate::identifiers::{is_valid_org_number, Recipient};
 
 /// The limits of §4.1–4.3; each is the real server's, so the fake rejects what it rejects.
-const MAX_RECIPIENTS: usize = 500;
 const MAX_TITLE_CHARS: usize = 255;
 const MAX_SUMMARY_CHARS: usize = 255;
 const MAX_BODY_CHARS: usize = 30_000;
@@ -37,7 +34,6 @@ const REFERENCE_TYPES: [&str; 7] = [
     "DialogportenTransmissionId",
     "DialogportenTransmissionType",
 ];
-const ORG_PREFIXES: [&str; 2] = ["urn:altinn:organization:identifier-no:", "0192:"];
 
 /// A valid initialize request, reduced to what the fake stores.
 #[derive(Debug)]
@@ -50,201 +46,6 @@ pub(crate) struct Initialize {
     pub confirmation_needed: bool,
     pub ignore_reservation: bool,
     pub notification: Option<NotificationPlan>,
-}
-
-/// Lower-cases object keys recursively, leaving `propertyList`'s keys as sent.
-pub(crate) fn normalize_keys(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let k = k.to_ascii_lowercase();
-                    let v = if k == "propertylist" {
-                        v
-                    } else {
-                        normalize_keys(v)
-                    };
-                    (k, v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize_keys).collect()),
-        other => other,
-    }
-}
-
-/// Looks a member up by its lower-cased path; JSON null counts as absent.
-pub(crate) fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(value, |v, key| v.get(key.to_ascii_lowercase()))
-        .filter(|v| !v.is_null())
-}
-
-/// Model-validation errors collected across the whole body, as ASP.NET reports them all.
-#[derive(Default)]
-pub(crate) struct Checker {
-    pub errors: Vec<(String, String)>,
-}
-
-impl Checker {
-    pub fn fail(&mut self, path: &str, message: impl Into<String>) {
-        self.errors.push((path.to_string(), message.into()));
-    }
-
-    pub fn string(&mut self, v: Option<&Value>, path: &str, required: bool) -> Option<String> {
-        match v {
-            None if required => self.fail(path, format!("The {} field is required.", leaf(path))),
-            None => {}
-            Some(Value::String(s)) => return Some(s.clone()),
-            Some(_) => self.fail(
-                path,
-                "The JSON value could not be converted to System.String.",
-            ),
-        }
-        None
-    }
-
-    pub fn string_max(
-        &mut self,
-        v: Option<&Value>,
-        path: &str,
-        required: bool,
-        max: usize,
-    ) -> Option<String> {
-        let s = self.string(v, path, required)?;
-        let n = s.chars().count();
-        if n > max || (required && n == 0) {
-            let message = format!(
-                "The field {} must be a string with a length between 1 and {max}.",
-                leaf(path)
-            );
-            self.fail(path, message);
-        }
-        Some(s)
-    }
-
-    pub fn boolean(&mut self, v: Option<&Value>, path: &str) -> bool {
-        match v {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                self.fail(
-                    path,
-                    "The JSON value could not be converted to System.Boolean.",
-                );
-                false
-            }
-        }
-    }
-
-    fn date(&mut self, v: Option<&Value>, path: &str) -> Option<DateTime<Utc>> {
-        let s = self.string(v, path, false)?;
-        let parsed = DateTime::parse_from_rfc3339(&s)
-            .map(|d| d.with_timezone(&Utc))
-            .or_else(|_| {
-                NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").map(|d| d.and_utc())
-            });
-        if parsed.is_err() {
-            self.fail(
-                path,
-                "The JSON value could not be converted to System.DateTimeOffset.",
-            );
-        }
-        parsed.ok()
-    }
-
-    /// An enum given by name (case-insensitive) or by its integer value.
-    pub fn enumeration(&mut self, v: Option<&Value>, path: &str, names: &[&str]) -> Option<usize> {
-        let found = match v? {
-            Value::String(s) => names.iter().position(|n| n.eq_ignore_ascii_case(s)),
-            Value::Number(n) => n.as_u64().map(|n| n as usize).filter(|n| *n < names.len()),
-            _ => None,
-        };
-        if found.is_none() {
-            self.fail(
-                path,
-                format!("The JSON value could not be converted to {}.", leaf(path)),
-            );
-        }
-        found
-    }
-}
-
-fn leaf(path: &str) -> &str {
-    path.rsplit('.').next().unwrap_or(path)
-}
-
-/// Reads `idempotentKey`; a value that is not a GUID fails model binding.
-pub(crate) fn idempotent_key(body: &Value) -> Result<Option<Uuid>, Problem> {
-    let Some(value) = at(body, &["idempotentKey"]) else {
-        return Ok(None);
-    };
-    match value.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
-        Some(key) => Ok(Some(key)),
-        None => Err(Problem::validation(
-            "IdempotentKey",
-            "The JSON value could not be converted to System.Nullable`1[System.Guid].",
-        )),
-    }
-}
-
-/// Parses one recipient; Err(None) is a format error, Err(Some(urn)) a well-formed
-/// organisation number the Register cannot know (it fails mod 11).
-fn recipient(raw: &str) -> Result<(String, Option<String>), Option<String>> {
-    let lower = raw.trim().to_ascii_lowercase();
-    // Altinn rejects a bare organisation number, although the outbox's parser accepts it.
-    if lower.len() == 9 && lower.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(None);
-    }
-    match Recipient::parse(&lower) {
-        Ok(r) => {
-            let number = match &r {
-                Recipient::Person(n) => Some(n.clone()),
-                _ => None,
-            };
-            Ok((r.urn(), number))
-        }
-        Err(_) => {
-            let org = ORG_PREFIXES.iter().find_map(|p| lower.strip_prefix(p));
-            match org {
-                Some(d)
-                    if d.len() == 9
-                        && d.bytes().all(|b| b.is_ascii_digit())
-                        && !is_valid_org_number(d) =>
-                {
-                    Err(Some(format!("{}{d}", ORG_PREFIXES[0])))
-                }
-                _ => Err(None),
-            }
-        }
-    }
-}
-
-/// Model validation of the recipients: list size and formats.
-fn recipients(c: &mut Checker, body: &Value) -> (Vec<(String, Option<String>)>, Vec<String>) {
-    let (mut parsed, mut unknown) = (Vec::new(), Vec::new());
-    let Some(value) = at(body, &["recipients"]) else {
-        c.fail("Recipients", "The Recipients field is required.");
-        return (parsed, unknown);
-    };
-    let Some(list) = value.as_array() else {
-        c.fail("Recipients", "The JSON value could not be converted to System.Collections.Generic.List`1[System.String].");
-        return (parsed, unknown);
-    };
-    if list.is_empty() || list.len() > MAX_RECIPIENTS {
-        c.fail(
-            "Recipients",
-            format!("Recipients must contain between 1 and {MAX_RECIPIENTS} entries."),
-        );
-    }
-    for (i, item) in list.iter().enumerate() {
-        match item.as_str().map(recipient) {
-            Some(Ok(r)) => parsed.push(r),
-            Some(Err(Some(urn))) => unknown.push(urn),
-            _ => c.fail(&format!("Recipients[{i}]"), "Recipient is not a valid organization number (0192: or URN prefix), national identity number or Altinn URN."),
-        }
-    }
-    (parsed, unknown)
 }
 
 /// Model validation of the optional collections of `correspondence`.
@@ -335,69 +136,41 @@ fn model(c: &mut Checker, body: &Value) -> Parsed {
         c.fail("Correspondence.Content", "The Content field is required.");
     }
     let content = content.cloned().unwrap_or(Value::Object(Map::new()));
-    let text = |c: &mut Checker, v: &Value, name: &str, path: &str, required| {
-        c.string(at(v, &[name]), path, required)
-    };
-    let resource_id = c.string_max(
-        at(&corr, &["resourceId"]),
-        "Correspondence.ResourceId",
-        true,
-        MAX_RESOURCE_ID_CHARS,
-    );
-    let senders_reference = c.string_max(
-        at(&corr, &["sendersReference"]),
-        "Correspondence.SendersReference",
-        true,
-        MAX_SENDERS_REFERENCE_CHARS,
-    );
-    c.string_max(
-        at(&corr, &["messageSender"]),
+    let (recipients, unknown_parties) = recipients(c, body);
+    collections(c, &corr);
+    c.bounded(
+        &corr,
         "Correspondence.MessageSender",
         false,
         MAX_MESSAGE_SENDER_CHARS,
     );
-    let (recipients, unknown_parties) = recipients(c, body);
-    collections(c, &corr);
     Parsed {
-        resource_id: resource_id.unwrap_or_default(),
-        senders_reference: senders_reference.unwrap_or_default(),
-        title: text(
-            c,
-            &content,
-            "messageTitle",
-            "Correspondence.Content.MessageTitle",
+        resource_id: c.bounded(
+            &corr,
+            "Correspondence.ResourceId",
             true,
-        )
-        .unwrap_or_default(),
-        body: text(
-            c,
-            &content,
-            "messageBody",
-            "Correspondence.Content.MessageBody",
+            MAX_RESOURCE_ID_CHARS,
+        ),
+        senders_reference: c.bounded(
+            &corr,
+            "Correspondence.SendersReference",
             true,
-        )
-        .unwrap_or_default(),
-        summary: text(
-            c,
-            &content,
-            "messageSummary",
-            "Correspondence.Content.MessageSummary",
-            false,
+            MAX_SENDERS_REFERENCE_CHARS,
         ),
-        language: text(
-            c,
-            &content,
-            "language",
-            "Correspondence.Content.Language",
-            false,
-        ),
+        // Empty or over-long texts are the handler's domain errors (1020, 1037, ...), not
+        // model validation, so only presence and type are checked here.
+        title: c
+            .field(&content, "Correspondence.Content.MessageTitle", true)
+            .unwrap_or_default(),
+        body: c
+            .field(&content, "Correspondence.Content.MessageBody", true)
+            .unwrap_or_default(),
+        summary: c.field(&content, "Correspondence.Content.MessageSummary", false),
+        language: c.field(&content, "Correspondence.Content.Language", false),
         recipients,
         unknown_parties,
-        requested_publish: c.date(
-            at(&corr, &["requestedPublishTime"]),
-            "Correspondence.RequestedPublishTime",
-        ),
-        due: c.date(at(&corr, &["dueDateTime"]), "Correspondence.DueDateTime"),
+        requested_publish: c.date(&corr, "Correspondence.RequestedPublishTime"),
+        due: c.date(&corr, "Correspondence.DueDateTime"),
         confirmation_needed: c.boolean(
             at(&corr, &["isConfirmationNeeded"]),
             "Correspondence.IsConfirmationNeeded",

@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::model::at;
 use super::state::{NotificationOrder, Record, Status};
-use super::validate::at;
 use super::FakeConfig;
 
 /// The service owner behind every resource the fake knows (Digdir, as in Altinn's samples).
