@@ -107,6 +107,8 @@ CREATE TABLE altinn_outbox.attachment (
 );
 CREATE INDEX attachment_message_idx ON altinn_outbox.attachment (message_id);
 COMMENT ON TABLE altinn_outbox.attachment IS 'Files to send with a message; insert them in the same transaction as the message';
+COMMENT ON COLUMN altinn_outbox.attachment.id IS 'Attachment id';
+COMMENT ON COLUMN altinn_outbox.attachment.message_id IS 'The message the file belongs to';
 COMMENT ON COLUMN altinn_outbox.attachment.file_name IS 'File name with an allowed extension, at most 255 characters';
 COMMENT ON COLUMN altinn_outbox.attachment.display_name IS 'Name shown to the recipient, at most 255 characters';
 COMMENT ON COLUMN altinn_outbox.attachment.senders_reference IS 'The producer''s reference for the file';
@@ -149,6 +151,12 @@ CREATE TABLE altinn_outbox.delivery (
     CONSTRAINT delivery_reference_unique UNIQUE (resource_id, senders_reference, resend, recipient_key)
 );
 COMMENT ON TABLE altinn_outbox.delivery IS 'One correspondence to one recipient: the unit the worker sends and follows';
+COMMENT ON COLUMN altinn_outbox.delivery.id IS 'Delivery id (log lines name it)';
+COMMENT ON COLUMN altinn_outbox.delivery.message_id IS 'The message this delivery sends';
+COMMENT ON COLUMN altinn_outbox.delivery.resource_id IS 'Copy of the message''s resource_id, for the uniqueness constraint';
+COMMENT ON COLUMN altinn_outbox.delivery.senders_reference IS 'Copy of the message''s senders_reference, for the uniqueness constraint';
+COMMENT ON COLUMN altinn_outbox.delivery.resend IS 'Copy of the message''s resend number, for the uniqueness constraint';
+COMMENT ON COLUMN altinn_outbox.delivery.updated_at IS 'When the worker (or anyone) last changed the row';
 COMMENT ON COLUMN altinn_outbox.delivery.recipient IS 'The recipient as the producer wrote it';
 COMMENT ON COLUMN altinn_outbox.delivery.recipient_key IS 'The recipient normalised (altinn_outbox.recipient_key), for uniqueness';
 COMMENT ON COLUMN altinn_outbox.delivery.state IS 'pending (waiting to be sent), sending (leased by a worker), awaiting_status (sent, waiting for publication), delivered (published), failed, cancelled';
@@ -191,6 +199,11 @@ CREATE TABLE altinn_outbox.history (
 );
 CREATE INDEX history_delivery_idx ON altinn_outbox.history (delivery_id, id);
 COMMENT ON TABLE altinn_outbox.history IS 'Append-only record of every state, Altinn status and notification change of a delivery, written by trigger';
+COMMENT ON COLUMN altinn_outbox.history.id IS 'Order of the changes';
+COMMENT ON COLUMN altinn_outbox.history.delivery_id IS 'The delivery that changed';
+COMMENT ON COLUMN altinn_outbox.history.at IS 'When it changed';
+COMMENT ON COLUMN altinn_outbox.history.old_value IS 'The value before';
+COMMENT ON COLUMN altinn_outbox.history.new_value IS 'The value after';
 COMMENT ON COLUMN altinn_outbox.history.kind IS 'state, altinn_status or notification';
 COMMENT ON COLUMN altinn_outbox.history.detail IS 'Error code and text for a failure; worker instance for a claim';
 

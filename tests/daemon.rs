@@ -1,0 +1,141 @@
+//! The real binary as a separate process: start-up checks, `check`, and SIGTERM.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
+use common::{TestApp, ORG};
+use sqlx::Row;
+
+const BIN: &str = env!("CARGO_BIN_EXE_altinn-outbox");
+
+fn command(config: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--config").arg(config).args(args).env_remove("RUST_LOG").env("ALTINN_OUTBOX_LOG__FORMAT", "json");
+    c
+}
+
+#[tokio::test]
+async fn sigterm_during_sends_exits_zero_and_loses_nothing() {
+    let app = TestApp::start().await;
+    // Slow answers, so that SIGTERM arrives with requests in flight.
+    app.fake.faults().add(FaultRule::always(Endpoint::Initialize, FaultKind::Delay(Duration::from_millis(400))));
+    app.insert_many(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = app.config_file(dir.path());
+    let mut child = command(&config, &["run"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+
+    let start = std::time::Instant::now();
+    while app.initialize_requests() < 20 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the worker never started sending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(exit.status.success(), "exit 0 after SIGTERM: {:?}", exit.status);
+    let log = String::from_utf8_lossy(&exit.stderr);
+    assert!(log.contains("SIGTERM received") && log.contains("worker stopped"), "{log}");
+
+    assert_eq!(app.count_in("sending").await, 0, "nothing is left leased to the stopped worker");
+    let sent = app.count_in("awaiting_status").await + app.count_in("delivered").await;
+    assert_eq!(sent + app.count_in("pending").await, 60);
+    assert_eq!(app.fake.state().correspondences().len() as i64, sent, "every request Altinn answered was written back");
+    let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.delivery WHERE locked_until IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(leased, 0, "released rows are claimable at once");
+
+    app.fake.faults().clear();
+    app.drain().await;
+    let fake = app.fake.state().correspondences();
+    assert_eq!(fake.len(), 60);
+    let keys: std::collections::HashSet<_> = fake.iter().map(|c| c.idempotent_key).collect();
+    assert_eq!(keys.len(), 60);
+    assert_eq!(app.initialize_requests(), 60, "no row was sent twice");
+}
+
+#[tokio::test]
+async fn a_bad_key_stops_the_daemon_before_any_row_is_touched() {
+    let app = TestApp::start().await;
+    let id = app.insert("untouched", &[ORG]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = app.config.clone();
+    config.maskinporten.key_jwk_file = Some(dir.path().join("missing.jwk.json"));
+    let path = dir.path().join("worker.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+
+    let out = command(&path, &["run"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("maskinporten key") && stderr.contains("missing.jwk.json"), "{stderr}");
+    let d = app.delivery_of(id).await;
+    assert_eq!((d.get::<String, _>("state"), d.get::<i32, _>("attempts")), ("pending".into(), 0));
+    assert!(app.fake.state().requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_config_error_names_the_setting() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = app.config_file(dir.path());
+    let out = command(&path, &["run"]).env("ALTINN_OUTBOX_WORKER__CONCURRENCY", "0").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("worker.concurrency"));
+    let out = command(&path, &["run"]).env("ALTINN_OUTBOX_WORKER__NO_SUCH_KEY", "1").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"), "unknown keys are refused");
+}
+
+#[tokio::test]
+async fn check_requests_a_token_and_says_what_failed() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = app.config_file(dir.path());
+    let out = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || command(&path, &["check"]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok   database") && stdout.contains("ok   token"), "{stdout}");
+    assert_eq!(app.fake.state().grants_accepted(), 1);
+
+    let out = tokio::task::spawn_blocking(move || {
+        command(&path, &["check"]).env("ALTINN_OUTBOX_MASKINPORTEN__CLIENT_ID", "unknown-client").output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL token") && stdout.contains("invalid_client"), "{stdout}");
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_to_an_empty_database() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = app.config_file(dir.path());
+    // Already migrated by the harness: running it again is a no-op, not an error.
+    let out = command(&path, &["migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'altinn_outbox' ORDER BY 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["attachment", "delivery", "delivery_status", "history", "message", "message_status"]);
+    let uncommented: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns c
+         WHERE c.table_schema = 'altinn_outbox' AND c.table_name IN ('message', 'delivery', 'attachment', 'history')
+           AND col_description(('altinn_outbox.' || c.table_name)::regclass, c.ordinal_position) IS NULL",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(uncommented, 0, "every column carries a COMMENT");
+}
