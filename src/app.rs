@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use crate::altinn::AltinnClient;
 use crate::config::Config;
 use crate::maskinporten::{KeySource, SigningKey, TokenClient, TokenSettings};
 use crate::outbox;
 use crate::worker::policy::{RetryPolicy, StatusPolicy};
 use crate::worker::{Context, Settings};
+use secrecy::SecretString;
 
 /// Idle connections are kept this long: the worker talks to one host all day.
 const HTTP_POOL_IDLE: Duration = Duration::from_secs(90);
@@ -61,8 +61,16 @@ pub fn token_client(config: &Config, key: SigningKey, http: reqwest::Client) -> 
         audience: endpoints.issuer.clone(),
         client_id: config.maskinporten.client_id.trim().to_string(),
         scopes: config.maskinporten.scopes.clone(),
-        exchange_url: parse("altinn.platform_url", &format!("{}/authentication/api/v1/exchange/maskinporten", endpoints.platform_url))?,
-        subscription_key: config.altinn.subscription_key.as_ref().filter(|k| !k.is_empty()).map(|k| SecretString::from(k.expose().to_string())),
+        exchange_url: parse(
+            "altinn.platform_url",
+            &format!("{}/authentication/api/v1/exchange/maskinporten", endpoints.platform_url),
+        )?,
+        subscription_key: config
+            .altinn
+            .subscription_key
+            .as_ref()
+            .filter(|k| !k.is_empty())
+            .map(|k| SecretString::from(k.expose().to_string())),
         grant_lifetime_s: config.maskinporten.grant_lifetime_s,
         refresh_margin_s: config.altinn.token_refresh_margin_s,
     };
@@ -94,11 +102,17 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
     let endpoints = config.endpoints()?;
     let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.expose().to_string());
     let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key);
-    let pool = outbox::connect_lazy(config.database.url.expose(), config.pool_size(), Duration::from_millis(config.database.connect_timeout_ms))?;
+    let pool = outbox::connect_lazy(
+        config.database.url.expose(),
+        config.pool_size(),
+        Duration::from_millis(config.database.connect_timeout_ms),
+    )?;
     Ok(Context { pool, altinn, settings: settings(config) })
 }
 
 fn default_instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
     format!("{host}:{}", std::process::id())
 }

@@ -47,13 +47,24 @@ const LANGUAGES: [&str; 3] = ["nb", "nn", "en"];
 /// The idempotency key: UUIDv5 in the deployment's namespace over everything that makes
 /// one letter to one recipient. JSON encoding keeps the parts unambiguous whatever
 /// characters the reference holds.
-pub fn idempotency_key(namespace: Uuid, resource_id: &str, senders_reference: &str, resend: i32, recipient_urn: &str) -> Uuid {
+pub fn idempotency_key(
+    namespace: Uuid,
+    resource_id: &str,
+    senders_reference: &str,
+    resend: i32,
+    recipient_urn: &str,
+) -> Uuid {
     let name = serde_json::json!([resource_id, senders_reference, resend, recipient_urn]).to_string();
     Uuid::new_v5(&namespace, name.as_bytes())
 }
 
 /// Builds the request for one recipient, checking every field first.
-pub fn initialize_request(m: &MessageRow, recipient: &str, key: Uuid, now: DateTime<Utc>) -> Result<InitializeRequest, Invalid> {
+pub fn initialize_request(
+    m: &MessageRow,
+    recipient: &str,
+    key: Uuid,
+    now: DateTime<Utc>,
+) -> Result<InitializeRequest, Invalid> {
     let recipient = Recipient::parse(recipient).map_err(|p| invalid("recipients", format!("a recipient {p}")))?;
     check_message(m, now)?;
     Ok(InitializeRequest {
@@ -94,7 +105,10 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     let resource = m.resource_id.trim();
     let bare = resource.strip_prefix("urn:altinn:resource:").unwrap_or(resource);
     if bare.is_empty() || resource.chars().count() > MAX_RESOURCE_ID || bare.contains(':') {
-        return Err(invalid("resource_id", "must be 1 to 255 characters, optionally prefixed urn:altinn:resource:, with no other ':'"));
+        return Err(invalid(
+            "resource_id",
+            "must be 1 to 255 characters, optionally prefixed urn:altinn:resource:, with no other ':'",
+        ));
     }
     length("senders_reference", &m.senders_reference, 1, MAX_SENDERS_REFERENCE)?;
     length("title", &m.title, 1, MAX_TITLE)?;
@@ -115,7 +129,10 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     check_reply_options(m)?;
     if let Some(n) = &m.notification {
         if !n.is_object() {
-            return Err(invalid("notification", "must be a JSON object in the shape of Altinn's correspondence.notification"));
+            return Err(invalid(
+                "notification",
+                "must be a JSON object in the shape of Altinn's correspondence.notification",
+            ));
         }
     }
     if m.existing_attachments.len() + m.attachment_count as usize > MAX_ATTACHMENTS {
@@ -156,7 +173,8 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
         return Err(invalid("external_references", "at most 10 entries"));
     }
     for r in refs {
-        let ok = r.get("referenceValue").is_some_and(Value::is_string) && r.get("referenceType").is_some_and(|t| t.is_string() || t.is_u64());
+        let ok = r.get("referenceValue").is_some_and(Value::is_string)
+            && r.get("referenceType").is_some_and(|t| t.is_string() || t.is_u64());
         if !ok {
             return Err(invalid("external_references", "each entry needs a string referenceValue and a referenceType"));
         }
@@ -180,7 +198,10 @@ fn check_reply_options(m: &MessageRow) -> Result<(), Invalid> {
         let url = option.get("linkURL").and_then(Value::as_str).unwrap_or("");
         let https = url::Url::parse(url).is_ok_and(|u| u.scheme() == "https");
         if !https || url.chars().count() > MAX_REPLY_URL {
-            return Err(invalid("reply_options", "each linkURL must be an absolute https URL of at most 255 characters"));
+            return Err(invalid(
+                "reply_options",
+                "each linkURL must be an absolute https URL of at most 255 characters",
+            ));
         }
     }
     Ok(())

@@ -334,17 +334,30 @@ impl Config {
             Environment::Prod => (Some("https://maskinporten.no/"), Some("https://platform.altinn.no")),
             Environment::Custom => (None, None),
         };
-        let issuer = self.maskinporten.issuer.as_deref().or(issuer).ok_or_else(|| {
-            invalid("maskinporten.issuer", "required when environment = \"custom\"")
-        })?;
+        let issuer = self
+            .maskinporten
+            .issuer
+            .as_deref()
+            .or(issuer)
+            .ok_or_else(|| invalid("maskinporten.issuer", "required when environment = \"custom\""))?;
         if !issuer.ends_with('/') {
-            return Err(invalid("maskinporten.issuer", "must end with '/': it is the grant's aud, exactly as Maskinporten's issuer"));
+            return Err(invalid(
+                "maskinporten.issuer",
+                "must end with '/': it is the grant's aud, exactly as Maskinporten's issuer",
+            ));
         }
         let token_url = self.maskinporten.token_url.clone().unwrap_or_else(|| format!("{issuer}token"));
-        let platform_url = self.altinn.platform_url.as_deref().or(platform).ok_or_else(|| {
-            invalid("altinn.platform_url", "required when environment = \"custom\"")
-        })?;
-        for (setting, u) in [("maskinporten.issuer", issuer), ("maskinporten.token_url", &token_url), ("altinn.platform_url", platform_url)] {
+        let platform_url = self
+            .altinn
+            .platform_url
+            .as_deref()
+            .or(platform)
+            .ok_or_else(|| invalid("altinn.platform_url", "required when environment = \"custom\""))?;
+        for (setting, u) in [
+            ("maskinporten.issuer", issuer),
+            ("maskinporten.token_url", &token_url),
+            ("altinn.platform_url", platform_url),
+        ] {
             url::Url::parse(u).map_err(|e| invalid(setting, format!("not a URL: {e}")))?;
         }
         Ok(Endpoints {
@@ -374,7 +387,10 @@ impl Config {
             return Err(invalid("maskinporten.grant_lifetime_s", "must be 1 to 120 (Maskinporten's limit)"));
         }
         if self.outbox.idempotency_namespace.is_nil() {
-            return Err(invalid("outbox.idempotency_namespace", "required: a UUID of its own for each deployment (generate one with `uuidgen`)"));
+            return Err(invalid(
+                "outbox.idempotency_namespace",
+                "required: a UUID of its own for each deployment (generate one with `uuidgen`)",
+            ));
         }
         self.validate_worker()?;
         self.endpoints().map(|_| ())
@@ -386,7 +402,10 @@ impl Config {
             return Err(invalid("worker.concurrency", "must be 1 to 1024"));
         }
         if w.lease_ms <= self.altinn.request_timeout_ms * 2 {
-            return Err(invalid("worker.lease_ms", "must exceed twice altinn.request_timeout_ms, so a live worker never loses its lease mid-request"));
+            return Err(invalid(
+                "worker.lease_ms",
+                "must exceed twice altinn.request_timeout_ms, so a live worker never loses its lease mid-request",
+            ));
         }
         let r = &self.retry;
         if r.max_attempts < 1 {

@@ -85,7 +85,11 @@ async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let pool = outbox::connect_lazy(config.database.url.expose(), 2, std::time::Duration::from_millis(config.database.connect_timeout_ms))?;
+    let pool = outbox::connect_lazy(
+        config.database.url.expose(),
+        2,
+        std::time::Duration::from_millis(config.database.connect_timeout_ms),
+    )?;
     outbox::migrate(&pool).await?;
     println!("migrations applied");
     Ok(())
@@ -129,7 +133,9 @@ async fn check(config: &Config) -> anyhow::Result<()> {
     let mut failed = false;
     match outbox::migrations_current(&ctx.pool).await {
         Ok(true) => step("database", true, "reachable, migrations current".into()),
-        Ok(false) => (failed, ()) = (true, step("database", false, "reachable, but run `altinn-outbox migrate`".into())),
+        Ok(false) => {
+            (failed, ()) = (true, step("database", false, "reachable, but run `altinn-outbox migrate`".into()))
+        }
         Err(e) => (failed, ()) = (true, step("database", false, e.to_string())),
     }
     match ctx.altinn.tokens().token().await {
@@ -149,7 +155,8 @@ async fn fake(args: FakeArgs) -> anyhow::Result<()> {
         None => Default::default(),
     };
     for client in &args.client {
-        let (client_id, path) = client.split_once('=').ok_or_else(|| anyhow::anyhow!("--client takes CLIENT_ID=JWKS_FILE"))?;
+        let (client_id, path) =
+            client.split_once('=').ok_or_else(|| anyhow::anyhow!("--client takes CLIENT_ID=JWKS_FILE"))?;
         config.clients.push(altinn_outbox::fake::FakeClient {
             client_id: client_id.to_string(),
             jwks: serde_json::from_str(&std::fs::read_to_string(path)?)?,

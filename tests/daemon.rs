@@ -25,7 +25,7 @@ async fn sigterm_during_sends_exits_zero_and_loses_nothing() {
     app.insert_many(60).await;
     let dir = tempfile::tempdir().unwrap();
     let config = app.config_file(dir.path());
-    let mut child = command(&config, &["run"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = command(&config, &["run"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
 
     let start = std::time::Instant::now();
     while app.initialize_requests() < 20 {

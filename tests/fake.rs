@@ -55,16 +55,9 @@ fn signed_grant(server: &FakeServer, overrides: Value, pem: &str, kid: &str) -> 
 }
 
 async fn post_grant(server: &FakeServer, assertion: &str) -> (StatusCode, Value) {
-    let form = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-        ("assertion", assertion),
-    ];
-    let response = reqwest::Client::new()
-        .post(format!("{}/token", server.base_url()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion)];
+    let response =
+        reqwest::Client::new().post(format!("{}/token", server.base_url())).form(&form).send().await.unwrap();
     (response.status(), response.json().await.unwrap())
 }
 
@@ -76,10 +69,7 @@ async fn maskinporten_token(server: &FakeServer) -> String {
 
 async fn exchange(server: &FakeServer, token: &str, accept: Option<&str>) -> reqwest::Response {
     let mut request = reqwest::Client::new()
-        .get(format!(
-            "{}/authentication/api/v1/exchange/maskinporten",
-            server.base_url()
-        ))
+        .get(format!("{}/authentication/api/v1/exchange/maskinporten", server.base_url()))
         .bearer_auth(token);
     if let Some(accept) = accept {
         request = request.header("accept", accept);
@@ -102,43 +92,26 @@ struct Api {
 impl Api {
     async fn new(server: &FakeServer) -> Api {
         let base = format!("{}/correspondence/api/v1", server.base_url());
-        Api {
-            base,
-            token: altinn_token(server).await,
-            http: reqwest::Client::new(),
-        }
+        Api { base, token: altinn_token(server).await, http: reqwest::Client::new() }
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request.bearer_auth(&self.token).send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     async fn initialize(&self, body: &Value) -> (StatusCode, Value) {
-        self.send(
-            self.http
-                .post(format!("{}/correspondence", self.base))
-                .json(body),
-        )
-        .await
+        self.send(self.http.post(format!("{}/correspondence", self.base)).json(body)).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
     async fn purge(&self, id: &str) -> (StatusCode, Value) {
-        self.send(
-            self.http
-                .delete(format!("{}/correspondence/{id}/purge", self.base)),
-        )
-        .await
+        self.send(self.http.delete(format!("{}/correspondence/{id}/purge", self.base))).await
     }
 }
 
@@ -171,23 +144,12 @@ async fn a_valid_grant_gives_a_token_and_the_exchange_a_raw_jwt() {
 
     let response = exchange(&server, token, Some("text/plain")).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain"));
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let altinn = response.text().await.unwrap();
-    assert_eq!(
-        altinn.split('.').count(),
-        3,
-        "a raw JWT, not JSON: {altinn}"
-    );
+    assert_eq!(altinn.split('.').count(), 3, "a raw JWT, not JSON: {altinn}");
 
     // ASP.NET quotes the string when only JSON is acceptable.
-    let quoted = exchange(&server, token, Some("application/json"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let quoted = exchange(&server, token, Some("application/json")).await.text().await.unwrap();
     assert!(quoted.starts_with('"') && quoted.ends_with('"'), "{quoted}");
     assert_eq!(server.state().grants_accepted(), 1);
     assert_eq!(server.state().exchanges(), 2);
@@ -196,16 +158,10 @@ async fn a_valid_grant_gives_a_token_and_the_exchange_a_raw_jwt() {
 #[tokio::test]
 async fn the_metadata_names_the_issuer_with_its_trailing_slash() {
     let server = FakeServer::start(config()).await;
-    let url = format!(
-        "{}/.well-known/oauth-authorization-server",
-        server.base_url()
-    );
+    let url = format!("{}/.well-known/oauth-authorization-server", server.base_url());
     let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
     assert_eq!(body["issuer"], format!("{}/", server.base_url()));
-    assert_eq!(
-        body["token_endpoint"],
-        format!("{}/token", server.base_url())
-    );
+    assert_eq!(body["token_endpoint"], format!("{}/token", server.base_url()));
 }
 
 #[tokio::test]
@@ -213,52 +169,16 @@ async fn grants_that_break_a_maskinporten_rule_are_rejected() {
     let server = FakeServer::start(config()).await;
     let iat = now();
     let cases = [
-        (
-            "aud without trailing slash",
-            json!({ "aud": server.base_url() }),
-            "invalid_grant",
-        ),
-        (
-            "aud = token url",
-            json!({ "aud": format!("{}/token", server.base_url()) }),
-            "invalid_grant",
-        ),
-        (
-            "exp - iat = 121",
-            json!({ "iat": iat, "exp": iat + 121 }),
-            "invalid_grant",
-        ),
-        (
-            "extra claim",
-            json!({ "sub": CLIENT_ID }),
-            "invalid_request",
-        ),
-        (
-            "iat 30 s behind",
-            json!({ "iat": iat - 30, "exp": iat + 30 }),
-            "invalid_grant",
-        ),
-        (
-            "iat 30 s ahead",
-            json!({ "iat": iat + 30, "exp": iat + 90 }),
-            "invalid_grant",
-        ),
-        (
-            "expired",
-            json!({ "iat": iat - 8, "exp": iat - 2 }),
-            "invalid_grant",
-        ),
+        ("aud without trailing slash", json!({ "aud": server.base_url() }), "invalid_grant"),
+        ("aud = token url", json!({ "aud": format!("{}/token", server.base_url()) }), "invalid_grant"),
+        ("exp - iat = 121", json!({ "iat": iat, "exp": iat + 121 }), "invalid_grant"),
+        ("extra claim", json!({ "sub": CLIENT_ID }), "invalid_request"),
+        ("iat 30 s behind", json!({ "iat": iat - 30, "exp": iat + 30 }), "invalid_grant"),
+        ("iat 30 s ahead", json!({ "iat": iat + 30, "exp": iat + 90 }), "invalid_grant"),
+        ("expired", json!({ "iat": iat - 8, "exp": iat - 2 }), "invalid_grant"),
         ("no jti", json!({ "jti": null }), "invalid_grant"),
-        (
-            "unknown client",
-            json!({ "iss": "someone-else" }),
-            "invalid_client",
-        ),
-        (
-            "unregistered scope",
-            json!({ "scope": "altinn:correspondence.write altinn:admin" }),
-            "invalid_scope",
-        ),
+        ("unknown client", json!({ "iss": "someone-else" }), "invalid_client"),
+        ("unregistered scope", json!({ "scope": "altinn:correspondence.write altinn:admin" }), "invalid_scope"),
     ];
     for (name, overrides, error) in cases {
         let (status, body) = post_grant(&server, &grant(&server, overrides)).await;
@@ -272,17 +192,9 @@ async fn grants_that_break_a_maskinporten_rule_are_rejected() {
             assert!(description.contains("Invalid assertion"), "{description}");
         }
     }
-    let unknown_kid = signed_grant(
-        &server,
-        json!({}),
-        "tests/fixtures/test-key.pem",
-        "other-kid",
-    );
+    let unknown_kid = signed_grant(&server, json!({}), "tests/fixtures/test-key.pem", "other-kid");
     let other_key = signed_grant(&server, json!({}), "tests/fixtures/other-key.pem", KID);
-    for (name, assertion) in [
-        ("unknown kid", unknown_kid),
-        ("unregistered key", other_key),
-    ] {
+    for (name, assertion) in [("unknown kid", unknown_kid), ("unregistered key", other_key)] {
         let (status, body) = post_grant(&server, &assertion).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
         assert_eq!(body["error"], "invalid_grant", "{name}: {body}");
@@ -299,10 +211,7 @@ async fn a_grant_is_single_use() {
     let (status, body) = post_grant(&server, &assertion).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_grant");
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("MP-012"));
+    assert!(body["error_description"].as_str().unwrap().contains("MP-012"));
 }
 
 #[tokio::test]
@@ -319,25 +228,13 @@ async fn the_exchange_answers_every_failure_with_an_empty_401() {
 
 #[tokio::test]
 async fn the_correspondence_api_checks_token_scope_accept_and_subscription_key() {
-    let server = FakeServer::start(FakeConfig {
-        subscription_key: Some("sub-key".into()),
-        ..config()
-    })
-    .await;
-    let url = format!(
-        "{}/correspondence/api/v1/correspondence/{}",
-        server.base_url(),
-        uuid::Uuid::new_v4()
-    );
+    let server = FakeServer::start(FakeConfig { subscription_key: Some("sub-key".into()), ..config() }).await;
+    let url = format!("{}/correspondence/api/v1/correspondence/{}", server.base_url(), uuid::Uuid::new_v4());
     let http = reqwest::Client::new();
     let keyed = |r: reqwest::RequestBuilder| r.header("ocp-apim-subscription-key", "sub-key");
 
     let response = http.get(&url).bearer_auth("whatever").send().await.unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "no subscription key"
-    );
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "no subscription key");
 
     let response = keyed(http.get(&url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -346,62 +243,31 @@ async fn the_correspondence_api_checks_token_scope_accept_and_subscription_key()
 
     let mp = maskinporten_token(&server).await;
     let response = keyed(http.get(&url)).bearer_auth(&mp).send().await.unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::FORBIDDEN,
-        "unexchanged Maskinporten token"
-    );
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "unexchanged Maskinporten token");
 
-    let exchanged = keyed(http.get(format!(
-        "{}/authentication/api/v1/exchange/maskinporten",
-        server.base_url()
-    )))
-    .bearer_auth(&mp)
-    .send()
-    .await
-    .unwrap();
+    let exchanged = keyed(http.get(format!("{}/authentication/api/v1/exchange/maskinporten", server.base_url())))
+        .bearer_auth(&mp)
+        .send()
+        .await
+        .unwrap();
     let altinn = exchanged.text().await.unwrap();
-    let response = keyed(http.get(&url))
-        .bearer_auth(&altinn)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let response = keyed(http.get(&url)).bearer_auth(&altinn).header("accept", "text/html").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_ACCEPTABLE);
-    let response = keyed(http.get(&url))
-        .bearer_auth(&altinn)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::NOT_FOUND,
-        "authorised, and the id is unknown"
-    );
+    let response =
+        keyed(http.get(&url)).bearer_auth(&altinn).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "authorised, and the id is unknown");
 }
 
 #[tokio::test]
 async fn a_token_without_the_service_owner_scope_is_forbidden() {
     let mut config = config();
-    config.clients[0]
-        .scopes
-        .push("altinn:correspondence.read".into());
+    config.clients[0].scopes.push("altinn:correspondence.read".into());
     let server = FakeServer::start(config).await;
-    let (_, body) = post_grant(
-        &server,
-        &grant(&server, json!({ "scope": "altinn:correspondence.write" })),
-    )
-    .await;
+    let (_, body) = post_grant(&server, &grant(&server, json!({ "scope": "altinn:correspondence.write" }))).await;
     let token = body["access_token"].as_str().unwrap();
     let altinn = exchange(&server, token, None).await.text().await.unwrap();
-    let api = Api {
-        token: altinn,
-        ..Api::new(&server).await
-    };
-    let (status, body) = api
-        .get(&format!("/correspondence/{}", uuid::Uuid::new_v4()))
-        .await;
+    let api = Api { token: altinn, ..Api::new(&server).await };
+    let (status, body) = api.get(&format!("/correspondence/{}", uuid::Uuid::new_v4())).await;
     assert_eq!((status, body), (StatusCode::FORBIDDEN, json!("")));
 }
 
@@ -410,9 +276,7 @@ async fn initialize_is_idempotent_by_key_and_the_id_can_be_looked_up() {
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;
     let key = uuid::Uuid::new_v4();
-    let (status, body) = api
-        .initialize(&message(&["0192:991825827"], Some(key)))
-        .await;
+    let (status, body) = api.initialize(&message(&["0192:991825827"], Some(key))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let created = &body["correspondences"][0];
     assert_eq!(created["recipient"], ORG);
@@ -422,9 +286,7 @@ async fn initialize_is_idempotent_by_key_and_the_id_can_be_looked_up() {
     let id = created["correspondenceId"].as_str().unwrap().to_string();
 
     // A different (even invalid) body with the same key is a conflict without an id.
-    let (status, body) = api
-        .initialize(&json!({ "idempotentKey": key, "recipients": [] }))
-        .await;
+    let (status, body) = api.initialize(&json!({ "idempotentKey": key, "recipients": [] })).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_code(&body), Some(1034));
     assert_eq!(body["code"], "CORR-01034");
@@ -435,15 +297,9 @@ async fn initialize_is_idempotent_by_key_and_the_id_can_be_looked_up() {
     let (status, body) = api.get(&path).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({ "ids": [id] }));
-    let (_, body) = api
-        .get(&format!(
-            "/correspondence?resourceId={RESOURCE}&idempotentKey={key}"
-        ))
-        .await;
+    let (_, body) = api.get(&format!("/correspondence?resourceId={RESOURCE}&idempotentKey={key}")).await;
     assert_eq!(body, json!({ "ids": [] }), "role defaults to Recipient");
-    let (status, _) = api
-        .get(&format!("/correspondence?role=Sender&idempotentKey={key}"))
-        .await;
+    let (status, _) = api.get(&format!("/correspondence?role=Sender&idempotentKey={key}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "resourceId is required");
 
     let stored = server.state().correspondences();
@@ -457,64 +313,36 @@ async fn initialize_is_idempotent_by_key_and_the_id_can_be_looked_up() {
 async fn idempotency_keys_are_checked_before_validation() {
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;
-    let (status, body) = api
-        .initialize(&message(&[ORG, PERSON], Some(uuid::Uuid::new_v4())))
-        .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, Some(1047)),
-        "{body}"
-    );
-    let (status, body) = api
-        .initialize(&message(&[ORG], Some(uuid::Uuid::nil())))
-        .await;
-    assert_eq!(
-        (status, &body["code"]),
-        (StatusCode::BAD_REQUEST, &json!("STD-00000")),
-        "{body}"
-    );
+    let (status, body) = api.initialize(&message(&[ORG, PERSON], Some(uuid::Uuid::new_v4()))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(1047)), "{body}");
+    let (status, body) = api.initialize(&message(&[ORG], Some(uuid::Uuid::nil()))).await;
+    assert_eq!((status, &body["code"]), (StatusCode::BAD_REQUEST, &json!("STD-00000")), "{body}");
     assert_eq!(error_code(&body), None);
     // Without a key several recipients are fine, one correspondence each.
     let (status, body) = api.initialize(&message(&[ORG, PERSON], None)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        body["correspondences"][1]["recipient"],
-        format!("urn:altinn:person:identifier-no:{PERSON}")
-    );
+    assert_eq!(body["correspondences"][1]["recipient"], format!("urn:altinn:person:identifier-no:{PERSON}"));
 }
 
 #[tokio::test]
 async fn validation_problems_have_paths_and_no_error_code() {
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;
-    for bad in [
-        "991825827",
-        "01010199999",
-        "urn:altinn:person:identifier-no:12345678901",
-    ] {
+    for bad in ["991825827", "01010199999", "urn:altinn:person:identifier-no:12345678901"] {
         let (status, body) = api.initialize(&message(&[bad], None)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["code"], "STD-00000", "{bad}: {body}");
         assert_eq!(body["validationErrors"][0]["paths"][0], "Recipients[0]");
     }
     let mut body = message(&[ORG], None);
-    body["correspondence"]["content"]
-        .as_object_mut()
-        .unwrap()
-        .remove("messageBody");
+    body["correspondence"]["content"].as_object_mut().unwrap().remove("messageBody");
     let (status, body) = api.initialize(&body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "STD-00000");
     assert_eq!(body["status"], 400);
     assert_eq!(error_code(&body), None);
-    assert_eq!(
-        body["validationErrors"][0]["paths"][0],
-        "Correspondence/Content/MessageBody"
-    );
-    assert!(
-        body["errors"]["Correspondence.Content.MessageBody"].is_array(),
-        "{body}"
-    );
+    assert_eq!(body["validationErrors"][0]["paths"][0], "Correspondence/Content/MessageBody");
+    assert!(body["errors"]["Correspondence.Content.MessageBody"].is_array(), "{body}");
 }
 
 #[tokio::test]
@@ -524,11 +352,7 @@ async fn property_names_are_case_insensitive_and_titles_limited_to_255() {
     let mut body = message(&[ORG], None);
     body["correspondence"]["content"]["messageTitle"] = json!("x".repeat(256));
     let (status, answer) = api.initialize(&body).await;
-    assert_eq!(
-        (status, error_code(&answer)),
-        (StatusCode::BAD_REQUEST, Some(1037)),
-        "{answer}"
-    );
+    assert_eq!((status, error_code(&answer)), (StatusCode::BAD_REQUEST, Some(1037)), "{answer}");
     let pascal = json!({
         "Correspondence": {
             "ResourceId": RESOURCE, "SendersReference": "r",
@@ -563,27 +387,12 @@ async fn domain_rules_answer_with_their_error_codes() {
         (with(&["resourceId"], json!("gone")), 1036),
         (with(&["content", "language"], json!("sv")), 1023),
         (with(&["content", "messageBody"], json!("")), 1021),
-        (
-            with(&["content", "messageSummary"], json!("s".repeat(256))),
-            1042,
-        ),
+        (with(&["content", "messageSummary"], json!("s".repeat(256))), 1042),
         (with(&["dueDateTime"], json!(past)), 1008),
         (with(&["isConfirmationNeeded"], json!(true)), 1016),
-        (
-            with(
-                &["replyOptions"],
-                json!([{ "linkURL": "http://example.no" }]),
-            ),
-            1035,
-        ),
-        (
-            with(&["notification"], json!({ "notificationChannel": "Sms" })),
-            3004,
-        ),
-        (
-            with(&["notification"], json!({ "emailSubject": "s" })),
-            3002,
-        ),
+        (with(&["replyOptions"], json!([{ "linkURL": "http://example.no" }])), 1035),
+        (with(&["notification"], json!({ "notificationChannel": "Sms" })), 3004),
+        (with(&["notification"], json!({ "emailSubject": "s" })), 3002),
         (message(&[ORG, ORG], None), 1006),
         (message(&[PERSON], None), 1030),
     ];
@@ -593,13 +402,7 @@ async fn domain_rules_answer_with_their_error_codes() {
     }
     let template = with(&["notification"], json!({ "notificationTemplate": 7 }));
     let (status, answer) = api.initialize(&template).await;
-    assert_eq!(
-        (status, answer),
-        (
-            StatusCode::BAD_REQUEST,
-            json!("Invalid notification template")
-        )
-    );
+    assert_eq!((status, answer), (StatusCode::BAD_REQUEST, json!("Invalid notification template")));
     // Among several recipients a reserved person is created as Reserved.
     let (status, answer) = api.initialize(&message(&[ORG, PERSON], None)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -608,19 +411,13 @@ async fn domain_rules_answer_with_their_error_codes() {
 
 #[tokio::test]
 async fn status_advances_to_published_and_content_is_blanked() {
-    let server = FakeServer::start(FakeConfig {
-        publish_after_ms: 3_600_000,
-        ..config()
-    })
-    .await;
+    let server = FakeServer::start(FakeConfig { publish_after_ms: 3_600_000, ..config() }).await;
     let api = Api::new(&server).await;
     let mut body = message(&[ORG], None);
-    body["correspondence"]["notification"] = json!({ "notificationChannel": "EmailAndSms", "emailSubject": "s", "emailBody": "b", "smsBody": "t" });
+    body["correspondence"]["notification"] =
+        json!({ "notificationChannel": "EmailAndSms", "emailSubject": "s", "emailBody": "b", "smsBody": "t" });
     let (_, created) = api.initialize(&body).await;
-    let id = created["correspondences"][0]["correspondenceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = created["correspondences"][0]["correspondenceId"].as_str().unwrap().to_string();
 
     let (_, overview) = api.get(&format!("/correspondence/{id}")).await;
     assert_eq!(overview["status"], "ReadyForPublish");
@@ -634,52 +431,29 @@ async fn status_advances_to_published_and_content_is_blanked() {
     assert!(details["published"].is_string());
     assert_eq!(details["content"]["language"], "no");
     assert_eq!(details["content"]["messageTitle"], "");
-    let history: Vec<&str> = details["statusHistory"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    let history: Vec<&str> =
+        details["statusHistory"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(history, ["Initialized", "ReadyForPublish", "Published"]);
     let notification = &details["notifications"][0];
-    assert_eq!(
-        notification["notificationStatusDetails"]["email"]["sendStatus"]["status"],
-        "Email_Delivered"
-    );
-    assert_eq!(
-        notification["notificationStatusDetails"]["sms"]["succeeded"],
-        true
-    );
-    assert_eq!(
-        notification["processingStatus"]["status"],
-        "Order_Completed"
-    );
+    assert_eq!(notification["notificationStatusDetails"]["email"]["sendStatus"]["status"], "Email_Delivered");
+    assert_eq!(notification["notificationStatusDetails"]["sms"]["succeeded"], true);
+    assert_eq!(notification["processingStatus"]["status"], "Order_Completed");
     assert_eq!(server.state().details_calls(), 1);
 }
 
 #[tokio::test]
 async fn notifications_are_new_until_delivered_and_status_is_the_highest_reached() {
-    let server = FakeServer::start(FakeConfig {
-        notification_after_ms: 3_600_000,
-        ..config()
-    })
-    .await;
+    let server = FakeServer::start(FakeConfig { notification_after_ms: 3_600_000, ..config() }).await;
     let api = Api::new(&server).await;
     let mut body = message(&[ORG], None);
     body["correspondence"]["notification"] = json!({ "emailSubject": "s", "emailBody": "b" });
     let (_, created) = api.initialize(&body).await;
-    let id = created["correspondences"][0]["correspondenceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = created["correspondences"][0]["correspondenceId"].as_str().unwrap().to_string();
     let (_, details) = api.get(&format!("/correspondence/{id}/details")).await;
     let email = &details["notifications"][0]["notificationStatusDetails"]["email"];
     assert_eq!(email["sendStatus"]["status"], "Email_New");
     assert_eq!(email["succeeded"], false);
-    assert_eq!(
-        details["notifications"][0]["notificationStatusDetails"]["sms"],
-        Value::Null
-    );
+    assert_eq!(details["notifications"][0]["notificationStatusDetails"]["sms"], Value::Null);
 
     let uuid = id.parse().unwrap();
     assert!(server.state().set_status(uuid, "Read"));
@@ -691,51 +465,26 @@ async fn notifications_are_new_until_delivered_and_status_is_the_highest_reached
 
 #[tokio::test]
 async fn a_sender_can_purge_only_before_publish() {
-    let server = FakeServer::start(FakeConfig {
-        publish_after_ms: 3_600_000,
-        ..config()
-    })
-    .await;
+    let server = FakeServer::start(FakeConfig { publish_after_ms: 3_600_000, ..config() }).await;
     let api = Api::new(&server).await;
     let (_, first) = api.initialize(&message(&[ORG], None)).await;
     let (_, second) = api.initialize(&message(&[ORG], None)).await;
-    let first = first["correspondences"][0]["correspondenceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let second = second["correspondences"][0]["correspondenceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = first["correspondences"][0]["correspondenceId"].as_str().unwrap().to_string();
+    let second = second["correspondences"][0]["correspondenceId"].as_str().unwrap().to_string();
 
     assert_eq!(api.purge(&first).await, (StatusCode::OK, json!(first)));
     let (status, body) = api.purge(&first).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, Some(1014))
-    );
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(1014)));
     let (status, body) = api.get(&format!("/correspondence/{first}")).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::NOT_FOUND, Some(1001))
-    );
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, Some(1001)));
     let (status, body) = api.get(&format!("/correspondence/{first}/details")).await;
-    assert_eq!(
-        (status, &body["status"]),
-        (StatusCode::OK, &json!("PurgedByAltinn"))
-    );
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("PurgedByAltinn")));
 
     server.state().publish_all_now();
     let (status, body) = api.purge(&second).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, Some(1013))
-    );
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(1013)));
     let (status, body) = api.purge(&uuid::Uuid::new_v4().to_string()).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::NOT_FOUND, Some(1001))
-    );
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, Some(1001)));
     assert_eq!(server.state().correspondences()[1].status, "Published");
 }
 
@@ -743,45 +492,20 @@ async fn a_sender_can_purge_only_before_publish() {
 async fn injected_503_and_429_answer_like_a_gateway() {
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;
-    server.faults().add(FaultRule::times(
-        Endpoint::Initialize,
-        FaultKind::Status(503),
-        1,
-    ));
+    server.faults().add(FaultRule::times(Endpoint::Initialize, FaultKind::Status(503), 1));
     let (status, body) = api.initialize(&message(&[ORG], None)).await;
-    assert_eq!(
-        (status, &body["status"]),
-        (StatusCode::SERVICE_UNAVAILABLE, &json!(503))
-    );
+    assert_eq!((status, &body["status"]), (StatusCode::SERVICE_UNAVAILABLE, &json!(503)));
     assert!(body["traceId"].is_string());
-    assert_eq!(
-        server.state().initialize_calls(),
-        0,
-        "the handler never ran"
-    );
+    assert_eq!(server.state().initialize_calls(), 0, "the handler never ran");
 
-    server.faults().add(FaultRule::times(
-        Endpoint::Lookup,
-        FaultKind::TooManyRequests { retry_after_s: 1 },
-        1,
-    ));
+    server.faults().add(FaultRule::times(Endpoint::Lookup, FaultKind::TooManyRequests { retry_after_s: 1 }, 1));
     let url = format!("{}/correspondence?resourceId=r&role=Sender", api.base);
-    let response = api
-        .http
-        .get(&url)
-        .bearer_auth(&api.token)
-        .send()
-        .await
-        .unwrap();
+    let response = api.http.get(&url).bearer_auth(&api.token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()["retry-after"], "1");
     let (status, _) = api.get("/correspondence?resourceId=r&role=Sender").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        server.state().requests_before_retry_after(),
-        1,
-        "came back at once"
-    );
+    assert_eq!(server.state().requests_before_retry_after(), 1, "came back at once");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     api.get("/correspondence?resourceId=r&role=Sender").await;
     assert_eq!(server.state().requests_before_retry_after(), 1);
@@ -791,103 +515,53 @@ async fn injected_503_and_429_answer_like_a_gateway() {
 #[tokio::test]
 async fn a_delay_fault_holds_the_request() {
     let server = FakeServer::start(config()).await;
-    server.faults().add(FaultRule::always(
-        Endpoint::Token,
-        FaultKind::Delay(Duration::from_millis(500)),
-    ));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let form = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-        ("assertion", "x"),
-    ];
-    let error = client
-        .post(format!("{}/token", server.base_url()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap_err();
+    server.faults().add(FaultRule::always(Endpoint::Token, FaultKind::Delay(Duration::from_millis(500))));
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
+    let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", "x")];
+    let error = client.post(format!("{}/token", server.base_url())).form(&form).send().await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
     server.faults().clear();
-    assert_eq!(
-        post_grant(&server, &grant(&server, json!({}))).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(post_grant(&server, &grant(&server, json!({}))).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn commit_then_drop_creates_the_correspondence_but_loses_the_answer() {
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;
-    server.faults().add(FaultRule::times(
-        Endpoint::Initialize,
-        FaultKind::CommitThenDrop,
-        1,
-    ));
+    server.faults().add(FaultRule::times(Endpoint::Initialize, FaultKind::CommitThenDrop, 1));
     let key = uuid::Uuid::new_v4();
     let url = format!("{}/correspondence", api.base);
     let result = async {
-        let response = api
-            .http
-            .post(&url)
-            .bearer_auth(&api.token)
-            .json(&message(&[ORG], Some(key)))
-            .send()
-            .await?;
+        let response = api.http.post(&url).bearer_auth(&api.token).json(&message(&[ORG], Some(key))).send().await?;
         response.text().await
     }
     .await;
-    assert!(
-        result.is_err(),
-        "the client must not get a usable answer: {result:?}"
-    );
+    assert!(result.is_err(), "the client must not get a usable answer: {result:?}");
     let stored = server.state().correspondences();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].idempotent_key, Some(key));
     // The retry with the same key is a conflict, and the lookup recovers the id.
     let (status, _) = api.initialize(&message(&[ORG], Some(key))).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (_, found) = api
-        .get(&format!(
-            "/correspondence?resourceId={RESOURCE}&role=Sender&idempotentKey={key}"
-        ))
-        .await;
+    let (_, found) = api.get(&format!("/correspondence?resourceId={RESOURCE}&role=Sender&idempotentKey={key}")).await;
     assert_eq!(found["ids"][0], json!(stored[0].id));
     let records = server.state().requests();
-    assert!(records
-        .iter()
-        .any(|r| r.method == "POST" && r.path.ends_with("/correspondence")));
+    assert!(records.iter().any(|r| r.method == "POST" && r.path.ends_with("/correspondence")));
 }
 
 #[tokio::test]
 async fn the_fake_clock_offset_applies_to_grants_and_tokens_expire_without_skew() {
-    let ahead = FakeServer::start(FakeConfig {
-        clock_offset_s: 60,
-        ..config()
-    })
-    .await;
+    let ahead = FakeServer::start(FakeConfig { clock_offset_s: 60, ..config() }).await;
     let (status, body) = post_grant(&ahead, &grant(&ahead, json!({}))).await;
-    assert_eq!(
-        (status, &body["error"]),
-        (StatusCode::BAD_REQUEST, &json!("invalid_grant")),
-        "{body}"
-    );
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")), "{body}");
     let iat = now() + 60;
     let skewed = grant(&ahead, json!({ "iat": iat, "exp": iat + 60 }));
     assert_eq!(post_grant(&ahead, &skewed).await.0, StatusCode::OK);
 
     // An Altinn token whose exp is now is already expired: zero clock skew.
-    let server = FakeServer::start(FakeConfig {
-        altinn_token_lifetime_s: 0,
-        ..config()
-    })
-    .await;
+    let server = FakeServer::start(FakeConfig { altinn_token_lifetime_s: 0, ..config() }).await;
     let api = Api::new(&server).await;
-    let (status, body) = api
-        .get(&format!("/correspondence/{}", uuid::Uuid::new_v4()))
-        .await;
+    let (status, body) = api.get(&format!("/correspondence/{}", uuid::Uuid::new_v4())).await;
     assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!("")));
 }
 
@@ -895,12 +569,8 @@ async fn the_fake_clock_offset_applies_to_grants_and_tokens_expire_without_skew(
 async fn an_injected_401_has_an_empty_body() {
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;
-    server
-        .faults()
-        .add(FaultRule::times(Endpoint::Any, FaultKind::Status(401), 1));
-    let (status, body) = api
-        .get(&format!("/correspondence/{}/details", uuid::Uuid::new_v4()))
-        .await;
+    server.faults().add(FaultRule::times(Endpoint::Any, FaultKind::Status(401), 1));
+    let (status, body) = api.get(&format!("/correspondence/{}/details", uuid::Uuid::new_v4())).await;
     assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!("")));
     let requests = server.state().requests();
     assert_eq!(requests.last().unwrap().status, 401);
@@ -914,10 +584,7 @@ async fn concurrent_requests_with_one_key_create_one_correspondence() {
     let body = message(&[ORG], Some(uuid::Uuid::new_v4()));
     let answers = futures::future::join_all((0..8).map(|_| api.initialize(&body))).await;
     let ok = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
-    let conflicts = answers
-        .iter()
-        .filter(|(s, b)| *s == StatusCode::CONFLICT && error_code(b) == Some(1034))
-        .count();
+    let conflicts = answers.iter().filter(|(s, b)| *s == StatusCode::CONFLICT && error_code(b) == Some(1034)).count();
     assert_eq!((ok, conflicts), (1, 7));
     assert_eq!(server.state().correspondences().len(), 1);
 }

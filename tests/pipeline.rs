@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use std::time::Duration;
 
 use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
@@ -46,28 +45,29 @@ async fn a_row_goes_from_insert_to_delivered_with_every_column_filled() {
     assert!(d.get::<Option<String>, _>("locked_by").is_none());
     assert!(d.get::<Option<String>, _>("error_code").is_none());
 
-    let history: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT kind, new_value FROM altinn_outbox.history WHERE delivery_id = $1 ORDER BY id",
-    )
-    .bind(d.get::<i64, _>("id"))
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let history: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT kind, new_value FROM altinn_outbox.history WHERE delivery_id = $1 ORDER BY id")
+            .bind(d.get::<i64, _>("id"))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     let states: Vec<&str> = history.iter().filter(|(k, _)| k == "state").filter_map(|(_, v)| v.as_deref()).collect();
     assert_eq!(states, ["sending", "awaiting_status", "delivered"]);
     assert!(history.iter().any(|(k, v)| k == "altinn_status" && v.as_deref() == Some("Published")));
 
-    let view: (String, String) = sqlx::query_as("SELECT state, recipient FROM altinn_outbox.delivery_status WHERE message_id = $1")
-        .bind(message_id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let view: (String, String) =
+        sqlx::query_as("SELECT state, recipient FROM altinn_outbox.delivery_status WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(view, ("delivered".into(), ORG.into()));
-    let message_state: String = sqlx::query_scalar("SELECT state FROM altinn_outbox.message_status WHERE message_id = $1")
-        .bind(message_id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let message_state: String =
+        sqlx::query_scalar("SELECT state FROM altinn_outbox.message_status WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(message_state, "delivered");
     assert_eq!(app.initialize_requests(), 1);
 }
@@ -149,7 +149,10 @@ async fn a_transient_error_is_retried_and_a_permanent_one_is_not() {
     let d = app.delivery_of(transient).await;
     assert_eq!(d.get::<String, _>("state"), "pending");
     assert_eq!(d.get::<Option<String>, _>("error_code").as_deref(), Some("http:503"));
-    assert!(d.get::<DateTime<Utc>, _>("next_attempt_at") > Utc::now() - chrono::Duration::milliseconds(5), "backoff is persisted");
+    assert!(
+        d.get::<DateTime<Utc>, _>("next_attempt_at") > Utc::now() - chrono::Duration::milliseconds(5),
+        "backoff is persisted"
+    );
     app.make_all_due().await;
     app.drain().await;
     assert_eq!(app.delivery_of(transient).await.get::<String, _>("state"), "awaiting_status");
@@ -246,7 +249,8 @@ async fn a_second_message_with_the_same_reference_and_recipient_is_refused_at_in
     .await
     .unwrap();
     app.drain().await;
-    let keys: std::collections::HashSet<Option<Uuid>> = app.fake.state().correspondences().iter().map(|c| c.idempotent_key).collect();
+    let keys: std::collections::HashSet<Option<Uuid>> =
+        app.fake.state().correspondences().iter().map(|c| c.idempotent_key).collect();
     assert_eq!(keys.len(), 2);
     assert_eq!(app.initialize_requests(), 2);
 }
@@ -276,7 +280,10 @@ async fn a_write_back_from_a_lost_lease_writes_nothing_and_expired_leases_are_re
     let jobs = worker::claim(&app.ctx, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     // The lease expires (the worker hung); the sweep hands the row back; another claims it.
-    sqlx::query("UPDATE altinn_outbox.delivery SET locked_until = now() - interval '1 second'").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE altinn_outbox.delivery SET locked_until = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let reclaimed = altinn_outbox::outbox::reclaim_expired_leases(&app.pool).await.unwrap();
     assert_eq!(reclaimed.len(), 1);
     let second = app.second_worker("second");
@@ -319,7 +326,10 @@ async fn a_429_retry_after_is_honoured_for_every_row() {
     let other = app.insert("429-other", &[ORG]).await;
     app.drain().await;
     let d = app.delivery_of(other).await;
-    assert_eq!((d.get::<String, _>("state"), d.get::<Option<String>, _>("error_code")), ("pending".into(), Some("throttled".into())));
+    assert_eq!(
+        (d.get::<String, _>("state"), d.get::<Option<String>, _>("error_code")),
+        ("pending".into(), Some("throttled".into()))
+    );
     assert_eq!(d.get::<i32, _>("attempts"), 0, "a throttled wait uses no attempt");
     assert_eq!(app.initialize_requests(), 1);
     assert_eq!(app.fake.state().requests_before_retry_after(), 0);
@@ -362,4 +372,3 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

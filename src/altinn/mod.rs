@@ -37,13 +37,21 @@ pub struct AltinnClient {
 /// What `POST /correspondence` answered.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Created {
-    New { correspondence_id: Uuid, status: String },
+    New {
+        correspondence_id: Uuid,
+        status: String,
+    },
     /// 409 / 1034: a correspondence with this key exists; look its id up by key.
     AlreadyExists,
 }
 
 impl AltinnClient {
-    pub fn new(http: reqwest::Client, platform_url: &str, tokens: TokenClient, subscription_key: Option<String>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        platform_url: &str,
+        tokens: TokenClient,
+        subscription_key: Option<String>,
+    ) -> Self {
         AltinnClient {
             http,
             api: format!("{}{API_PATH}", platform_url.trim_end_matches('/')),
@@ -76,7 +84,8 @@ impl AltinnClient {
     /// Finds the correspondence created with `key` (the 409 carries no id).
     pub async fn find_by_key(&self, resource_id: &str, key: Uuid) -> Result<Option<Uuid>, ApiError> {
         let url = format!("{}/correspondence", self.api);
-        let query = [("resourceId", resource_id.to_string()), ("role", "Sender".into()), ("idempotentKey", key.to_string())];
+        let query =
+            [("resourceId", resource_id.to_string()), ("role", "Sender".into()), ("idempotentKey", key.to_string())];
         let body = self.send(|http| http.get(&url).query(&query)).await?;
         let ids: IdList = parse(&body)?;
         Ok(ids.ids.into_iter().next())
@@ -113,7 +122,11 @@ impl AltinnClient {
         Err(ApiError::from_response(status.as_u16(), retry_after, &body))
     }
 
-    async fn attempt(&self, build: &impl Fn(&reqwest::Client) -> RequestBuilder, token: &AltinnToken) -> Result<reqwest::Response, ApiError> {
+    async fn attempt(
+        &self,
+        build: &impl Fn(&reqwest::Client) -> RequestBuilder,
+        token: &AltinnToken,
+    ) -> Result<reqwest::Response, ApiError> {
         let mut request = build(&self.http).bearer_auth(token.expose()).header(ACCEPT, "application/json");
         if let Some(key) = &self.subscription_key {
             request = request.header("Ocp-Apim-Subscription-Key", key);
@@ -129,7 +142,8 @@ impl AltinnClient {
         let guard = self.not_before.lock().expect("throttle lock");
         match *guard {
             Some(until) if until > Instant::now() => {
-                let mut e = ApiError::transient("throttled", "Altinn asked us to wait (429 Retry-After); no request was made");
+                let mut e =
+                    ApiError::transient("throttled", "Altinn asked us to wait (429 Retry-After); no request was made");
                 e.class = ErrorClass::Deferred;
                 e.retry_after = Some(until - Instant::now());
                 Err(e)
@@ -162,7 +176,8 @@ fn token_error(e: &TokenError) -> ApiError {
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // A 200 whose body does not parse is treated as a lost response: the key makes the retry safe.
-    serde_json::from_slice(body).map_err(|e| ApiError::transient("altinn:bad_response", format!("unreadable 200 response: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::transient("altinn:bad_response", format!("unreadable 200 response: {e}")))
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

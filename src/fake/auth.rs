@@ -41,9 +41,7 @@ fn verify(app: &App, token: &str, issuer: &str) -> Option<Map<String, Value>> {
     validation.validate_aud = false;
     validation.required_spec_claims = HashSet::new();
     let key = DecodingKey::from_secret(&app.secret);
-    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
-        .ok()?
-        .claims;
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).ok()?.claims;
     (claims.get("iss").and_then(Value::as_str) == Some(issuer)).then_some(claims)
 }
 
@@ -73,21 +71,12 @@ fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
         .any(|v| v == wanted)
 }
 
 fn has_accept(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| !v.as_bytes().trim_ascii().is_empty())
+    headers.get_all(header::ACCEPT).iter().any(|v| !v.as_bytes().trim_ascii().is_empty())
 }
 
 /// `GET /authentication/api/v1/exchange/{provider}`: Maskinporten token in, Altinn token out.
@@ -108,17 +97,13 @@ pub(crate) async fn exchange(
         return empty(401);
     };
     // ASP.NET content negotiation for a string: JSON-quoted only when JSON alone is asked for.
-    let json_only = accepts(&headers, "application/json")
-        && !accepts(&headers, "text/plain")
-        && !accepts(&headers, "*/*");
+    let json_only =
+        accepts(&headers, "application/json") && !accepts(&headers, "text/plain") && !accepts(&headers, "*/*");
     if json_only {
         return json_response(200, &json!(token));
     }
     let mut response = token.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
@@ -134,10 +119,7 @@ fn exchanged_token(app: &App, headers: &HeaderMap) -> Option<String> {
     for removed in ["aud", "iss", "client_amr", "sid"] {
         claims.remove(removed);
     }
-    let scope = claims
-        .get("scope")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let scope = claims.get("scope").and_then(Value::as_str).unwrap_or_default();
     // A substring match, exactly like the real exchange.
     if scope.contains(SERVICE_OWNER_SCOPE) {
         claims.insert("urn:altinn:org".into(), json!(ORG_CODE));
@@ -157,19 +139,13 @@ fn exchanged_token(app: &App, headers: &HeaderMap) -> Option<String> {
 }
 
 /// Gateway, Accept and bearer checks in front of every Correspondence endpoint.
-pub(crate) async fn require_altinn_token(
-    State(app): State<Arc<App>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn require_altinn_token(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if let Some(response) = subscription_key_refusal(&app, headers) {
         return response;
     }
-    let acceptable = !has_accept(headers)
-        || ["application/json", "application/*", "*/*"]
-            .iter()
-            .any(|t| accepts(headers, t));
+    let acceptable =
+        !has_accept(headers) || ["application/json", "application/*", "*/*"].iter().any(|t| accepts(headers, t));
     if !acceptable {
         let text = "Not Acceptable: this endpoint produces application/json";
         return (StatusCode::NOT_ACCEPTABLE, text).into_response();
@@ -197,9 +173,7 @@ impl IntoResponse for Refusal {
             Refusal::Unauthenticated => {
                 let mut response = empty(401);
                 let bearer = HeaderValue::from_static("Bearer");
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, bearer);
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, bearer);
                 response
             }
             Refusal::Forbidden => empty(403),
@@ -216,18 +190,12 @@ fn check_altinn_token(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
         }
         return Err(Refusal::Unauthenticated);
     };
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or(Refusal::Unauthenticated)?;
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or(Refusal::Unauthenticated)?;
     // Zero clock skew, as the Correspondence API validates lifetimes outside Development.
     if exp <= app.now().timestamp() {
         return Err(Refusal::Unauthenticated);
     }
-    let scope = claims
-        .get("scope")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let scope = claims.get("scope").and_then(Value::as_str).unwrap_or_default();
     let has_scope = scope.split_whitespace().any(|s| s == WRITE_SCOPE);
     if !has_scope || claims.get("urn:altinn:org").is_none() {
         return Err(Refusal::Forbidden);

@@ -39,10 +39,7 @@ pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
 }
 
 fn conflict() -> Problem {
-    Problem::domain(
-        1034,
-        "A correspondence with the same idempotent key already exists",
-    )
+    Problem::domain(1034, "A correspondence with the same idempotent key already exists")
 }
 
 async fn initialize(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -57,21 +54,15 @@ async fn initialize(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
 }
 
 fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Value, Problem> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let is_json = content_type
         .and_then(|t| t.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(Problem::Plain {
-            status: 415,
-            detail: String::new(),
-        });
+        return Err(Problem::Plain { status: 415, detail: String::new() });
     }
-    let original: Value = serde_json::from_slice(body).map_err(|e| {
-        Problem::validation("$", format!("The request body is not valid JSON: {e}"))
-    })?;
+    let original: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::validation("$", format!("The request body is not valid JSON: {e}")))?;
     let body = normalize_keys(original.clone());
     let key = idempotent_key(&body)?;
     if let Some(key) = key {
@@ -82,10 +73,7 @@ fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Val
             let message = "The idempotency key must be a valid non-empty GUID";
             return Err(Problem::validation("IdempotentKey", message));
         }
-        if at(&body, &["recipients"])
-            .and_then(Value::as_array)
-            .is_some_and(|r| r.len() > 1)
-        {
+        if at(&body, &["recipients"]).and_then(Value::as_array).is_some_and(|r| r.len() > 1) {
             let message = "Idempotency key is not supported for requests with multiple recipients";
             return Err(Problem::domain(1047, message));
         }
@@ -95,13 +83,7 @@ fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Val
 }
 
 /// Stores the correspondences and the key in one step, as one database transaction would.
-fn commit(
-    app: &App,
-    key: Option<Uuid>,
-    valid: Initialize,
-    original: Value,
-    body: Value,
-) -> Result<Value, Problem> {
+fn commit(app: &App, key: Option<Uuid>, valid: Initialize, original: Value, body: Value) -> Result<Value, Problem> {
     let now = app.now();
     let reserve = valid.recipients.len() > 1 && !valid.ignore_reservation;
     let mut state = app.state.lock();
@@ -110,10 +92,7 @@ fn commit(
     }
     let mut created = Vec::new();
     for (urn, person) in &valid.recipients {
-        let reserved = reserve
-            && person
-                .as_ref()
-                .is_some_and(|p| app.config.reserved_persons.contains(p));
+        let reserved = reserve && person.as_ref().is_some_and(|p| app.config.reserved_persons.contains(p));
         let record = new_record(&valid, key, urn, now, &original, &body, reserved);
         created.push(json!({
             "correspondenceId": record.public.id,
@@ -183,10 +162,7 @@ struct Search {
 
 fn parse_search(query: HashMap<String, String>) -> Result<Search, Problem> {
     // ASP.NET binds query parameters case-insensitively.
-    let query: HashMap<String, String> = query
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
+    let query: HashMap<String, String> = query.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let resource = query
         .get("resourceid")
         .filter(|r| !r.is_empty())
@@ -201,14 +177,13 @@ fn parse_search(query: HashMap<String, String>) -> Result<Search, Problem> {
     };
     let key = match query.get("idempotentkey") {
         None => None,
-        Some(k) => Some(Uuid::parse_str(k).map_err(|_| {
-            Problem::validation("idempotentKey", format!("The value '{k}' is not valid."))
-        })?),
+        Some(k) => Some(
+            Uuid::parse_str(k)
+                .map_err(|_| Problem::validation("idempotentKey", format!("The value '{k}' is not valid.")))?,
+        ),
     };
     Ok(Search {
-        resource: resource
-            .trim_start_matches("urn:altinn:resource:")
-            .to_string(),
+        resource: resource.trim_start_matches("urn:altinn:resource:").to_string(),
         role,
         key,
         senders_reference: query.get("sendersreference").cloned(),
@@ -216,10 +191,7 @@ fn parse_search(query: HashMap<String, String>) -> Result<Search, Problem> {
 }
 
 /// `GET /correspondence?resourceId=&role=&idempotentKey=` → `{"ids":[...]}`.
-async fn lookup(
-    State(app): State<Arc<App>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+async fn lookup(State(app): State<Arc<App>>, Query(query): Query<HashMap<String, String>>) -> Response {
     bump(&app.state.lookups);
     let search = match parse_search(query) {
         Ok(search) => search,
@@ -238,29 +210,17 @@ async fn lookup(
             Some(key) => r.public.idempotent_key == Some(key),
             None => {
                 r.public.resource_id == search.resource
-                    && search
-                        .senders_reference
-                        .as_ref()
-                        .is_none_or(|s| *s == r.public.senders_reference)
+                    && search.senders_reference.as_ref().is_none_or(|s| *s == r.public.senders_reference)
             }
         })
         .collect();
     found.sort_by_key(|r| std::cmp::Reverse(r.requested_publish));
-    let ids: Vec<Uuid> = found
-        .iter()
-        .take(MAX_SEARCH_RESULTS)
-        .map(|r| r.public.id)
-        .collect();
+    let ids: Vec<Uuid> = found.iter().take(MAX_SEARCH_RESULTS).map(|r| r.public.id).collect();
     json_response(200, &json!({ "ids": ids }))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(id).map_err(|_| {
-        Problem::validation(
-            "correspondenceId",
-            format!("The value '{id}' is not valid."),
-        )
-    })
+    Uuid::parse_str(id).map_err(|_| Problem::validation("correspondenceId", format!("The value '{id}' is not valid.")))
 }
 
 fn not_found() -> Response {
@@ -307,10 +267,7 @@ async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response 
     if record.is_purged() {
         return Problem::domain(1014, "Correspondence has already been purged").into_response();
     }
-    let purgeable = matches!(
-        record.highest().status,
-        Status::Initialized | Status::ReadyForPublish | Status::Failed
-    );
+    let purgeable = matches!(record.highest().status, Status::Initialized | Status::ReadyForPublish | Status::Failed);
     if !purgeable {
         let message = "Sender cannot delete correspondence that has been published";
         return Problem::domain(1013, message).into_response();

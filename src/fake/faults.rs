@@ -85,22 +85,12 @@ pub struct FaultRule {
 impl FaultRule {
     /// A rule that applies to every matching request until cleared.
     pub fn always(endpoint: Endpoint, kind: FaultKind) -> FaultRule {
-        FaultRule {
-            endpoint,
-            kind,
-            times: None,
-            probability: 1.0,
-        }
+        FaultRule { endpoint, kind, times: None, probability: 1.0 }
     }
 
     /// A rule that applies to the next `times` matching requests.
     pub fn times(endpoint: Endpoint, kind: FaultKind, times: u32) -> FaultRule {
-        FaultRule {
-            endpoint,
-            kind,
-            times: Some(times),
-            probability: 1.0,
-        }
+        FaultRule { endpoint, kind, times: Some(times), probability: 1.0 }
     }
 }
 
@@ -115,10 +105,7 @@ pub struct Faults {
 
 impl Faults {
     pub fn add(&self, rule: FaultRule) {
-        self.rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(rule);
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).push(rule);
     }
 
     /// Removes every rule. Retry-After times already given stay binding on the client.
@@ -153,9 +140,7 @@ impl Faults {
 
     fn arrived_too_early(&self, endpoint: Option<Endpoint>, now: Instant) -> bool {
         let waits = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
-        waits
-            .iter()
-            .any(|(e, until)| e.covers(endpoint) && now < *until)
+        waits.iter().any(|(e, until)| e.covers(endpoint) && now < *until)
     }
 
     fn told_to_wait(&self, endpoint: Endpoint, until: Instant) {
@@ -166,11 +151,7 @@ impl Faults {
 }
 
 /// Applies the first matching fault rule to the request.
-pub(crate) async fn middleware(
-    State(app): State<Arc<App>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn middleware(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let endpoint = Endpoint::of(request.method(), request.uri().path());
     let now = Instant::now();
     if app.faults.arrived_too_early(endpoint, now) {
@@ -187,12 +168,9 @@ pub(crate) async fn middleware(
         FaultKind::TooManyRequests { retry_after_s } => {
             // The wait binds the endpoint that was answered (every endpoint for other paths).
             let rule_endpoint = endpoint.unwrap_or(Endpoint::Any);
-            app.faults
-                .told_to_wait(rule_endpoint, now + Duration::from_secs(retry_after_s));
+            app.faults.told_to_wait(rule_endpoint, now + Duration::from_secs(retry_after_s));
             let mut response = plain_problem(429, "Rate limit is exceeded");
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             response
         }
         FaultKind::Delay(delay) => {
@@ -229,17 +207,11 @@ mod tests {
             Some(Endpoint::Exchange)
         );
         let base = "/correspondence/api/v1/correspondence";
-        assert_eq!(
-            Endpoint::of(&Method::POST, base),
-            Some(Endpoint::Initialize)
-        );
+        assert_eq!(Endpoint::of(&Method::POST, base), Some(Endpoint::Initialize));
         assert_eq!(Endpoint::of(&Method::GET, base), Some(Endpoint::Lookup));
         assert_eq!(Endpoint::of(&Method::GET, id), Some(Endpoint::Overview));
         let details = format!("{id}/details");
-        assert_eq!(
-            Endpoint::of(&Method::GET, &details),
-            Some(Endpoint::Details)
-        );
+        assert_eq!(Endpoint::of(&Method::GET, &details), Some(Endpoint::Details));
         let purge = format!("{id}/purge");
         assert_eq!(Endpoint::of(&Method::DELETE, &purge), Some(Endpoint::Purge));
         assert_eq!(Endpoint::of(&Method::GET, "/elsewhere"), None);

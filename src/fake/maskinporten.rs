@@ -48,10 +48,7 @@ struct OAuthError {
 }
 
 fn reject(error: &'static str, description: impl Into<String>) -> OAuthError {
-    OAuthError {
-        error,
-        description: description.into(),
-    }
+    OAuthError { error, description: description.into() }
 }
 
 impl IntoResponse for OAuthError {
@@ -77,10 +74,7 @@ pub(crate) async fn token(
 ) -> Response {
     let result = match form {
         Ok(Form(fields)) => grant(&app, &fields),
-        Err(e) => Err(reject(
-            "invalid_request",
-            format!("MP-011 Invalid request: {e}"),
-        )),
+        Err(e) => Err(reject("invalid_request", format!("MP-011 Invalid request: {e}"))),
     };
     match result {
         Ok(body) => {
@@ -101,8 +95,7 @@ fn grant(app: &App, fields: &Map<String, Value>) -> Result<Value, OAuthError> {
     if field("grant_type") != Some(JWT_BEARER) {
         return Err(reject("unsupported_grant_type", "Invalid grant_type"));
     }
-    let assertion =
-        field("assertion").ok_or_else(|| reject("invalid_request", "MP-011 Missing assertion"))?;
+    let assertion = field("assertion").ok_or_else(|| reject("invalid_request", "MP-011 Missing assertion"))?;
     let claims = verify_assertion(app, assertion)?;
     let client_id = claims["iss"].as_str().unwrap_or_default().to_string();
     let scope = check_claims(app, &claims)?;
@@ -135,50 +128,17 @@ fn grant(app: &App, fields: &Map<String, Value>) -> Result<Value, OAuthError> {
 /// The errors a grant can get, as (OAuth `error`, `error_description`).
 type Rejection = (&'static str, &'static str);
 const MALFORMED: Rejection = ("invalid_request", "Invalid assertion");
-const BAD_ALG: Rejection = (
-    "invalid_grant",
-    "MP-123 Invalid JWT header alg: RS256, RS384 or RS512 only",
-);
-const UNKNOWN_CLIENT: Rejection = (
-    "invalid_client",
-    "MP-100 Invalid assertion. Client not found",
-);
-const NO_KID: Rejection = (
-    "invalid_grant",
-    "MP-123 Invalid JWT header: kid or x5c required",
-);
-const UNKNOWN_KID: Rejection = (
-    "invalid_grant",
-    "MP-120 Invalid assertion. Unknown kid for client",
-);
-const BAD_KEY: Rejection = (
-    "invalid_client",
-    "MP-120 Registered key is not a usable RSA key",
-);
-const BAD_SIGNATURE: Rejection = (
-    "invalid_grant",
-    "MP-124 Invalid assertion. Signature validation failed",
-);
-const BAD_AUD: Rejection = (
-    "invalid_grant",
-    "MP-110 Invalid JWT claim aud: must be the issuer identifier",
-);
-const NO_TIMES: Rejection = (
-    "invalid_grant",
-    "MP-130 Invalid assertion. iat and exp are required numbers",
-);
-const TOO_LONG: Rejection = (
-    "invalid_grant",
-    "MP-130 The difference between exp and iat must be max 120 seconds",
-);
-const BAD_IAT: Rejection = (
-    "invalid_grant",
-    "MP-130 Invalid JWT claim iat: more than 10 s from Maskinporten's clock",
-);
-const EXPIRED: Rejection = (
-    "invalid_grant",
-    "MP-130 Invalid assertion. The grant has expired",
-);
+const BAD_ALG: Rejection = ("invalid_grant", "MP-123 Invalid JWT header alg: RS256, RS384 or RS512 only");
+const UNKNOWN_CLIENT: Rejection = ("invalid_client", "MP-100 Invalid assertion. Client not found");
+const NO_KID: Rejection = ("invalid_grant", "MP-123 Invalid JWT header: kid or x5c required");
+const UNKNOWN_KID: Rejection = ("invalid_grant", "MP-120 Invalid assertion. Unknown kid for client");
+const BAD_KEY: Rejection = ("invalid_client", "MP-120 Registered key is not a usable RSA key");
+const BAD_SIGNATURE: Rejection = ("invalid_grant", "MP-124 Invalid assertion. Signature validation failed");
+const BAD_AUD: Rejection = ("invalid_grant", "MP-110 Invalid JWT claim aud: must be the issuer identifier");
+const NO_TIMES: Rejection = ("invalid_grant", "MP-130 Invalid assertion. iat and exp are required numbers");
+const TOO_LONG: Rejection = ("invalid_grant", "MP-130 The difference between exp and iat must be max 120 seconds");
+const BAD_IAT: Rejection = ("invalid_grant", "MP-130 Invalid JWT claim iat: more than 10 s from Maskinporten's clock");
+const EXPIRED: Rejection = ("invalid_grant", "MP-130 Invalid assertion. The grant has expired");
 const NO_JTI: Rejection = ("invalid_grant", "MP-011 Invalid assertion. jti is required");
 const NO_SCOPE: Rejection = ("invalid_scope", "MP-200 Missing scope");
 
@@ -191,25 +151,13 @@ impl From<Rejection> for OAuthError {
 /// Finds the client and its key and checks the signature; returns the claims.
 fn verify_assertion(app: &App, assertion: &str) -> Result<Map<String, Value>, OAuthError> {
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| MALFORMED)?;
-    if !matches!(
-        header.alg,
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512
-    ) {
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) {
         return Err(BAD_ALG.into());
     }
-    let unverified = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(assertion)
-        .map_err(|_| MALFORMED)?
-        .claims;
-    let iss = unverified
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let client = app
-        .config
-        .clients
-        .iter()
-        .find(|c| c.client_id == iss)
-        .ok_or(UNKNOWN_CLIENT)?;
+    let unverified =
+        jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(assertion).map_err(|_| MALFORMED)?.claims;
+    let iss = unverified.get("iss").and_then(Value::as_str).unwrap_or_default();
+    let client = app.config.clients.iter().find(|c| c.client_id == iss).ok_or(UNKNOWN_CLIENT)?;
     let kid = header.kid.ok_or(NO_KID)?;
     let jwk = client.jwks["keys"]
         .as_array()
@@ -218,8 +166,7 @@ fn verify_assertion(app: &App, assertion: &str) -> Result<Map<String, Value>, OA
         .find(|k| k["kid"].as_str() == Some(kid.as_str()))
         .ok_or(UNKNOWN_KID)?;
     let component = |name: &str| jwk[name].as_str().unwrap_or_default().to_string();
-    let key =
-        DecodingKey::from_rsa_components(&component("n"), &component("e")).map_err(|_| BAD_KEY)?;
+    let key = DecodingKey::from_rsa_components(&component("n"), &component("e")).map_err(|_| BAD_KEY)?;
     // Only the signature is checked here; claims are checked with the fake's clock.
     let mut validation = Validation::new(header.alg);
     validation.validate_exp = false;
@@ -231,10 +178,7 @@ fn verify_assertion(app: &App, assertion: &str) -> Result<Map<String, Value>, OA
 
 /// Checks the claim set, audience, times, jti and scopes; returns the scope string.
 fn check_claims(app: &App, claims: &Map<String, Value>) -> Result<String, OAuthError> {
-    if let Some(extra) = claims
-        .keys()
-        .find(|k| !ALLOWED_CLAIMS.contains(&k.as_str()))
-    {
+    if let Some(extra) = claims.keys().find(|k| !ALLOWED_CLAIMS.contains(&k.as_str())) {
         let description = format!("Invalid assertion. Claim not allowed: {extra}");
         return Err(reject("invalid_request", description));
     }
@@ -242,31 +186,17 @@ fn check_claims(app: &App, claims: &Map<String, Value>) -> Result<String, OAuthE
         return Err(BAD_AUD.into());
     }
     check_times(app, claims)?;
-    if claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
+    if claims.get("jti").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(NO_JTI.into());
     }
-    let scope = claims
-        .get("scope")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let scope = claims.get("scope").and_then(Value::as_str).unwrap_or_default();
     let iss = claims.get("iss").and_then(Value::as_str);
-    let client = app
-        .config
-        .clients
-        .iter()
-        .find(|c| Some(c.client_id.as_str()) == iss);
+    let client = app.config.clients.iter().find(|c| Some(c.client_id.as_str()) == iss);
     let registered = client.map(|c| c.scopes.as_slice()).unwrap_or_default();
     if scope.split_whitespace().next().is_none() {
         return Err(NO_SCOPE.into());
     }
-    if let Some(bad) = scope
-        .split_whitespace()
-        .find(|s| !registered.iter().any(|r| r == s))
-    {
+    if let Some(bad) = scope.split_whitespace().find(|s| !registered.iter().any(|r| r == s)) {
         let description = format!("MP-200 Invalid scope for client: {bad}");
         return Err(reject("invalid_scope", description));
     }

@@ -150,18 +150,9 @@ fn base_url_for(config: &FakeConfig, addr: SocketAddr) -> String {
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/token", post(maskinporten::token))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(maskinporten::well_known),
-        )
-        .route(
-            "/authentication/api/v1/exchange/{provider}",
-            get(auth::exchange),
-        )
-        .nest(
-            "/correspondence/api/v1",
-            correspondence::router(app.clone()),
-        )
+        .route("/.well-known/oauth-authorization-server", get(maskinporten::well_known))
+        .route("/authentication/api/v1/exchange/{provider}", get(auth::exchange))
+        .nest("/correspondence/api/v1", correspondence::router(app.clone()))
         // Layers run outside-in from the last one: the record sees the final status,
         // faults run before any handler or auth check, like a gateway in front.
         .layer(from_fn_with_state(app.clone(), faults::middleware))
@@ -185,9 +176,7 @@ async fn serve_app(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     tracing::info!(base_url = %app.base_url, "fake Maskinporten and Altinn listening");
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 /// A fake running in the background on 127.0.0.1 and a free port, for tests.
@@ -200,9 +189,7 @@ pub struct FakeServer {
 impl FakeServer {
     /// Binds 127.0.0.1:0 and serves in a spawned task.
     pub async fn start(config: FakeConfig) -> FakeServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 for the fake");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0 for the fake");
         let addr = listener.local_addr().expect("local address of the fake");
         let app = Arc::new(App::new(config.clone(), base_url_for(&config, addr)));
         let shutdown = CancellationToken::new();

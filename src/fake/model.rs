@@ -20,11 +20,7 @@ pub(crate) fn normalize_keys(value: Value) -> Value {
             map.into_iter()
                 .map(|(k, v)| {
                     let k = k.to_ascii_lowercase();
-                    let v = if k == "propertylist" {
-                        v
-                    } else {
-                        normalize_keys(v)
-                    };
+                    let v = if k == "propertylist" { v } else { normalize_keys(v) };
                     (k, v)
                 })
                 .collect(),
@@ -36,9 +32,7 @@ pub(crate) fn normalize_keys(value: Value) -> Value {
 
 /// Looks a member up by its lower-cased path; JSON null counts as absent.
 pub(crate) fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(value, |v, key| v.get(key.to_ascii_lowercase()))
-        .filter(|v| !v.is_null())
+    path.iter().try_fold(value, |v, key| v.get(key.to_ascii_lowercase())).filter(|v| !v.is_null())
 }
 
 /// Model-validation errors collected across the whole body, as ASP.NET reports them all.
@@ -57,28 +51,16 @@ impl Checker {
             None if required => self.fail(path, format!("The {} field is required.", leaf(path))),
             None => {}
             Some(Value::String(s)) => return Some(s.clone()),
-            Some(_) => self.fail(
-                path,
-                "The JSON value could not be converted to System.String.",
-            ),
+            Some(_) => self.fail(path, "The JSON value could not be converted to System.String."),
         }
         None
     }
 
-    pub fn string_max(
-        &mut self,
-        v: Option<&Value>,
-        path: &str,
-        required: bool,
-        max: usize,
-    ) -> Option<String> {
+    pub fn string_max(&mut self, v: Option<&Value>, path: &str, required: bool, max: usize) -> Option<String> {
         let s = self.string(v, path, required)?;
         let n = s.chars().count();
         if n > max || (required && n == 0) {
-            let message = format!(
-                "The field {} must be a string with a length between 1 and {max}.",
-                leaf(path)
-            );
+            let message = format!("The field {} must be a string with a length between 1 and {max}.", leaf(path));
             self.fail(path, message);
         }
         Some(s)
@@ -89,10 +71,7 @@ impl Checker {
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                self.fail(
-                    path,
-                    "The JSON value could not be converted to System.Boolean.",
-                );
+                self.fail(path, "The JSON value could not be converted to System.Boolean.");
                 false
             }
         }
@@ -105,22 +84,16 @@ impl Checker {
 
     /// Like `field`, with the `StringLength` attribute's limits (1..max when required).
     pub fn bounded(&mut self, parent: &Value, path: &str, required: bool, max: usize) -> String {
-        self.string_max(at(parent, &[leaf(path)]), path, required, max)
-            .unwrap_or_default()
+        self.string_max(at(parent, &[leaf(path)]), path, required, max).unwrap_or_default()
     }
 
     pub fn date(&mut self, parent: &Value, path: &str) -> Option<DateTime<Utc>> {
         let s = self.field(parent, path, false)?;
         let parsed = DateTime::parse_from_rfc3339(&s)
             .map(|d| d.with_timezone(&Utc))
-            .or_else(|_| {
-                NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").map(|d| d.and_utc())
-            });
+            .or_else(|_| NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").map(|d| d.and_utc()));
         if parsed.is_err() {
-            self.fail(
-                path,
-                "The JSON value could not be converted to System.DateTimeOffset.",
-            );
+            self.fail(path, "The JSON value could not be converted to System.DateTimeOffset.");
         }
         parsed.ok()
     }
@@ -133,10 +106,7 @@ impl Checker {
             _ => None,
         };
         if found.is_none() {
-            self.fail(
-                path,
-                format!("The JSON value could not be converted to {}.", leaf(path)),
-            );
+            self.fail(path, format!("The JSON value could not be converted to {}.", leaf(path)));
         }
         found
     }
@@ -179,11 +149,7 @@ fn recipient(raw: &str) -> Result<(String, Option<String>), Option<String>> {
         Err(_) => {
             let org = ORG_PREFIXES.iter().find_map(|p| lower.strip_prefix(p));
             match org {
-                Some(d)
-                    if d.len() == 9
-                        && d.bytes().all(|b| b.is_ascii_digit())
-                        && !is_valid_org_number(d) =>
-                {
+                Some(d) if d.len() == 9 && d.bytes().all(|b| b.is_ascii_digit()) && !is_valid_org_number(d) => {
                     Err(Some(format!("{}{d}", ORG_PREFIXES[0])))
                 }
                 _ => Err(None),
@@ -193,24 +159,21 @@ fn recipient(raw: &str) -> Result<(String, Option<String>), Option<String>> {
 }
 
 /// Model validation of the recipients: list size and formats.
-pub(crate) fn recipients(
-    c: &mut Checker,
-    body: &Value,
-) -> (Vec<(String, Option<String>)>, Vec<String>) {
+pub(crate) fn recipients(c: &mut Checker, body: &Value) -> (Vec<(String, Option<String>)>, Vec<String>) {
     let (mut parsed, mut unknown) = (Vec::new(), Vec::new());
     let Some(value) = at(body, &["recipients"]) else {
         c.fail("Recipients", "The Recipients field is required.");
         return (parsed, unknown);
     };
     let Some(list) = value.as_array() else {
-        c.fail("Recipients", "The JSON value could not be converted to System.Collections.Generic.List`1[System.String].");
+        c.fail(
+            "Recipients",
+            "The JSON value could not be converted to System.Collections.Generic.List`1[System.String].",
+        );
         return (parsed, unknown);
     };
     if list.is_empty() || list.len() > MAX_RECIPIENTS {
-        c.fail(
-            "Recipients",
-            format!("Recipients must contain between 1 and {MAX_RECIPIENTS} entries."),
-        );
+        c.fail("Recipients", format!("Recipients must contain between 1 and {MAX_RECIPIENTS} entries."));
     }
     for (i, item) in list.iter().enumerate() {
         match item.as_str().map(recipient) {
@@ -232,35 +195,17 @@ mod tests {
         let body = normalize_keys(json!({
             "Correspondence": { "PropertyList": { "CaseNo": "1" }, "Content": { "MessageTitle": "t" } },
         }));
-        assert_eq!(
-            at(&body, &["correspondence", "propertyList"]),
-            Some(&json!({ "CaseNo": "1" }))
-        );
-        assert_eq!(
-            at(&body, &["correspondence", "content", "messageTitle"]),
-            Some(&json!("t"))
-        );
+        assert_eq!(at(&body, &["correspondence", "propertyList"]), Some(&json!({ "CaseNo": "1" })));
+        assert_eq!(at(&body, &["correspondence", "content", "messageTitle"]), Some(&json!("t")));
     }
 
     #[test]
     fn recipients_are_parsed_as_altinn_does() {
         let org = "urn:altinn:organization:identifier-no:991825827";
         assert_eq!(recipient("0192:991825827"), Ok((org.to_string(), None)));
-        assert_eq!(
-            recipient("URN:ALTINN:ORGANIZATION:IDENTIFIER-NO:991825827")
-                .unwrap()
-                .0,
-            org
-        );
-        assert_eq!(
-            recipient("991825827"),
-            Err(None),
-            "bare organisation numbers are rejected"
-        );
-        assert_eq!(
-            recipient("13896396174").unwrap().1.as_deref(),
-            Some("13896396174")
-        );
+        assert_eq!(recipient("URN:ALTINN:ORGANIZATION:IDENTIFIER-NO:991825827").unwrap().0, org);
+        assert_eq!(recipient("991825827"), Err(None), "bare organisation numbers are rejected");
+        assert_eq!(recipient("13896396174").unwrap().1.as_deref(), Some("13896396174"));
         assert_eq!(recipient("13896396175"), Err(None), "person mod 11");
         // Well-formed but not a real organisation: the Register lookup fails (1029).
         let unknown = "urn:altinn:organization:identifier-no:991825828";
@@ -270,14 +215,8 @@ mod tests {
     #[test]
     fn idempotency_keys_must_be_guids() {
         assert!(idempotent_key(&json!({ "idempotentkey": "nope" })).is_err());
-        assert_eq!(
-            idempotent_key(&json!({ "idempotentkey": null })).unwrap(),
-            None
-        );
+        assert_eq!(idempotent_key(&json!({ "idempotentkey": null })).unwrap(), None);
         let key = Uuid::new_v4();
-        assert_eq!(
-            idempotent_key(&json!({ "idempotentkey": key })).unwrap(),
-            Some(key)
-        );
+        assert_eq!(idempotent_key(&json!({ "idempotentkey": key })).unwrap(), Some(key));
     }
 }

@@ -7,25 +7,15 @@ use super::model::{at, Checker};
 use super::problem::Problem;
 
 const TEMPLATES: [&str; 2] = ["CustomMessage", "GenericAltinnMessage"];
-const CHANNELS: [&str; 5] = [
-    "Email",
-    "Sms",
-    "EmailPreferred",
-    "SmsPreferred",
-    "EmailAndSms",
-];
+const CHANNELS: [&str; 5] = ["Email", "Sms", "EmailPreferred", "SmsPreferred", "EmailAndSms"];
 const CONTENT_TYPES: [&str; 2] = ["Plain", "Html"];
 /// Field limits of `InitializeCorrespondenceNotificationExt`.
 const MAX_EMAIL_SUBJECT_CHARS: usize = 512;
 const MAX_EMAIL_BODY_CHARS: usize = 10_000;
 const MAX_SMS_BODY_CHARS: usize = 2144;
 const PATH: &str = "Correspondence.Notification";
-const CUSTOM_RECIPIENT_FIELDS: [&str; 4] = [
-    "emailAddress",
-    "mobileNumber",
-    "organizationNumber",
-    "nationalIdentityNumber",
-];
+const CUSTOM_RECIPIENT_FIELDS: [&str; 4] =
+    ["emailAddress", "mobileNumber", "organizationNumber", "nationalIdentityNumber"];
 
 /// The notification order a correspondence gets: its channel and which media it uses.
 #[derive(Clone, Debug)]
@@ -45,10 +35,7 @@ pub(crate) struct NotificationModel {
 
 fn path(field: &str) -> String {
     let mut chars = field.chars();
-    let first = chars
-        .next()
-        .map(|c| c.to_ascii_uppercase())
-        .unwrap_or_default();
+    let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
     format!("{PATH}.{first}{}", chars.as_str())
 }
 
@@ -58,14 +45,8 @@ pub(crate) fn model(c: &mut Checker, body: &Value) -> Result<Option<Notification
         return Ok(None);
     };
     let template = at(n, &["notificationTemplate"]);
-    if template
-        .and_then(Value::as_u64)
-        .is_some_and(|t| t as usize >= TEMPLATES.len())
-    {
-        return Err(Problem::BareString {
-            status: 400,
-            text: "Invalid notification template".into(),
-        });
+    if template.and_then(Value::as_u64).is_some_and(|t| t as usize >= TEMPLATES.len()) {
+        return Err(Problem::BareString { status: 400, text: "Invalid notification template".into() });
     }
     let template = match template {
         Some(t) => c.enumeration(Some(t), &path("notificationTemplate"), &TEMPLATES),
@@ -95,10 +76,7 @@ pub(crate) fn model(c: &mut Checker, body: &Value) -> Result<Option<Notification
         c.string_max(at(n, &[field]), &path(field), false, max);
     }
     let send_reminder = c.boolean(at(n, &["sendReminder"]), &path("sendReminder"));
-    c.boolean(
-        at(n, &["overrideRegisteredContactInformation"]),
-        &path("overrideRegisteredContactInformation"),
-    );
+    c.boolean(at(n, &["overrideRegisteredContactInformation"]), &path("overrideRegisteredContactInformation"));
     Ok(Some(NotificationModel {
         custom_message: template == Some(0),
         channel: channel.unwrap_or(0),
@@ -108,9 +86,7 @@ pub(crate) fn model(c: &mut Checker, body: &Value) -> Result<Option<Notification
 }
 
 fn filled(n: &Value, field: &str) -> bool {
-    at(n, &[field])
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.trim().is_empty())
+    at(n, &[field]).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())
 }
 
 /// The error code when the content for `channel` is missing, main or reminder.
@@ -119,10 +95,7 @@ fn missing_content(n: &Value, channel: usize, reminder: bool) -> Option<(u32, &'
     let field = |name: &str| {
         if reminder {
             let mut chars = name.chars();
-            let first = chars
-                .next()
-                .map(|c| c.to_ascii_uppercase())
-                .unwrap_or_default();
+            let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
             format!("{prefix}{first}{}", chars.as_str())
         } else {
             name.to_string()
@@ -147,45 +120,26 @@ fn missing_content(n: &Value, channel: usize, reminder: bool) -> Option<(u32, &'
 fn custom_recipient_rules(n: &Value, recipients: usize) -> Result<(), Problem> {
     let mut custom: Vec<&Value> = Vec::new();
     for name in ["customRecipients", "customNotificationRecipients"] {
-        custom.extend(
-            at(n, &[name])
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
-        );
+        custom.extend(at(n, &[name]).and_then(Value::as_array).into_iter().flatten());
     }
     custom.extend(at(n, &["customRecipient"]));
     if custom.is_empty() {
         if at(n, &["overrideRegisteredContactInformation"]) == Some(&Value::Bool(true)) {
-            return Err(Problem::domain(3022, "OverrideRegisteredContactInformation flag can only be used when CustomRecipients is provided"));
+            return Err(Problem::domain(
+                3022,
+                "OverrideRegisteredContactInformation flag can only be used when CustomRecipients is provided",
+            ));
         }
         return Ok(());
     }
     if recipients > 1 {
-        return Err(Problem::domain(
-            3017,
-            "Custom recipient with multiple recipients is not allowed",
-        ));
+        return Err(Problem::domain(3017, "Custom recipient with multiple recipients is not allowed"));
     }
     for r in custom {
-        match CUSTOM_RECIPIENT_FIELDS
-            .iter()
-            .filter(|f| filled(r, f))
-            .count()
-        {
-            0 => {
-                return Err(Problem::domain(
-                    3019,
-                    "Custom recipient without identifier is not allowed",
-                ))
-            }
+        match CUSTOM_RECIPIENT_FIELDS.iter().filter(|f| filled(r, f)).count() {
+            0 => return Err(Problem::domain(3019, "Custom recipient without identifier is not allowed")),
             1 => {}
-            _ => {
-                return Err(Problem::domain(
-                    3018,
-                    "Custom recipient with multiple identifiers is not allowed",
-                ))
-            }
+            _ => return Err(Problem::domain(3018, "Custom recipient with multiple identifiers is not allowed")),
         }
     }
     Ok(())
@@ -205,11 +159,7 @@ pub(crate) fn rules(
             return Err(Problem::domain(code, message));
         }
         let reminder = m.reminder_channel.unwrap_or(m.channel);
-        if let Some((code, message)) = m
-            .send_reminder
-            .then(|| missing_content(n, reminder, true))
-            .flatten()
-        {
+        if let Some((code, message)) = m.send_reminder.then(|| missing_content(n, reminder, true)).flatten() {
             return Err(Problem::domain(code, message));
         }
     }
@@ -219,9 +169,5 @@ pub(crate) fn rules(
         1 | 3 => (false, true),
         _ => (true, true),
     };
-    Ok(Some(NotificationPlan {
-        channel: CHANNELS[m.channel],
-        email,
-        sms,
-    }))
+    Ok(Some(NotificationPlan { channel: CHANNELS[m.channel], email, sms }))
 }

@@ -12,11 +12,7 @@ use serde_json::{json, Map, Value};
 #[derive(Debug)]
 pub(crate) enum Problem {
     /// Application error: ProblemDetails with `errorCode` and `code` "CORR-0xxxx".
-    Domain {
-        code: u32,
-        status: u16,
-        detail: String,
-    },
+    Domain { code: u32, status: u16, detail: String },
     /// Model-validation error: `STD-00000`, `validationErrors` and legacy `errors`, always 400.
     /// Each entry is (C# property path with dots, message).
     Validation(Vec<(String, String)>),
@@ -28,11 +24,7 @@ pub(crate) enum Problem {
 
 impl Problem {
     pub fn domain(code: u32, detail: impl Into<String>) -> Problem {
-        Problem::Domain {
-            code,
-            status: status_of(code),
-            detail: detail.into(),
-        }
+        Problem::Domain { code, status: status_of(code), detail: detail.into() }
     }
 
     pub fn validation(path: &str, message: impl Into<String>) -> Problem {
@@ -55,58 +47,19 @@ fn status_of(code: u32) -> u16 {
 /// `type` and `title` come from a fixed table keyed by status, as in ProblemDetailsHelper.
 fn type_and_title(status: u16) -> (&'static str, &'static str) {
     match status {
-        400 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.1",
-            "Bad Request",
-        ),
-        401 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.2",
-            "Unauthorized",
-        ),
-        403 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.4",
-            "Forbidden",
-        ),
-        404 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.5",
-            "Not Found",
-        ),
-        408 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.9",
-            "Request Timeout",
-        ),
-        409 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.10",
-            "Conflict",
-        ),
-        415 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.16",
-            "Unsupported Media Type",
-        ),
-        422 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.5.21",
-            "Unprocessable Entity",
-        ),
-        429 => (
-            "https://tools.ietf.org/html/rfc6585#section-4",
-            "Too Many Requests",
-        ),
-        502 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.6.3",
-            "Bad Gateway",
-        ),
-        503 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.6.4",
-            "Service Unavailable",
-        ),
-        504 => (
-            "https://tools.ietf.org/html/rfc9110#section-15.6.5",
-            "Gateway Timeout",
-        ),
-        _ => (
-            "https://tools.ietf.org/html/rfc9110#section-15.6.1",
-            "Internal Server Error",
-        ),
+        400 => ("https://tools.ietf.org/html/rfc9110#section-15.5.1", "Bad Request"),
+        401 => ("https://tools.ietf.org/html/rfc9110#section-15.5.2", "Unauthorized"),
+        403 => ("https://tools.ietf.org/html/rfc9110#section-15.5.4", "Forbidden"),
+        404 => ("https://tools.ietf.org/html/rfc9110#section-15.5.5", "Not Found"),
+        408 => ("https://tools.ietf.org/html/rfc9110#section-15.5.9", "Request Timeout"),
+        409 => ("https://tools.ietf.org/html/rfc9110#section-15.5.10", "Conflict"),
+        415 => ("https://tools.ietf.org/html/rfc9110#section-15.5.16", "Unsupported Media Type"),
+        422 => ("https://tools.ietf.org/html/rfc9110#section-15.5.21", "Unprocessable Entity"),
+        429 => ("https://tools.ietf.org/html/rfc6585#section-4", "Too Many Requests"),
+        502 => ("https://tools.ietf.org/html/rfc9110#section-15.6.3", "Bad Gateway"),
+        503 => ("https://tools.ietf.org/html/rfc9110#section-15.6.4", "Service Unavailable"),
+        504 => ("https://tools.ietf.org/html/rfc9110#section-15.6.5", "Gateway Timeout"),
+        _ => ("https://tools.ietf.org/html/rfc9110#section-15.6.1", "Internal Server Error"),
     }
 }
 
@@ -129,26 +82,19 @@ pub(crate) fn plain_problem(status: u16, detail: &str) -> Response {
 pub(crate) fn json_response(status: u16, body: &Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     response
 }
 
 pub(crate) fn empty(status: u16) -> Response {
-    StatusCode::from_u16(status)
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        .into_response()
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response()
 }
 
 fn validation_body(errors: &[(String, String)]) -> Value {
     let (kind, title) = type_and_title(400);
     let validation_errors: Vec<Value> = errors
         .iter()
-        .map(|(path, message)| {
-            json!({ "code": "CORR.VLD-00000", "title": message, "paths": [path.replace('.', "/")] })
-        })
+        .map(|(path, message)| json!({ "code": "CORR.VLD-00000", "title": message, "paths": [path.replace('.', "/")] }))
         .collect();
     let mut legacy = Map::new();
     for (path, message) in errors {
@@ -166,11 +112,7 @@ fn validation_body(errors: &[(String, String)]) -> Value {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         match self {
-            Problem::Domain {
-                code,
-                status,
-                detail,
-            } => {
+            Problem::Domain { code, status, detail } => {
                 let (kind, title) = type_and_title(status);
                 let body = json!({
                     "type": kind, "title": title, "status": status, "detail": detail,

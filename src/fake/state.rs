@@ -60,17 +60,12 @@ impl Status {
     }
 
     pub fn from_name(name: &str) -> Option<Status> {
-        ALL_STATUSES
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(name))
+        ALL_STATUSES.into_iter().find(|s| s.name().eq_ignore_ascii_case(name))
     }
 
     /// Purged and archived rows are hidden from the sender's `statusHistory`.
     pub fn visible_to_sender(self) -> bool {
-        !matches!(
-            self,
-            Status::PurgedByRecipient | Status::PurgedByAltinn | Status::Archived
-        )
+        !matches!(self, Status::PurgedByRecipient | Status::PurgedByAltinn | Status::Archived)
     }
 }
 
@@ -130,25 +125,17 @@ impl Record {
     }
 
     pub fn first(&self, status: Status) -> Option<DateTime<Utc>> {
-        self.history
-            .iter()
-            .find(|e| e.status == status)
-            .map(|e| e.at)
+        self.history.iter().find(|e| e.status == status).map(|e| e.at)
     }
 
     pub fn is_purged(&self) -> bool {
-        self.first(Status::PurgedByAltinn).is_some()
-            || self.first(Status::PurgedByRecipient).is_some()
+        self.first(Status::PurgedByAltinn).is_some() || self.first(Status::PurgedByRecipient).is_some()
     }
 
     /// Adds an entry, keeping the history in time order.
     pub fn push(&mut self, status: Status, text: &str, at: DateTime<Utc>) {
         let pos = self.history.partition_point(|e| e.at <= at);
-        let entry = StatusEntry {
-            status,
-            text: text.to_string(),
-            at,
-        };
+        let entry = StatusEntry { status, text: text.to_string(), at };
         self.history.insert(pos, entry);
     }
 
@@ -299,11 +286,7 @@ impl FakeState {
 
     /// Every correspondence created, in creation order, with its status as of now.
     pub fn correspondences(&self) -> Vec<FakeCorrespondence> {
-        self.lock_advanced()
-            .records
-            .iter()
-            .map(Record::snapshot)
-            .collect()
+        self.lock_advanced().records.iter().map(Record::snapshot).collect()
     }
 
     /// Every request answered so far, in the order the answers were sent.
@@ -341,23 +324,14 @@ impl FakeState {
 }
 
 /// Logs every request with its final status, outermost so faults are included.
-pub(crate) async fn record_middleware(
-    State(app): State<Arc<App>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn record_middleware(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     let at = Utc::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, "fake answered");
-    app.state.lock().requests.push(RequestRecord {
-        method,
-        path,
-        status,
-        at,
-    });
+    app.state.lock().requests.push(RequestRecord { method, path, status, at });
     response
 }
 
@@ -412,10 +386,7 @@ mod tests {
 
     #[test]
     fn the_highest_status_wins_over_the_latest() {
-        let config = FakeConfig {
-            publish_after_ms: 60_000,
-            ..FakeConfig::default()
-        };
+        let config = FakeConfig { publish_after_ms: 60_000, ..FakeConfig::default() };
         let t0 = Utc::now();
         let mut r = record(&config, t0);
         r.push(Status::Reserved, "Reserved", t0 + Duration::seconds(1));
@@ -423,18 +394,12 @@ mod tests {
         assert_eq!(r.highest().status, Status::Reserved);
         r.push(Status::Fetched, "Fetched", t0 + Duration::seconds(3));
         assert_eq!(r.highest().status, Status::Reserved, "Fetched never shows");
-        assert_eq!(
-            Status::from_name("purgedbyaltinn"),
-            Some(Status::PurgedByAltinn)
-        );
+        assert_eq!(Status::from_name("purgedbyaltinn"), Some(Status::PurgedByAltinn));
     }
 
     #[test]
     fn a_purged_correspondence_is_never_published() {
-        let config = FakeConfig {
-            publish_after_ms: 1000,
-            ..FakeConfig::default()
-        };
+        let config = FakeConfig { publish_after_ms: 1000, ..FakeConfig::default() };
         let t0 = Utc::now();
         let mut r = record(&config, t0);
         r.push(Status::PurgedByAltinn, "PurgedByAltinn", t0);

@@ -25,7 +25,7 @@ const MAX_PROPERTY_KEY_CHARS: usize = 50;
 const MAX_PROPERTY_VALUE_CHARS: usize = 300;
 const MAX_LINK_URL_CHARS: usize = 255;
 const LANGUAGES: [&str; 3] = ["nb", "nn", "en"];
-const REFERENCE_TYPES: [&str; 7] = [
+pub(crate) const REFERENCE_TYPES: [&str; 7] = [
     "Generic",
     "AltinnAppInstance",
     "AltinnBrokerFileTransfer",
@@ -53,24 +53,14 @@ fn collections(c: &mut Checker, corr: &Value) {
     if let Some(refs) = at(corr, &["externalReferences"]) {
         let list = refs.as_array().map(Vec::as_slice).unwrap_or_default();
         if list.len() > MAX_EXTERNAL_REFERENCES {
-            c.fail(
-                "Correspondence.ExternalReferences",
-                "A correspondence can have at most 10 external references.",
-            );
+            c.fail("Correspondence.ExternalReferences", "A correspondence can have at most 10 external references.");
         }
         for (i, r) in list.iter().enumerate() {
             let path = format!("Correspondence.ExternalReferences[{i}]");
-            c.string(
-                at(r, &["referenceValue"]),
-                &format!("{path}.ReferenceValue"),
-                true,
-            );
+            c.string(at(r, &["referenceValue"]), &format!("{path}.ReferenceValue"), true);
             let kind = at(r, &["referenceType"]);
             if kind.is_none() {
-                c.fail(
-                    &format!("{path}.ReferenceType"),
-                    "The ReferenceType field is required.",
-                );
+                c.fail(&format!("{path}.ReferenceType"), "The ReferenceType field is required.");
             }
             c.enumeration(kind, &format!("{path}.ReferenceType"), &REFERENCE_TYPES);
         }
@@ -80,31 +70,18 @@ fn collections(c: &mut Checker, corr: &Value) {
         let map = props.as_object().cloned().unwrap_or_else(Map::new);
         let too_long = |(k, v): (&String, &Value)| {
             k.chars().count() > MAX_PROPERTY_KEY_CHARS
-                || v.as_str()
-                    .is_none_or(|v| v.chars().count() > MAX_PROPERTY_VALUE_CHARS)
+                || v.as_str().is_none_or(|v| v.chars().count() > MAX_PROPERTY_VALUE_CHARS)
         };
         if !props.is_object() || map.len() > MAX_PROPERTIES || map.iter().any(too_long) {
             c.fail(path, "PropertyList can contain at most 10 entries, keys up to 50 and values up to 300 characters.");
         }
     }
-    for (i, option) in at(corr, &["replyOptions"])
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        c.string(
-            at(option, &["linkURL"]),
-            &format!("Correspondence.ReplyOptions[{i}].LinkURL"),
-            true,
-        );
+    for (i, option) in at(corr, &["replyOptions"]).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        c.string(at(option, &["linkURL"]), &format!("Correspondence.ReplyOptions[{i}].LinkURL"), true);
     }
     if let Some(list) = at(corr, &["content", "attachments"]) {
         if !list.is_array() {
-            c.fail(
-                "Correspondence.Content.Attachments",
-                "The JSON value could not be converted to a list.",
-            );
+            c.fail("Correspondence.Content.Attachments", "The JSON value could not be converted to a list.");
         }
     }
 }
@@ -138,91 +115,55 @@ fn model(c: &mut Checker, body: &Value) -> Parsed {
     let content = content.cloned().unwrap_or(Value::Object(Map::new()));
     let (recipients, unknown_parties) = recipients(c, body);
     collections(c, &corr);
-    c.bounded(
-        &corr,
-        "Correspondence.MessageSender",
-        false,
-        MAX_MESSAGE_SENDER_CHARS,
-    );
+    c.bounded(&corr, "Correspondence.MessageSender", false, MAX_MESSAGE_SENDER_CHARS);
     Parsed {
-        resource_id: c.bounded(
-            &corr,
-            "Correspondence.ResourceId",
-            true,
-            MAX_RESOURCE_ID_CHARS,
-        ),
-        senders_reference: c.bounded(
-            &corr,
-            "Correspondence.SendersReference",
-            true,
-            MAX_SENDERS_REFERENCE_CHARS,
-        ),
+        resource_id: c.bounded(&corr, "Correspondence.ResourceId", true, MAX_RESOURCE_ID_CHARS),
+        senders_reference: c.bounded(&corr, "Correspondence.SendersReference", true, MAX_SENDERS_REFERENCE_CHARS),
         // Empty or over-long texts are the handler's domain errors (1020, 1037, ...), not
         // model validation, so only presence and type are checked here.
-        title: c
-            .field(&content, "Correspondence.Content.MessageTitle", true)
-            .unwrap_or_default(),
-        body: c
-            .field(&content, "Correspondence.Content.MessageBody", true)
-            .unwrap_or_default(),
+        title: c.field(&content, "Correspondence.Content.MessageTitle", true).unwrap_or_default(),
+        body: c.field(&content, "Correspondence.Content.MessageBody", true).unwrap_or_default(),
         summary: c.field(&content, "Correspondence.Content.MessageSummary", false),
         language: c.field(&content, "Correspondence.Content.Language", false),
         recipients,
         unknown_parties,
         requested_publish: c.date(&corr, "Correspondence.RequestedPublishTime"),
         due: c.date(&corr, "Correspondence.DueDateTime"),
-        confirmation_needed: c.boolean(
-            at(&corr, &["isConfirmationNeeded"]),
-            "Correspondence.IsConfirmationNeeded",
-        ),
-        ignore_reservation: c.boolean(
-            at(&corr, &["ignoreReservation"]),
-            "Correspondence.IgnoreReservation",
-        ),
+        confirmation_needed: c.boolean(at(&corr, &["isConfirmationNeeded"]), "Correspondence.IsConfirmationNeeded"),
+        ignore_reservation: c.boolean(at(&corr, &["ignoreReservation"]), "Correspondence.IgnoreReservation"),
     }
 }
 
 fn has_html_tag(s: &str) -> bool {
-    s.as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!'))
+    s.as_bytes().windows(2).any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!'))
 }
 
 /// The content rules of §4.3.
 fn content_rules(p: &Parsed) -> Result<(), Problem> {
     let language = p.language.as_deref().unwrap_or("nb");
     if !LANGUAGES.contains(&language) {
-        return Err(Problem::domain(1023, "Invalid language chosen. Supported languages is Norsk bokmål (nb), Nynorsk (nn) and English (en)"));
+        return Err(Problem::domain(
+            1023,
+            "Invalid language chosen. Supported languages is Norsk bokmål (nb), Nynorsk (nn) and English (en)",
+        ));
     }
     if p.title.trim().is_empty() {
         return Err(Problem::domain(1020, "Message title cannot be empty"));
     }
     if p.title.chars().count() > MAX_TITLE_CHARS {
-        return Err(Problem::domain(
-            1037,
-            "Message title cannot exceed 255 characters",
-        ));
+        return Err(Problem::domain(1037, "Message title cannot exceed 255 characters"));
     }
     if has_html_tag(&p.title) {
         return Err(Problem::domain(1002, "Message title must be plain text"));
     }
-    if p.summary
-        .as_deref()
-        .is_some_and(|s| s.chars().count() > MAX_SUMMARY_CHARS)
-    {
-        return Err(Problem::domain(
-            1042,
-            "Message summary, if not null, must be between 0 and 255 characters long",
-        ));
+    if p.summary.as_deref().is_some_and(|s| s.chars().count() > MAX_SUMMARY_CHARS) {
+        return Err(Problem::domain(1042, "Message summary, if not null, must be between 0 and 255 characters long"));
     }
     if p.body.trim().is_empty() {
         return Err(Problem::domain(1021, "Message body cannot be empty"));
     }
     if p.body.chars().count() > MAX_BODY_CHARS {
-        return Err(Problem::domain(
-            1022,
-            "Message body cannot exceed 30000 characters",
-        ));
+        return Err(Problem::domain(1022, "Message body cannot exceed 30000 characters"));
     }
     if has_html_tag(&p.body) {
         return Err(Problem::domain(1003, "Message body must be markdown"));
@@ -234,47 +175,31 @@ fn content_rules(p: &Parsed) -> Result<(), Problem> {
 fn correspondence_rules(p: &Parsed, body: &Value, now: DateTime<Utc>) -> Result<(), Problem> {
     if let Some(due) = p.due {
         if due < now {
-            return Err(Problem::domain(
-                1008,
-                "DueDateTime cannot be prior to today",
-            ));
+            return Err(Problem::domain(1008, "DueDateTime cannot be prior to today"));
         }
         if p.requested_publish.is_some_and(|publish| due < publish) {
-            return Err(Problem::domain(
-                1009,
-                "DueDateTime cannot be prior to RequestedPublishTime",
-            ));
+            return Err(Problem::domain(1009, "DueDateTime cannot be prior to RequestedPublishTime"));
         }
     } else if p.confirmation_needed {
-        return Err(Problem::domain(
-            1016,
-            "DueDateTime is required when confirmation is needed",
-        ));
+        return Err(Problem::domain(1016, "DueDateTime is required when confirmation is needed"));
     }
     let options = at(body, &["correspondence", "replyOptions"]).and_then(Value::as_array);
     for option in options.into_iter().flatten() {
-        let link = at(option, &["linkURL"])
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let https =
-            url::Url::parse(link).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
+        let link = at(option, &["linkURL"]).and_then(Value::as_str).unwrap_or_default();
+        let https = url::Url::parse(link).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
         if !https || link.chars().count() > MAX_LINK_URL_CHARS {
-            return Err(Problem::domain(1035, "Reply options must be well-formed URIs and HTTPS with a max length of 255 characters"));
+            return Err(Problem::domain(
+                1035,
+                "Reply options must be well-formed URIs and HTTPS with a max length of 255 characters",
+            ));
         }
     }
-    let new_files =
-        at(body, &["correspondence", "content", "attachments"]).and_then(Value::as_array);
+    let new_files = at(body, &["correspondence", "content", "attachments"]).and_then(Value::as_array);
     if new_files.is_some_and(|l| !l.is_empty()) {
-        return Err(Problem::domain(
-            1005,
-            "Mismatch between uploaded files and attachment metadata",
-        ));
+        return Err(Problem::domain(1005, "Mismatch between uploaded files and attachment metadata"));
     }
     // The fake has no attachment store, so no existing attachment can be found.
-    if at(body, &["existingAttachments"])
-        .and_then(Value::as_array)
-        .is_some_and(|l| !l.is_empty())
-    {
+    if at(body, &["existingAttachments"]).and_then(Value::as_array).is_some_and(|l| !l.is_empty()) {
         return Err(Problem::domain(1007, "Existing attachment not found"));
     }
     Ok(())
@@ -288,10 +213,7 @@ fn recipient_rules(p: &Parsed, config: &FakeConfig) -> Result<(), Problem> {
     }
     if !p.unknown_parties.is_empty() {
         let list = p.unknown_parties.join(", ");
-        return Err(Problem::domain(
-            1029,
-            format!("Could not find partyId for the following recipients: {list}"),
-        ));
+        return Err(Problem::domain(1029, format!("Could not find partyId for the following recipients: {list}")));
     }
     if let [(_, Some(number))] = p.recipients.as_slice() {
         if !p.ignore_reservation && config.reserved_persons.contains(number) {
@@ -304,16 +226,9 @@ fn recipient_rules(p: &Parsed, config: &FakeConfig) -> Result<(), Problem> {
 }
 
 /// Validates a key-normalised body; the idempotency checks have already run.
-pub(crate) fn validate(
-    body: &Value,
-    config: &FakeConfig,
-    now: DateTime<Utc>,
-) -> Result<Initialize, Problem> {
+pub(crate) fn validate(body: &Value, config: &FakeConfig, now: DateTime<Utc>) -> Result<Initialize, Problem> {
     if !body.is_object() {
-        return Err(Problem::validation(
-            "$",
-            "The JSON value could not be converted to InitializeCorrespondencesExt.",
-        ));
+        return Err(Problem::validation("$", "The JSON value could not be converted to InitializeCorrespondencesExt."));
     }
     let mut checker = Checker::default();
     let parsed = model(&mut checker, body);
@@ -321,24 +236,15 @@ pub(crate) fn validate(
     if !checker.errors.is_empty() {
         return Err(Problem::Validation(checker.errors));
     }
-    let resource = parsed
-        .resource_id
-        .trim_start_matches("urn:altinn:resource:");
+    let resource = parsed.resource_id.trim_start_matches("urn:altinn:resource:");
     if resource.contains(':') {
         return Err(Problem::validation(
             "Correspondence.ResourceId",
             "ResourceId may only have the urn:altinn:resource: prefix.",
         ));
     }
-    if config
-        .unknown_resources
-        .iter()
-        .any(|r| r.trim_start_matches("urn:altinn:resource:") == resource)
-    {
-        return Err(Problem::domain(
-            1036,
-            "ResourceId must match an existing resource in the resource registry",
-        ));
+    if config.unknown_resources.iter().any(|r| r.trim_start_matches("urn:altinn:resource:") == resource) {
+        return Err(Problem::domain(1036, "ResourceId must match an existing resource in the resource registry"));
     }
     content_rules(&parsed)?;
     correspondence_rules(&parsed, body, now)?;

@@ -8,21 +8,13 @@ use uuid::Uuid;
 
 use super::model::at;
 use super::state::{NotificationOrder, Record, Status};
+use super::validate::REFERENCE_TYPES;
 use super::FakeConfig;
 
 /// The service owner behind every resource the fake knows (Digdir, as in Altinn's samples).
 const SENDER_URN: &str = "urn:altinn:organization:identifier-no:991825827";
 const ORG_URN: &str = "urn:altinn:organization:identifier-no:";
 const PERSON_URN: &str = "urn:altinn:person:identifier-no:";
-const REFERENCE_TYPES: [&str; 7] = [
-    "Generic",
-    "AltinnAppInstance",
-    "AltinnBrokerFileTransfer",
-    "DialogportenDialogId",
-    "DialogportenProcessId",
-    "DialogportenTransmissionId",
-    "DialogportenTransmissionType",
-];
 
 fn time(t: DateTime<Utc>) -> Value {
     json!(t.to_rfc3339_opts(SecondsFormat::Micros, false))
@@ -44,9 +36,7 @@ fn content(record: &Record) -> Value {
             "attachments": [],
         });
     }
-    let c = at(&record.normalized, &["correspondence", "content"])
-        .cloned()
-        .unwrap_or_default();
+    let c = at(&record.normalized, &["correspondence", "content"]).cloned().unwrap_or_default();
     json!({
         "language": at(&c, &["language"]).cloned().unwrap_or(json!("nb")),
         "messageTitle": text(&c, &["messageTitle"]),
@@ -59,13 +49,8 @@ fn content(record: &Record) -> Value {
 /// Echoes enum values as names, as the real server serialises them.
 fn reference_type(v: &Value) -> Value {
     let name = match v {
-        Value::Number(n) => n
-            .as_u64()
-            .and_then(|n| REFERENCE_TYPES.get(n as usize).copied()),
-        Value::String(s) => REFERENCE_TYPES
-            .iter()
-            .find(|t| t.eq_ignore_ascii_case(s))
-            .copied(),
+        Value::Number(n) => n.as_u64().and_then(|n| REFERENCE_TYPES.get(n as usize).copied()),
+        Value::String(s) => REFERENCE_TYPES.iter().find(|t| t.eq_ignore_ascii_case(s)).copied(),
         _ => None,
     };
     name.map(Value::from).unwrap_or(Value::Null)
@@ -73,15 +58,8 @@ fn reference_type(v: &Value) -> Value {
 
 /// The fields overview and details share.
 fn common(record: &Record) -> Map<String, Value> {
-    let c = at(&record.normalized, &["correspondence"])
-        .cloned()
-        .unwrap_or_default();
-    let list = |name: &str| {
-        at(&c, &[name])
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
+    let c = at(&record.normalized, &["correspondence"]).cloned().unwrap_or_default();
+    let list = |name: &str| at(&c, &[name]).and_then(Value::as_array).cloned().unwrap_or_default();
     let references: Vec<Value> = list("externalReferences")
         .iter()
         .map(|r| json!({ "referenceValue": text(r, &["referenceValue"]), "referenceType": reference_type(&text(r, &["referenceType"])) }))
@@ -186,9 +164,7 @@ fn notification(
     };
     let email = order.email.then(|| detail("email", "Email"));
     let sms = order.sms.then(|| detail("sms", "SMS"));
-    let n = at(&record.normalized, &["correspondence", "notification"])
-        .cloned()
-        .unwrap_or_default();
+    let n = at(&record.normalized, &["correspondence", "notification"]).cloned().unwrap_or_default();
     json!({
         "id": order.order_id.to_string(),
         "sendersReference": text(&n, &["sendersReference"]),

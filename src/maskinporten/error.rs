@@ -39,20 +39,12 @@ pub enum TokenError {
     /// exchange's empty 401 (Altinn answers every exchange failure that way, including
     /// its own failures to fetch Maskinporten's keys). Retry with backoff.
     #[error("{step} unavailable: {message}")]
-    Unavailable {
-        step: Step,
-        status: Option<u16>,
-        message: String,
-    },
+    Unavailable { step: Step, status: Option<u16>, message: String },
     /// Refused for a reason retrying will not fix: wrong client id, unknown or expired
     /// key, scope not granted, clock skew. `error` is the OAuth error code
     /// (`invalid_grant`, …) or `http_<status>` when the body had none.
     #[error("{step} rejected the request: {error}: {description}")]
-    Rejected {
-        step: Step,
-        error: String,
-        description: String,
-    },
+    Rejected { step: Step, error: String, description: String },
 }
 
 impl TokenError {
@@ -65,14 +57,8 @@ impl TokenError {
     /// `maskinporten:unavailable`, `exchange:401`, `maskinporten:503`, …
     pub fn code(&self) -> String {
         match self {
-            TokenError::Unavailable {
-                step,
-                status: Some(status),
-                ..
-            } => format!("{step}:{status}"),
-            TokenError::Unavailable {
-                step, status: None, ..
-            } => format!("{step}:unavailable"),
+            TokenError::Unavailable { step, status: Some(status), .. } => format!("{step}:{status}"),
+            TokenError::Unavailable { step, status: None, .. } => format!("{step}:unavailable"),
             TokenError::Rejected { step, error, .. } => format!("{step}:{error}"),
         }
     }
@@ -80,56 +66,32 @@ impl TokenError {
 
 pub(crate) fn transport_error(step: Step, error: &reqwest::Error) -> TokenError {
     // The error chain holds the URL and the I/O cause, never headers or bodies.
-    let mut message = if error.is_timeout() {
-        "timed out".to_string()
-    } else {
-        error.to_string()
-    };
+    let mut message = if error.is_timeout() { "timed out".to_string() } else { error.to_string() };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    TokenError::Unavailable {
-        step,
-        status: None,
-        message,
-    }
+    TokenError::Unavailable { step, status: None, message }
 }
 
 fn is_transient_status(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
 }
 
 /// Classifies a non-2xx answer from Maskinporten.
 pub(crate) fn classify_maskinporten_failure(status: StatusCode, body: &[u8]) -> TokenError {
     let step = Step::Maskinporten;
     if is_transient_status(status) || !status.is_client_error() {
-        return TokenError::Unavailable {
-            step,
-            status: Some(status.as_u16()),
-            message: format!("HTTP {status}"),
-        };
+        return TokenError::Unavailable { step, status: Some(status.as_u16()), message: format!("HTTP {status}") };
     }
     match oauth_error(body) {
         // RFC 6749 codes that mean "try again later" even when sent with a 4xx.
-        Some((error, description))
-            if error == "temporarily_unavailable" || error == "server_error" =>
-        {
-            TokenError::Unavailable {
-                step,
-                status: Some(status.as_u16()),
-                message: format!("{error}: {description}"),
-            }
+        Some((error, description)) if error == "temporarily_unavailable" || error == "server_error" => {
+            TokenError::Unavailable { step, status: Some(status.as_u16()), message: format!("{error}: {description}") }
         }
-        Some((error, description)) => TokenError::Rejected {
-            step,
-            error,
-            description,
-        },
+        Some((error, description)) => TokenError::Rejected { step, error, description },
         None => TokenError::Rejected {
             step,
             error: format!("http_{}", status.as_u16()),
@@ -147,18 +109,13 @@ pub(crate) fn classify_exchange_failure(status: StatusCode) -> TokenError {
         return TokenError::Unavailable {
             step,
             status: Some(401),
-            message:
-                "HTTP 401 (the exchange gives no reason; check the Maskinporten client's scopes \
+            message: "HTTP 401 (the exchange gives no reason; check the Maskinporten client's scopes \
                       and org if it persists)"
-                    .to_string(),
+                .to_string(),
         };
     }
     if is_transient_status(status) || !status.is_client_error() {
-        return TokenError::Unavailable {
-            step,
-            status: Some(status.as_u16()),
-            message: format!("HTTP {status}"),
-        };
+        return TokenError::Unavailable { step, status: Some(status.as_u16()), message: format!("HTTP {status}") };
     }
     TokenError::Rejected {
         step,
@@ -174,14 +131,8 @@ fn oauth_error(body: &[u8]) -> Option<(String, String)> {
     if error.is_empty() {
         return None;
     }
-    let description = value
-        .get("error_description")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some((
-        error.to_string(),
-        description.chars().take(MAX_DESCRIPTION_CHARS).collect(),
-    ))
+    let description = value.get("error_description").and_then(Value::as_str).unwrap_or_default();
+    Some((error.to_string(), description.chars().take(MAX_DESCRIPTION_CHARS).collect()))
 }
 
 #[cfg(test)]
@@ -196,10 +147,7 @@ mod tests {
         let error = classify_maskinporten_failure(StatusCode::NOT_FOUND, b"<html>");
         assert_eq!(error.code(), "maskinporten:http_404");
         assert!(error.is_config_error());
-        let long = format!(
-            r#"{{"error":"invalid_client","error_description":"{}"}}"#,
-            "x".repeat(1000)
-        );
+        let long = format!(r#"{{"error":"invalid_client","error_description":"{}"}}"#, "x".repeat(1000));
         let TokenError::Rejected { description, .. } =
             classify_maskinporten_failure(StatusCode::UNAUTHORIZED, long.as_bytes())
         else {
@@ -211,14 +159,8 @@ mod tests {
     #[test]
     fn the_exchanges_empty_401_is_unavailable_other_4xx_rejected() {
         let error = classify_exchange_failure(StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            (error.code(), error.is_config_error()),
-            ("exchange:401".to_string(), false)
-        );
+        assert_eq!((error.code(), error.is_config_error()), ("exchange:401".to_string(), false));
         let error = classify_exchange_failure(StatusCode::GONE);
-        assert_eq!(
-            (error.code(), error.is_config_error()),
-            ("exchange:http_410".to_string(), true)
-        );
+        assert_eq!((error.code(), error.is_config_error()), ("exchange:http_410".to_string(), true));
     }
 }

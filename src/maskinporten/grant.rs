@@ -47,11 +47,7 @@ pub fn grant_claims(
     lifetime_s: i64,
     jti: Uuid,
 ) -> GrantClaims {
-    let aud = if audience.ends_with('/') {
-        audience.to_string()
-    } else {
-        format!("{audience}/")
-    };
+    let aud = if audience.ends_with('/') { audience.to_string() } else { format!("{audience}/") };
     GrantClaims {
         aud,
         iss: client_id.to_string(),
@@ -77,10 +73,8 @@ pub fn sign_grant(key: &SigningKey, claims: &GrantClaims) -> Result<String, Sign
     let mut header = Header::new(Algorithm::RS256);
     header.typ = Some("JWT".to_string());
     header.kid = Some(key.kid().to_string());
-    jsonwebtoken::encode(&header, claims, key.encoding_key()).map_err(|source| SignError {
-        kid: key.kid().to_string(),
-        source,
-    })
+    jsonwebtoken::encode(&header, claims, key.encoding_key())
+        .map_err(|source| SignError { kid: key.kid().to_string(), source })
 }
 
 #[cfg(test)]
@@ -102,12 +96,10 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn fixture_public_key() -> DecodingKey {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-jwks-public.json");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-jwks-public.json");
         let jwks: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let k = &jwks["keys"][0];
-        DecodingKey::from_rsa_components(k["n"].as_str().unwrap(), k["e"].as_str().unwrap())
-            .unwrap()
+        DecodingKey::from_rsa_components(k["n"].as_str().unwrap(), k["e"].as_str().unwrap()).unwrap()
     }
 
     pub(crate) fn payload(jwt: &str) -> Map<String, Value> {
@@ -116,14 +108,7 @@ pub(crate) mod tests {
     }
 
     fn claims(now: i64, lifetime: i64) -> GrantClaims {
-        grant_claims(
-            "client-1",
-            AUD,
-            "altinn:serviceowner altinn:correspondence.write",
-            now,
-            lifetime,
-            Uuid::nil(),
-        )
+        grant_claims("client-1", AUD, "altinn:serviceowner altinn:correspondence.write", now, lifetime, Uuid::nil())
     }
 
     #[test]
@@ -131,16 +116,10 @@ pub(crate) mod tests {
         let jwt = sign_grant(&fixture_key(), &claims(1_700_000_000, 120)).unwrap();
         let payload = payload(&jwt);
         let keys: BTreeSet<&str> = payload.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            BTreeSet::from(["aud", "iss", "scope", "iat", "exp", "jti"])
-        );
+        assert_eq!(keys, BTreeSet::from(["aud", "iss", "scope", "iat", "exp", "jti"]));
         assert_eq!(payload["aud"], AUD);
         assert_eq!(payload["iss"], "client-1");
-        assert_eq!(
-            payload["scope"],
-            "altinn:serviceowner altinn:correspondence.write"
-        );
+        assert_eq!(payload["scope"], "altinn:serviceowner altinn:correspondence.write");
         assert_eq!(payload["iat"], 1_700_000_000);
         assert_eq!(payload["exp"], 1_700_000_120);
     }
@@ -175,8 +154,7 @@ pub(crate) mod tests {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[AUD]);
         validation.set_issuer(&["client-1"]);
-        let decoded =
-            jsonwebtoken::decode::<Value>(&jwt, &fixture_public_key(), &validation).unwrap();
+        let decoded = jsonwebtoken::decode::<Value>(&jwt, &fixture_public_key(), &validation).unwrap();
         assert_eq!(decoded.claims["jti"], Uuid::nil().to_string());
     }
 }

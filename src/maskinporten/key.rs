@@ -28,9 +28,7 @@ use serde_json::{json, Map, Value};
 /// so decoding tolerates it while encoding never pads.
 const JWK_MEMBER: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 /// `jwkBase64` is standard base64 (Altinn's `JsonWebKeyConverter`); padding is tolerated
 /// both ways because secrets pasted through shells and YAML often lose it.
@@ -111,9 +109,7 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -124,24 +120,15 @@ impl SigningKey {
         match source {
             KeySource::JwkBase64(b64) => {
                 let origin = "jwk_base64";
-                let compact: Zeroizing<String> = Zeroizing::new(
-                    b64.expose_secret()
-                        .chars()
-                        .filter(|c| !c.is_ascii_whitespace())
-                        .collect(),
-                );
+                let compact: Zeroizing<String> =
+                    Zeroizing::new(b64.expose_secret().chars().filter(|c| !c.is_ascii_whitespace()).collect());
                 let bytes = Zeroizing::new(
-                    JWK_BASE64
-                        .decode(compact.as_bytes())
-                        .map_err(|_| err(origin, KeyProblem::NotBase64))?,
+                    JWK_BASE64.decode(compact.as_bytes()).map_err(|_| err(origin, KeyProblem::NotBase64))?,
                 );
-                let text =
-                    std::str::from_utf8(&bytes).map_err(|_| err(origin, KeyProblem::NotUtf8))?;
+                let text = std::str::from_utf8(&bytes).map_err(|_| err(origin, KeyProblem::NotUtf8))?;
                 from_jwk_json(text).map_err(|p| err(origin, p))
             }
-            KeySource::JwkJson(json) => {
-                from_jwk_json(json.expose_secret()).map_err(|p| err("jwk_json", p))
-            }
+            KeySource::JwkJson(json) => from_jwk_json(json.expose_secret()).map_err(|p| err("jwk_json", p)),
             KeySource::JwkFile(path) => {
                 let origin = file_origin(path);
                 let text = read_secret_file(path).map_err(|p| err(&origin, p))?;
@@ -175,18 +162,11 @@ impl SigningKey {
     }
 
     fn from_rsa(kid: String, key: &RsaPrivateKey) -> Result<SigningKey, KeyProblem> {
-        key.validate()
-            .map_err(|e| KeyProblem::Invalid(e.to_string()))?;
+        key.validate().map_err(|e| KeyProblem::Invalid(e.to_string()))?;
         // jsonwebtoken's rust_crypto backend signs from PKCS#1 DER; the DER document is
         // zeroized when dropped.
-        let der = key
-            .to_pkcs1_der()
-            .map_err(|e| KeyProblem::Invalid(e.to_string()))?;
-        Ok(SigningKey {
-            kid,
-            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
-            public: key.to_public_key(),
-        })
+        let der = key.to_pkcs1_der().map_err(|e| KeyProblem::Invalid(e.to_string()))?;
+        Ok(SigningKey { kid, encoding: EncodingKey::from_rsa_der(der.as_bytes()), public: key.to_public_key() })
     }
 }
 
@@ -223,10 +203,7 @@ fn public_jwks(kid: &str, key: &RsaPublicKey) -> String {
 }
 
 fn err(origin: &str, problem: KeyProblem) -> KeyError {
-    KeyError {
-        origin: origin.to_string(),
-        problem,
-    }
+    KeyError { origin: origin.to_string(), problem }
 }
 
 fn file_origin(path: &Path) -> String {
@@ -234,23 +211,18 @@ fn file_origin(path: &Path) -> String {
 }
 
 fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyProblem> {
-    let bytes =
-        Zeroizing::new(std::fs::read(path).map_err(|e| KeyProblem::Unreadable(e.to_string()))?);
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| KeyProblem::Unreadable(e.to_string()))?);
     let text = std::str::from_utf8(&bytes).map_err(|_| KeyProblem::NotUtf8)?;
     Ok(Zeroizing::new(text.to_string()))
 }
 
 fn parse_pem(text: &str) -> Result<RsaPrivateKey, KeyProblem> {
-    RsaPrivateKey::from_pkcs8_pem(text)
-        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
-        .map_err(|_| KeyProblem::NotPem)
+    RsaPrivateKey::from_pkcs8_pem(text).or_else(|_| RsaPrivateKey::from_pkcs1_pem(text)).map_err(|_| KeyProblem::NotPem)
 }
 
 fn from_jwk_json(text: &str) -> Result<SigningKey, KeyProblem> {
-    let value: Value = serde_json::from_str(text.trim()).map_err(|e| KeyProblem::NotJson {
-        line: e.line(),
-        column: e.column(),
-    })?;
+    let value: Value =
+        serde_json::from_str(text.trim()).map_err(|e| KeyProblem::NotJson { line: e.line(), column: e.column() })?;
     let jwk = value.as_object().ok_or(KeyProblem::NotObject)?;
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
     if kty != "RSA" {
@@ -279,8 +251,7 @@ fn rsa_from_jwk(jwk: &Map<String, Value>) -> Result<RsaPrivateKey, KeyProblem> {
         (None, Some(_)) => return Err(KeyProblem::BadMember("p")),
         (Some(_), None) => return Err(KeyProblem::BadMember("q")),
     };
-    let key = RsaPrivateKey::from_components(n, e, d, primes)
-        .map_err(|e| KeyProblem::Invalid(e.to_string()))?;
+    let key = RsaPrivateKey::from_components(n, e, d, primes).map_err(|e| KeyProblem::Invalid(e.to_string()))?;
     check_crt(jwk, &key)?;
     Ok(key)
 }
@@ -288,11 +259,7 @@ fn rsa_from_jwk(jwk: &Map<String, Value>) -> Result<RsaPrivateKey, KeyProblem> {
 /// Other signers (Altinn's .NET client among them) use the CRT members instead of `d`, so
 /// a JWK whose dp/dq/qi disagree with the key is damaged even if our signatures would work.
 fn check_crt(jwk: &Map<String, Value>, key: &RsaPrivateKey) -> Result<(), KeyProblem> {
-    let expected = [
-        ("dp", key.dp().cloned()),
-        ("dq", key.dq().cloned()),
-        ("qi", key.crt_coefficient()),
-    ];
+    let expected = [("dp", key.dp().cloned()), ("dq", key.dq().cloned()), ("qi", key.crt_coefficient())];
     for (name, computed) in expected {
         if let (Some(given), Some(computed)) = (member(jwk, name)?, computed) {
             if given != computed {
@@ -308,11 +275,7 @@ fn member(jwk: &Map<String, Value>, name: &'static str) -> Result<Option<BigUint
     match jwk.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() => {
-            let bytes = Zeroizing::new(
-                JWK_MEMBER
-                    .decode(s)
-                    .map_err(|_| KeyProblem::BadMember(name))?,
-            );
+            let bytes = Zeroizing::new(JWK_MEMBER.decode(s).map_err(|_| KeyProblem::BadMember(name))?);
             Ok(Some(BigUint::from_bytes_be(&bytes)))
         }
         Some(_) => Err(KeyProblem::BadMember(name)),
@@ -325,9 +288,7 @@ mod tests {
     use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
     }
 
     fn fixture_text(name: &str) -> String {
@@ -337,16 +298,13 @@ mod tests {
     fn public_key(jwks: &str) -> DecodingKey {
         let jwks: Value = serde_json::from_str(jwks).unwrap();
         let k = &jwks["keys"][0];
-        DecodingKey::from_rsa_components(k["n"].as_str().unwrap(), k["e"].as_str().unwrap())
-            .unwrap()
+        DecodingKey::from_rsa_components(k["n"].as_str().unwrap(), k["e"].as_str().unwrap()).unwrap()
     }
 
     /// Signs a throwaway payload and verifies it with the given public JWKS.
     fn signs_for(key: &SigningKey, jwks: &str) -> bool {
         let claims = json!({ "sub": "x", "exp": 4_000_000_000u64 });
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, key.encoding_key())
-                .unwrap();
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, key.encoding_key()).unwrap();
         let mut validation = Validation::new(Algorithm::RS256);
         validation.required_spec_claims.clear();
         jsonwebtoken::decode::<Value>(&token, &public_key(jwks), &validation).is_ok()
@@ -357,8 +315,7 @@ mod tests {
     }
 
     fn jwk_without(member: &str) -> String {
-        let mut jwk: Map<String, Value> =
-            serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
+        let mut jwk: Map<String, Value> = serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
         jwk.remove(member);
         serde_json::to_string(&jwk).unwrap()
     }
@@ -367,19 +324,13 @@ mod tests {
     fn pem_and_jwk_of_the_same_key_verify_with_the_public_jwks() {
         let jwks = fixture_text("test-jwks-public.json");
         let from_jwk = SigningKey::load(&KeySource::JwkFile(fixture("test-jwk.json"))).unwrap();
-        let from_pem = SigningKey::load(&KeySource::PemFile {
-            path: fixture("test-key.pem"),
-            kid: "outbox-test-key-1".into(),
-        })
-        .unwrap();
+        let from_pem =
+            SigningKey::load(&KeySource::PemFile { path: fixture("test-key.pem"), kid: "outbox-test-key-1".into() })
+                .unwrap();
         assert_eq!(from_jwk.kid(), "outbox-test-key-1");
         assert!(signs_for(&from_jwk, &jwks));
         assert!(signs_for(&from_pem, &jwks));
-        let other = SigningKey::load(&KeySource::PemFile {
-            path: fixture("other-key.pem"),
-            kid: "o".into(),
-        })
-        .unwrap();
+        let other = SigningKey::load(&KeySource::PemFile { path: fixture("other-key.pem"), kid: "o".into() }).unwrap();
         assert!(!signs_for(&other, &jwks));
     }
 
@@ -393,8 +344,7 @@ mod tests {
 
     #[test]
     fn base64_jwk_with_surrounding_whitespace_loads() {
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(fixture_text("test-jwk.json"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(fixture_text("test-jwk.json"));
         let wrapped = format!("\n  {}\n", encoded);
         let key = SigningKey::load(&KeySource::JwkBase64(wrapped.into())).unwrap();
         assert_eq!(key.kid(), "outbox-test-key-1");
@@ -403,15 +353,11 @@ mod tests {
 
     #[test]
     fn inline_jwk_without_crt_members_loads() {
-        let mut jwk: Map<String, Value> =
-            serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
+        let mut jwk: Map<String, Value> = serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
         for m in ["dp", "dq", "qi"] {
             jwk.remove(m);
         }
-        let key = SigningKey::load(&KeySource::JwkJson(
-            serde_json::to_string(&jwk).unwrap().into(),
-        ))
-        .unwrap();
+        let key = SigningKey::load(&KeySource::JwkJson(serde_json::to_string(&jwk).unwrap().into())).unwrap();
         assert!(signs_for(&key, &fixture_text("test-jwks-public.json")));
     }
 
@@ -422,10 +368,7 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         let e = load_err(KeySource::JwkFile(path.clone()));
         assert_eq!(e.problem(), &KeyProblem::NotJson { line: 1, column: 2 });
-        assert!(e.to_string().starts_with(&format!(
-            "maskinporten key file {}: not valid JSON",
-            path.display()
-        )));
+        assert!(e.to_string().starts_with(&format!("maskinporten key file {}: not valid JSON", path.display())));
 
         std::fs::write(&path, jwk_without("kid")).unwrap();
         assert_eq!(
@@ -434,8 +377,7 @@ mod tests {
         );
 
         let public = serde_json::to_string(
-            &serde_json::from_str::<Value>(&fixture_text("test-jwks-public.json")).unwrap()["keys"]
-                [0],
+            &serde_json::from_str::<Value>(&fixture_text("test-jwks-public.json")).unwrap()["keys"][0],
         )
         .unwrap();
         let e = load_err(KeySource::JwkJson(public.into()));
@@ -443,55 +385,31 @@ mod tests {
         assert!(e.to_string().contains("not an RSA private key"));
 
         let ec = r#"{"kty":"EC","kid":"k","crv":"P-256","x":"AA","y":"AA","d":"AA"}"#;
-        assert_eq!(
-            load_err(KeySource::JwkJson(ec.into())).problem(),
-            &KeyProblem::NotRsa("EC".into())
-        );
+        assert_eq!(load_err(KeySource::JwkJson(ec.into())).problem(), &KeyProblem::NotRsa("EC".into()));
 
         let e = load_err(KeySource::JwkFile(dir.path().join("missing.json")));
         assert!(matches!(e.problem(), KeyProblem::Unreadable(_)));
         assert!(e.to_string().contains("missing.json"));
 
-        assert_eq!(
-            load_err(KeySource::JwkBase64("not base64!".to_string().into())).problem(),
-            &KeyProblem::NotBase64
-        );
+        assert_eq!(load_err(KeySource::JwkBase64("not base64!".to_string().into())).problem(), &KeyProblem::NotBase64);
     }
 
     #[test]
     fn damaged_jwk_members_are_rejected() {
-        let mut jwk: Map<String, Value> =
-            serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
-        jwk.insert(
-            "qi".into(),
-            Value::String(jwk["dp"].as_str().unwrap().into()),
-        );
-        let e = load_err(KeySource::JwkJson(
-            serde_json::to_string(&jwk).unwrap().into(),
-        ));
+        let mut jwk: Map<String, Value> = serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
+        jwk.insert("qi".into(), Value::String(jwk["dp"].as_str().unwrap().into()));
+        let e = load_err(KeySource::JwkJson(serde_json::to_string(&jwk).unwrap().into()));
         assert_eq!(e.problem(), &KeyProblem::InconsistentMember("qi"));
 
-        assert_eq!(
-            load_err(KeySource::JwkJson(jwk_without("n").into())).problem(),
-            &KeyProblem::BadMember("n")
-        );
-        assert_eq!(
-            load_err(KeySource::JwkJson(jwk_without("q").into())).problem(),
-            &KeyProblem::BadMember("q")
-        );
+        assert_eq!(load_err(KeySource::JwkJson(jwk_without("n").into())).problem(), &KeyProblem::BadMember("n"));
+        assert_eq!(load_err(KeySource::JwkJson(jwk_without("q").into())).problem(), &KeyProblem::BadMember("q"));
     }
 
     #[test]
     fn pem_needs_a_kid_and_a_private_key() {
-        let e = load_err(KeySource::PemFile {
-            path: fixture("test-key.pem"),
-            kid: " ".into(),
-        });
+        let e = load_err(KeySource::PemFile { path: fixture("test-key.pem"), kid: " ".into() });
         assert_eq!(e.problem(), &KeyProblem::EmptyKid);
-        let e = load_err(KeySource::PemFile {
-            path: fixture("test-jwk.json"),
-            kid: "k".into(),
-        });
+        let e = load_err(KeySource::PemFile { path: fixture("test-jwk.json"), kid: "k".into() });
         assert_eq!(e.problem(), &KeyProblem::NotPem);
         assert!(e.to_string().contains("test-jwk.json"));
     }
@@ -503,11 +421,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.pem");
         std::fs::write(&path, pem.as_bytes()).unwrap();
-        let loaded = SigningKey::load(&KeySource::PemFile {
-            path,
-            kid: "k".into(),
-        })
-        .unwrap();
+        let loaded = SigningKey::load(&KeySource::PemFile { path, kid: "k".into() }).unwrap();
         assert!(signs_for(&loaded, &fixture_text("test-jwks-public.json")));
     }
 
@@ -518,10 +432,7 @@ mod tests {
         let debug = format!("{key:?}");
         assert!(debug.contains("outbox-test-key-1"));
         for m in ["n", "d", "p", "q"] {
-            assert!(
-                !debug.contains(&jwk[m].as_str().unwrap()[..16]),
-                "Debug leaks {m}"
-            );
+            assert!(!debug.contains(&jwk[m].as_str().unwrap()[..16]), "Debug leaks {m}");
         }
         let source = KeySource::JwkJson(fixture_text("test-jwk.json").into());
         assert!(!format!("{source:?}").contains(&jwk["d"].as_str().unwrap()[..16]));

@@ -78,10 +78,7 @@ struct TokenInner {
 
 impl AltinnToken {
     fn new(jwt: String, expires_at: DateTime<Utc>) -> Self {
-        AltinnToken(Arc::new(TokenInner {
-            jwt: jwt.into(),
-            expires_at,
-        }))
+        AltinnToken(Arc::new(TokenInner { jwt: jwt.into(), expires_at }))
     }
 
     /// The bearer value; only for the `Authorization` header.
@@ -161,9 +158,7 @@ impl TokenClient {
             grants_issued: AtomicU64::new(0),
             exchanges: AtomicU64::new(0),
         };
-        TokenClient {
-            inner: Arc::new(inner),
-        }
+        TokenClient { inner: Arc::new(inner) }
     }
 
     /// The cached token if it is valid for more than the margin, else a fresh one.
@@ -189,11 +184,7 @@ impl TokenClient {
             // Even a token inside the margin is fine for a waiter if it was just
             // fetched: refreshing again would return one no fresher.
             if let Some(token) = &cache.current {
-                let usable_margin = if cache.generation != seen_generation {
-                    0
-                } else {
-                    margin
-                };
+                let usable_margin = if cache.generation != seen_generation { 0 } else { margin };
                 if token.is_fresh(Utc::now(), usable_margin) {
                     return Ok(token.clone());
                 }
@@ -216,11 +207,7 @@ impl TokenClient {
     /// been replaced: fifty requests failing with the same token cause one refresh.
     pub fn invalidate(&self, rejected: &AltinnToken) {
         let mut cache = self.lock_cache();
-        if cache
-            .current
-            .as_ref()
-            .is_some_and(|current| current.same_as(rejected))
-        {
+        if cache.current.as_ref().is_some_and(|current| current.same_as(rejected)) {
             cache.current = None;
             tracing::debug!(kid = %self.inner.key.kid(), "altinn token invalidated after a rejection");
         }
@@ -238,10 +225,7 @@ impl TokenClient {
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         // Every write leaves the cache consistent, so a panic elsewhere cannot corrupt it.
-        self.inner
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn refresh(&self) -> Result<AltinnToken, TokenError> {
@@ -263,14 +247,8 @@ impl TokenClient {
     /// Maskinporten refuses to see twice (MP-012), not an idempotency key.
     fn build_grant(&self, now: DateTime<Utc>) -> Result<String, TokenError> {
         let s = &self.inner.settings;
-        let claims = grant_claims(
-            &s.client_id,
-            &s.audience,
-            &s.scopes,
-            now.timestamp(),
-            s.grant_lifetime_s,
-            Uuid::new_v4(),
-        );
+        let claims =
+            grant_claims(&s.client_id, &s.audience, &s.scopes, now.timestamp(), s.grant_lifetime_s, Uuid::new_v4());
         sign_grant(&self.inner.key, &claims).map_err(|e| TokenError::Rejected {
             step: Step::Grant,
             error: "signing_failed".to_string(),
@@ -281,10 +259,7 @@ impl TokenClient {
     async fn maskinporten_token(&self) -> Result<SecretString, TokenError> {
         let grant = self.build_grant(Utc::now())?;
         self.inner.grants_issued.fetch_add(1, Ordering::Relaxed);
-        let form = [
-            ("grant_type", JWT_BEARER_GRANT_TYPE),
-            ("assertion", grant.as_str()),
-        ];
+        let form = [("grant_type", JWT_BEARER_GRANT_TYPE), ("assertion", grant.as_str())];
         let request = self
             .inner
             .http
@@ -347,19 +322,10 @@ impl TokenClient {
 }
 
 /// Sends a request and reads its body; transport failures are always retryable.
-async fn send(
-    request: reqwest::RequestBuilder,
-    step: Step,
-) -> Result<(StatusCode, bytes::Bytes), TokenError> {
-    let response: Response = request
-        .send()
-        .await
-        .map_err(|e| transport_error(step, &e))?;
+async fn send(request: reqwest::RequestBuilder, step: Step) -> Result<(StatusCode, bytes::Bytes), TokenError> {
+    let response: Response = request.send().await.map_err(|e| transport_error(step, &e))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport_error(step, &e))?;
+    let body = response.bytes().await.map_err(|e| transport_error(step, &e))?;
     Ok((status, body))
 }
 
@@ -375,11 +341,7 @@ fn access_token(body: &[u8]) -> Option<SecretString> {
 /// proxy negotiated JSON. Expires at its `exp`, or a minute from `now` without one.
 fn exchanged_token(body: &str, now: DateTime<Utc>) -> Option<AltinnToken> {
     let trimmed = body.trim();
-    let unquoted = trimmed
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(trimmed)
-        .trim();
+    let unquoted = trimmed.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(trimmed).trim();
     if unquoted.is_empty() {
         return None;
     }

@@ -43,14 +43,8 @@ impl Default for Fake {
             exchange_calls: AtomicUsize::new(0),
             forms: Mutex::default(),
             exchange_headers: Mutex::default(),
-            token_reply: Mutex::new((
-                200,
-                format!(r#"{{"access_token":"{MP_TOKEN}","expires_in":120}}"#),
-            )),
-            exchange_reply: Mutex::new(ExchangeReply::Jwt {
-                lifetime_s: 1800,
-                quoted: false,
-            }),
+            token_reply: Mutex::new((200, format!(r#"{{"access_token":"{MP_TOKEN}","expires_in":120}}"#))),
+            exchange_reply: Mutex::new(ExchangeReply::Jwt { lifetime_s: 1800, quoted: false }),
             token_delay_ms: AtomicU64::new(0),
         }
     }
@@ -107,9 +101,7 @@ fn settings(base: &Url, subscription_key: Option<&str>) -> TokenSettings {
         audience: "https://test.maskinporten.no/".to_string(),
         client_id: "client-1".to_string(),
         scopes: "altinn:serviceowner altinn:correspondence.write".to_string(),
-        exchange_url: base
-            .join("authentication/api/v1/exchange/maskinporten")
-            .unwrap(),
+        exchange_url: base.join("authentication/api/v1/exchange/maskinporten").unwrap(),
         subscription_key: subscription_key.map(|k| SecretString::from(k.to_string())),
         grant_lifetime_s: 120,
         refresh_margin_s: MARGIN_S,
@@ -119,22 +111,14 @@ fn settings(base: &Url, subscription_key: Option<&str>) -> TokenSettings {
 fn client_for(base: &Url, subscription_key: Option<&str>, timeout: Duration) -> TokenClient {
     // no_proxy: a proxy from the environment must not intercept loopback test traffic.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    TokenClient::with_request_timeout(
-        http,
-        settings(base, subscription_key),
-        fixture_key(),
-        timeout,
-    )
+    TokenClient::with_request_timeout(http, settings(base, subscription_key), fixture_key(), timeout)
 }
 
 async fn start_fake() -> (Arc<Fake>, Url) {
     let fake = Arc::new(Fake::default());
     let app = Router::new()
         .route("/token", post(token_endpoint))
-        .route(
-            "/authentication/api/v1/exchange/maskinporten",
-            get(exchange_endpoint),
-        )
+        .route("/authentication/api/v1/exchange/maskinporten", get(exchange_endpoint))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
@@ -144,16 +128,11 @@ async fn start_fake() -> (Arc<Fake>, Url) {
 
 async fn start(subscription_key: Option<&str>) -> (Arc<Fake>, TokenClient) {
     let (fake, base) = start_fake().await;
-    (
-        fake,
-        client_for(&base, subscription_key, Duration::from_secs(2)),
-    )
+    (fake, client_for(&base, subscription_key, Duration::from_secs(2)))
 }
 
 async fn within_deadline<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_DEADLINE, f)
-        .await
-        .expect("test exceeded its deadline")
+    tokio::time::timeout(TEST_DEADLINE, f).await.expect("test exceeded its deadline")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,11 +149,7 @@ async fn concurrent_callers_share_one_refresh() {
         assert_eq!((client.grants_issued(), client.exchanges()), (1, 1));
         assert!(tokens.iter().all(|t| t.expose() == tokens[0].expose()));
         client.token().await.unwrap();
-        assert_eq!(
-            fake.exchange_calls(),
-            1,
-            "a fresh token is served from the cache"
-        );
+        assert_eq!(fake.exchange_calls(), 1, "a fresh token is served from the cache");
     })
     .await;
 }
@@ -191,9 +166,7 @@ async fn concurrent_callers_share_one_failure() {
         }))
         .await;
         assert_eq!(fake.token_calls(), 1);
-        assert!(results
-            .iter()
-            .all(|r| r.as_ref().unwrap_err().code() == "maskinporten:503"));
+        assert!(results.iter().all(|r| r.as_ref().unwrap_err().code() == "maskinporten:503"));
         // A later caller tries again rather than inheriting a stale failure.
         fake.set_token_reply(200, &format!(r#"{{"access_token":"{MP_TOKEN}"}}"#));
         client.token().await.unwrap();
@@ -206,10 +179,7 @@ async fn concurrent_callers_share_one_failure() {
 async fn a_token_within_the_margin_is_refreshed() {
     within_deadline(async {
         let (fake, client) = start(None).await;
-        fake.set_exchange_reply(ExchangeReply::Jwt {
-            lifetime_s: MARGIN_S - 10,
-            quoted: false,
-        });
+        fake.set_exchange_reply(ExchangeReply::Jwt { lifetime_s: MARGIN_S - 10, quoted: false });
         let first = client.token().await.unwrap();
         assert!(!first.is_fresh(Utc::now(), MARGIN_S));
         let second = client.token().await.unwrap();
@@ -243,10 +213,7 @@ async fn invalidate_drops_the_rejected_token_once() {
 async fn a_quoted_exchange_body_is_unquoted_and_its_exp_cached() {
     within_deadline(async {
         let (fake, client) = start(None).await;
-        fake.set_exchange_reply(ExchangeReply::Jwt {
-            lifetime_s: 1800,
-            quoted: true,
-        });
+        fake.set_exchange_reply(ExchangeReply::Jwt { lifetime_s: 1800, quoted: true });
         let token = client.token().await.unwrap();
         assert!(!token.expose().contains('"') && !token.expose().ends_with('\n'));
         let exp = payload(token.expose())["exp"].as_i64().unwrap();
@@ -260,23 +227,14 @@ async fn a_quoted_exchange_body_is_unquoted_and_its_exp_cached() {
 async fn maskinporten_oauth_errors_are_config_errors() {
     within_deadline(async {
         let (fake, client) = start(None).await;
-        fake.set_token_reply(
-            400,
-            r#"{"error":"invalid_grant","error_description":"MP-121 Expired key"}"#,
-        );
+        fake.set_token_reply(400, r#"{"error":"invalid_grant","error_description":"MP-121 Expired key"}"#);
         let error = client.token().await.unwrap_err();
         assert!(error.is_config_error());
         assert_eq!(error.code(), "maskinporten:invalid_grant");
         assert!(error.to_string().contains("MP-121 Expired key"));
         let form = fake.forms.lock().unwrap()[0].clone();
-        let assertion = url::form_urlencoded::parse(form.as_bytes())
-            .find(|(k, _)| k == "assertion")
-            .unwrap()
-            .1;
-        assert!(
-            !format!("{error} {error:?}").contains(&assertion[..40]),
-            "error leaks the grant"
-        );
+        let assertion = url::form_urlencoded::parse(form.as_bytes()).find(|(k, _)| k == "assertion").unwrap().1;
+        assert!(!format!("{error} {error:?}").contains(&assertion[..40]), "error leaks the grant");
         assert_eq!(fake.exchange_calls(), 0);
     })
     .await;
@@ -286,25 +244,15 @@ async fn maskinporten_oauth_errors_are_config_errors() {
 async fn unavailability_is_retryable() {
     within_deadline(async {
         let (fake, client) = start(None).await;
-        for (status, code) in [
-            (503, "exchange:503"),
-            (401, "exchange:401"),
-            (429, "exchange:429"),
-        ] {
+        for (status, code) in [(503, "exchange:503"), (401, "exchange:401"), (429, "exchange:429")] {
             fake.set_exchange_reply(ExchangeReply::Status(status));
             let error = client.token().await.unwrap_err();
             assert!(!error.is_config_error(), "{code}");
             assert_eq!(error.code(), code);
-            assert!(
-                !error.to_string().contains(MP_TOKEN),
-                "error leaks the maskinporten token"
-            );
+            assert!(!error.to_string().contains(MP_TOKEN), "error leaks the maskinporten token");
         }
         fake.set_exchange_reply(ExchangeReply::Status(403));
-        assert_eq!(
-            client.token().await.unwrap_err().code(),
-            "exchange:http_403"
-        );
+        assert_eq!(client.token().await.unwrap_err().code(), "exchange:http_403");
         fake.set_token_reply(502, "<html>bad gateway</html>");
         assert_eq!(client.token().await.unwrap_err().code(), "maskinporten:502");
     })
@@ -324,10 +272,7 @@ async fn network_errors_and_timeouts_are_unavailable() {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dead = Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
         drop(closed);
-        let error = client_for(&dead, None, Duration::from_secs(1))
-            .token()
-            .await
-            .unwrap_err();
+        let error = client_for(&dead, None, Duration::from_secs(1)).token().await.unwrap_err();
         assert_eq!(error.code(), "maskinporten:unavailable");
         assert!(!error.is_config_error());
     })
@@ -344,9 +289,7 @@ async fn the_form_has_exactly_grant_type_and_assertion() {
         let forms = fake.forms.lock().unwrap().clone();
         let mut jtis = BTreeSet::new();
         for form in &forms {
-            let fields: Vec<(String, String)> = url::form_urlencoded::parse(form.as_bytes())
-                .into_owned()
-                .collect();
+            let fields: Vec<(String, String)> = url::form_urlencoded::parse(form.as_bytes()).into_owned().collect();
             let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(names, ["grant_type", "assertion"]);
             assert_eq!(fields[0].1, "urn:ietf:params:oauth:grant-type:jwt-bearer");
@@ -355,10 +298,7 @@ async fn the_form_has_exactly_grant_type_and_assertion() {
         assert_eq!(jtis.len(), 2, "every grant has a fresh jti");
 
         let headers = fake.exchange_headers.lock().unwrap()[0].clone();
-        assert_eq!(
-            headers["authorization"],
-            format!("Bearer {MP_TOKEN}").as_str()
-        );
+        assert_eq!(headers["authorization"], format!("Bearer {MP_TOKEN}").as_str());
         assert_eq!(headers["accept"], "text/plain");
         assert!(!headers.contains_key(SUBSCRIPTION_KEY_HEADER));
     })
@@ -374,21 +314,14 @@ async fn the_subscription_key_is_sent_only_when_configured() {
 
         let (fake, client) = start(Some("apim-key")).await;
         client.token().await.unwrap();
-        assert_eq!(
-            fake.exchange_headers.lock().unwrap()[0][SUBSCRIPTION_KEY_HEADER],
-            "apim-key"
-        );
+        assert_eq!(fake.exchange_headers.lock().unwrap()[0][SUBSCRIPTION_KEY_HEADER], "apim-key");
     })
     .await;
 }
 
 #[test]
 fn each_grant_gets_a_new_jti() {
-    let client = client_for(
-        &Url::parse("http://127.0.0.1:9/").unwrap(),
-        None,
-        Duration::from_secs(1),
-    );
+    let client = client_for(&Url::parse("http://127.0.0.1:9/").unwrap(), None, Duration::from_secs(1));
     let now = Utc::now();
     let a = payload(&client.build_grant(now).unwrap());
     let b = payload(&client.build_grant(now).unwrap());
@@ -401,10 +334,7 @@ fn exchanged_tokens_fall_back_to_a_minute_without_exp() {
     let now = Utc::now();
     let opaque = exchanged_token("  opaque-token \n", now).unwrap();
     assert_eq!(opaque.expose(), "opaque-token");
-    assert_eq!(
-        opaque.expires_at(),
-        now + TimeDelta::seconds(FALLBACK_TOKEN_LIFETIME_S)
-    );
+    assert_eq!(opaque.expires_at(), now + TimeDelta::seconds(FALLBACK_TOKEN_LIFETIME_S));
     assert!(exchanged_token(" \"\" ", now).is_none());
     assert_eq!(jwt_exp(&fake_jwt(1, 1_900_000_000)), Some(1_900_000_000));
     assert_eq!(jwt_exp("not-a-jwt"), None);

@@ -70,7 +70,12 @@ const MESSAGE_COLUMNS: &str = "m.id AS message_id, m.resource_id, m.senders_refe
     (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id) AS attachment_count";
 
 /// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease.
-pub async fn claim_sends(pool: &PgPool, limit: i64, worker: &str, lease: Duration) -> Result<Vec<ClaimedSend>, sqlx::Error> {
+pub async fn claim_sends(
+    pool: &PgPool,
+    limit: i64,
+    worker: &str,
+    lease: Duration,
+) -> Result<Vec<ClaimedSend>, sqlx::Error> {
     let sql = format!(
         "WITH picked AS (
             SELECT id FROM altinn_outbox.delivery
@@ -88,18 +93,18 @@ pub async fn claim_sends(pool: &PgPool, limit: i64, worker: &str, lease: Duratio
          SELECT c.id AS delivery_id, c.lease_no, c.attempts, c.recipient, c.idempotency_key, {MESSAGE_COLUMNS}
          FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id"
     );
-    sqlx::query_as(&sql)
-        .bind(limit)
-        .bind(worker)
-        .bind(lease.as_millis() as f64)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(&sql).bind(limit).bind(worker).bind(lease.as_millis() as f64).fetch_all(pool).await
 }
 
 /// Claims up to `limit` due status reads. The lease is `next_poll_at` itself, pushed one
 /// lease ahead: no other worker reads the same status until then, and if this worker dies
 /// the read simply comes due again, with no sweep needed.
-pub async fn claim_polls(pool: &PgPool, limit: i64, worker: &str, lease: Duration) -> Result<Vec<ClaimedPoll>, sqlx::Error> {
+pub async fn claim_polls(
+    pool: &PgPool,
+    limit: i64,
+    worker: &str,
+    lease: Duration,
+) -> Result<Vec<ClaimedPoll>, sqlx::Error> {
     sqlx::query_as(
         "WITH picked AS (
             SELECT id FROM altinn_outbox.delivery

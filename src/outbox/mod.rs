@@ -8,9 +8,9 @@
 mod claim;
 mod write;
 
+pub use claim::{claim_polls, claim_sends};
 pub use claim::{ClaimedPoll, ClaimedSend, MessageRow};
 pub use write::{write_back, Outcome, PollUpdate, WriteBack};
-pub use claim::{claim_polls, claim_sends};
 
 use std::time::Duration;
 
@@ -38,9 +38,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 
 /// True when every migration this binary knows has been applied.
 pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(pool)
-        .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
     Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
 }
 

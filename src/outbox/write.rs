@@ -9,7 +9,12 @@ use uuid::Uuid;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Altinn has the correspondence; read its status from `next_poll_at`.
-    Sent { correspondence_id: Uuid, altinn_status: Option<String>, notification: &'static str, next_poll_at: DateTime<Utc> },
+    Sent {
+        correspondence_id: Uuid,
+        altinn_status: Option<String>,
+        notification: &'static str,
+        next_poll_at: DateTime<Utc>,
+    },
     /// Try again at `at`. `refund` gives the attempt back (the failure was not the row's).
     Retry { at: DateTime<Utc>, code: String, message: String, refund: bool },
     /// Ends the delivery: `failed` or `cancelled`.
@@ -32,7 +37,6 @@ pub struct PollUpdate {
     pub next_poll_at: Option<DateTime<Utc>>,
     pub error: Option<(String, String)>,
 }
-
 
 /// One result, fenced by the lease it was claimed under.
 #[derive(Clone, Debug)]

@@ -4,8 +4,8 @@
 //! [`process_next_batch`] is the unit tests drive; [`run`] (in `run.rs`) keeps requests
 //! flowing continuously with the same claim, process and write-back functions.
 
-mod poll;
 pub mod policy;
+mod poll;
 mod run;
 mod send;
 
@@ -122,9 +122,13 @@ fn log_outcome(job: &Job, outcome: &Outcome) {
         Job::Poll(p) => p.message_id,
     };
     match outcome {
-        Outcome::Sent { correspondence_id, .. } => info!(message_id, %correspondence_id, state = "awaiting_status", "sent"),
+        Outcome::Sent { correspondence_id, .. } => {
+            info!(message_id, %correspondence_id, state = "awaiting_status", "sent")
+        }
         Outcome::Retry { code, at, .. } => warn!(message_id, code, retry_at = %at, state = "pending", "will retry"),
-        Outcome::Finished { state, code, message } => warn!(message_id, code, state, reason = message.as_str(), "finished unsent"),
+        Outcome::Finished { state, code, message } => {
+            warn!(message_id, code, state, reason = message.as_str(), "finished unsent")
+        }
         Outcome::Polled(u) => match (job, u.state) {
             (Job::Poll(p), state) if p.state != state => {
                 info!(message_id, state, altinn_status = u.altinn_status.as_deref(), "status changed")

@@ -23,7 +23,9 @@ pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
         // The read failed, not the delivery: keep its state and read again later.
         Err(e) => PollUpdate {
             state: state_name(&job.state),
-            next_poll_at: Some(now + chrono_duration(policy.interval(job.polls).max(e.retry_after.unwrap_or_default()))),
+            next_poll_at: Some(
+                now + chrono_duration(policy.interval(job.polls).max(e.retry_after.unwrap_or_default())),
+            ),
             error: Some((e.code, format!("reading the status failed: {}", e.message))),
             ..PollUpdate::default()
         },
@@ -33,11 +35,14 @@ pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
 
 /// What a details answer means: pure, so every rule is tested without a server.
 pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Utc>) -> PollUpdate {
-    let first = |name: &str| d.status_history.iter().filter(|h| h.status.eq_ignore_ascii_case(name)).filter_map(|h| h.status_changed).min();
+    let first = |name: &str| {
+        d.status_history.iter().filter(|h| h.status.eq_ignore_ascii_case(name)).filter_map(|h| h.status_changed).min()
+    };
     let published_at = d.published.or_else(|| first("Published")).or(job.published_at);
     let read_at = first("Read").or(job.read_at);
     let confirmed_at = first("Confirmed").or(job.confirmed_at);
-    let (notification, notification_detail, notification_final) = notification_outcome(&d.notifications, job.notification.as_deref());
+    let (notification, notification_detail, notification_final) =
+        notification_outcome(&d.notifications, job.notification.as_deref());
     let status = status_value(&d.status);
     let mut update = PollUpdate {
         state: "awaiting_status",
@@ -52,7 +57,12 @@ pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTi
     };
     // The top-level status is the highest reached, so a Reserved or Failed stays visible even
     // after a later Published row: `published` decides delivery, these only without it.
-    let failed = |code: &str, default: &str| Some((format!("altinn:{code}"), d.status_text.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| default.to_string())));
+    let failed = |code: &str, default: &str| {
+        Some((
+            format!("altinn:{code}"),
+            d.status_text.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| default.to_string()),
+        ))
+    };
     if published_at.is_some() {
         update.state = "delivered";
     } else if status == status_value("Failed") {
@@ -70,7 +80,13 @@ pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTi
 }
 
 /// None when there is nothing more to learn (or the correspondence is too old to follow).
-fn next_read(u: &PollUpdate, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Utc>, notification_final: bool) -> Option<DateTime<Utc>> {
+fn next_read(
+    u: &PollUpdate,
+    job: &ClaimedPoll,
+    policy: &StatusPolicy,
+    now: DateTime<Utc>,
+    notification_final: bool,
+) -> Option<DateTime<Utc>> {
     let goal_reached = match policy.follow_until {
         FollowUntil::Published => true,
         FollowUntil::Read => u.read_at.is_some() || u.confirmed_at.is_some(),
@@ -88,7 +104,10 @@ fn next_read(u: &PollUpdate, job: &ClaimedPoll, policy: &StatusPolicy, now: Date
 
 /// Summarises notifications: `(outcome, detail, final)`. Outcome is one of none, pending,
 /// sent, delivered, failed, not_needed, cancelled. Addresses are left out of the detail.
-fn notification_outcome(ns: &[Notification], before: Option<&str>) -> (Option<String>, Option<serde_json::Value>, bool) {
+fn notification_outcome(
+    ns: &[Notification],
+    before: Option<&str>,
+) -> (Option<String>, Option<serde_json::Value>, bool) {
     let main: Vec<&Notification> = ns.iter().filter(|n| !n.is_reminder).collect();
     if main.is_empty() {
         let outcome = before.unwrap_or("none");

@@ -94,7 +94,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
 
 /// Shutdown: in-flight requests get the grace period; their results are written; the
 /// leases of anything unfinished are released so the next instance takes it at once.
-async fn finish(ctx: &Context, mut tasks: JoinSet<()>, in_flight: InFlight, writer: tokio::task::JoinHandle<()>, writer_stop: CancellationToken) {
+async fn finish(
+    ctx: &Context,
+    mut tasks: JoinSet<()>,
+    in_flight: InFlight,
+    writer: tokio::task::JoinHandle<()>,
+    writer_stop: CancellationToken,
+) {
     let grace = ctx.settings.shutdown_grace;
     info!(in_flight = tasks.len(), grace_ms = grace.as_millis() as u64, "stopping: no new claims");
     let all_done = async { while tasks.join_next().await.is_some() {} };
@@ -139,7 +145,10 @@ async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, sto
         match outbox::write_back(&ctx.pool, &batch).await {
             Ok(written) => {
                 if (written as usize) < batch.len() {
-                    warn!(lost = batch.len() - written as usize, "results of leases taken over by another worker were dropped");
+                    warn!(
+                        lost = batch.len() - written as usize,
+                        "results of leases taken over by another worker were dropped"
+                    );
                 }
                 batch.clear();
                 wait = DB_RETRY_FIRST;

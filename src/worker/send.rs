@@ -67,7 +67,9 @@ pub fn failure(ctx: &Context, attempt: i32, e: ApiError, now: DateTime<Utc>) -> 
             code: e.code,
             message: format!("gave up after {attempt} attempts; last error: {}", e.message),
         },
-        ErrorClass::Transient => Outcome::Retry { at: now + wait(attempt), code: e.code, message: e.message, refund: false },
+        ErrorClass::Transient => {
+            Outcome::Retry { at: now + wait(attempt), code: e.code, message: e.message, refund: false }
+        }
         // Not the row's fault (no token, or throttled before any request): wait, keep the attempt.
         ErrorClass::Deferred => Outcome::Retry { at: now + wait(3), code: e.code, message: e.message, refund: true },
     }

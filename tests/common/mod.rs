@@ -26,7 +26,8 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub fn fake_config() -> FakeConfig {
-    let jwks: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("test-jwks-public.json")).unwrap()).unwrap();
+    let jwks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("test-jwks-public.json")).unwrap()).unwrap();
     FakeConfig {
         clients: vec![FakeClient {
             client_id: CLIENT_ID.into(),
@@ -148,7 +149,11 @@ impl TestApp {
 
     /// The only delivery of a message.
     pub async fn delivery_of(&self, message_id: i64) -> sqlx::postgres::PgRow {
-        sqlx::query("SELECT * FROM altinn_outbox.delivery WHERE message_id = $1").bind(message_id).fetch_one(&self.pool).await.unwrap()
+        sqlx::query("SELECT * FROM altinn_outbox.delivery WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Writes the config (for running the binary) to a temporary file.
@@ -176,8 +181,7 @@ impl Drop for TestApp {
 }
 
 pub fn test_config(db_url: &str, fake: &FakeServer) -> Config {
-    let mut c = Config::default();
-    c.environment = Environment::Custom;
+    let mut c = Config { environment: Environment::Custom, ..Config::default() };
     c.database.url = Secret::new(db_url);
     c.maskinporten.client_id = CLIENT_ID.into();
     c.maskinporten.key_jwk_file = Some(fixture("test-jwk.json"));
