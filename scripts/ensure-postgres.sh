@@ -9,7 +9,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 if pg_isready -q -h "$host" -p "$port" 2>/dev/null; then
-  echo "${ALTINN_OUTBOX_TEST_DATABASE_URL:-postgres://postgres@$host:$port}"
+  echo "${OUTBOX_TEST_DATABASE_URL:-postgres://postgres@$host:$port}"
   exit 0
 fi
 
@@ -36,4 +36,4 @@ pg_isready -q -h "$host" -p "$port" || { echo "PostgreSQL did not start" >&2; ex
 as_postgres="runuser -u postgres --"
 [ -z "$sudo" ] || as_postgres="sudo -u postgres"
 $as_postgres psql -q -c "ALTER USER postgres PASSWORD 'postgres'" >&2
-echo "${ALTINN_OUTBOX_TEST_DATABASE_URL:-postgres://postgres:postgres@$host:$port}"
+echo "${OUTBOX_TEST_DATABASE_URL:-postgres://postgres:postgres@$host:$port}"

@@ -323,7 +323,8 @@ impl Config {
         if path.exists() {
             figment = figment.merge(Toml::file_exact(&path));
         }
-        figment = figment.merge(Env::prefixed("ALTINN_OUTBOX_").split("__"));
+        // ALTINN_OUTBOX_CONFIG names the file (the command line's --config); it is not a setting.
+        figment = figment.merge(Env::prefixed("ALTINN_OUTBOX_").ignore(&["config"]).split("__"));
         let config: Config = figment.extract().map_err(Box::new)?;
         Ok(config)
     }

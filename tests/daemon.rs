@@ -119,8 +119,9 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
     let app = TestApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = app.config_file(dir.path());
-    // Already migrated by the harness: running it again is a no-op, not an error.
-    let out = command(&path, &["migrate"]).output().unwrap();
+    // Already migrated by the harness: running it again is a no-op, not an error. The file is
+    // named by ALTINN_OUTBOX_CONFIG here, which must not be taken for a setting.
+    let out = Command::new(BIN).arg("migrate").env("ALTINN_OUTBOX_CONFIG", &path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'altinn_outbox' ORDER BY 1",

@@ -372,3 +372,20 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn an_insert_wakes_an_idle_worker_through_notify() {
+    // With a one-minute idle poll, only the NOTIFY can explain a send within seconds.
+    let app = TestApp::with(common::fake_config(), |c| c.worker.idle_poll_interval_ms = 60_000).await;
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(worker::run(app.ctx.clone(), shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await; // let it go idle and LISTEN
+    let id = app.insert("notified", &[ORG]).await;
+    wait_until(Duration::from_secs(10), "the notified row is sent", || async {
+        app.delivery_of(id).await.get::<String, _>("state") != "pending"
+    })
+    .await;
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_eq!(app.initialize_requests(), 1);
+}

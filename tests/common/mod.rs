@@ -16,9 +16,9 @@ pub const CLIENT_ID: &str = "2b6a3a36-7d1b-4c8e-9a57-0c1f2d3e4f50";
 pub const ORG: &str = "991825827";
 pub const RESOURCE: &str = "outbox-test-resource";
 
-/// The server tests create their databases on; `ALTINN_OUTBOX_TEST_DATABASE_URL` overrides.
+/// The server tests create their databases on; `OUTBOX_TEST_DATABASE_URL` overrides.
 pub fn server_url() -> String {
-    std::env::var("ALTINN_OUTBOX_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("OUTBOX_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 pub fn fixture(name: &str) -> PathBuf {
