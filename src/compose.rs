@@ -69,7 +69,7 @@ pub fn initialize_request(
     check_message(m, now)?;
     Ok(InitializeRequest {
         correspondence: Correspondence {
-            resource_id: m.resource_id.trim().to_string(),
+            resource_id: m.resource_id.clone(),
             senders_reference: m.senders_reference.clone(),
             message_sender: m.message_sender.clone().filter(|s| !s.is_empty()),
             content: Content {
@@ -84,7 +84,7 @@ pub fn initialize_request(
             external_references: array_or_empty(&m.external_references),
             property_list: m.property_list.as_ref().and_then(Value::as_object).cloned().unwrap_or_default(),
             reply_options: array_or_empty(&m.reply_options),
-            notification: m.notification.clone(),
+            notification: m.notification.clone().filter(|n| !n.is_null()),
             ignore_reservation: m.ignore_reservation,
             is_confirmation_needed: m.is_confirmation_needed,
             is_confidential: m.is_confidential,
@@ -102,7 +102,11 @@ pub fn recipient_urn(recipient: &str) -> Option<String> {
 }
 
 fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
-    let resource = m.resource_id.trim();
+    // Sent exactly as written (it is part of the idempotency key), so no trimming here.
+    let resource = m.resource_id.as_str();
+    if resource.chars().any(char::is_whitespace) {
+        return Err(invalid("resource_id", "must not contain white space"));
+    }
     let bare = resource.strip_prefix("urn:altinn:resource:").unwrap_or(resource);
     if bare.is_empty() || resource.chars().count() > MAX_RESOURCE_ID || bare.contains(':') {
         return Err(invalid(
@@ -127,7 +131,7 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     check_dates(m, now)?;
     check_references(m)?;
     check_reply_options(m)?;
-    if let Some(n) = &m.notification {
+    if let Some(n) = m.notification.as_ref().filter(|n| !n.is_null()) {
         if !n.is_object() {
             return Err(invalid(
                 "notification",
@@ -144,8 +148,10 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Altinn checks .NET string lengths, which count UTF-16 code units: a character outside
+/// the Basic Multilingual Plane (an emoji) counts twice there, so it does here.
 fn length(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
-    let n = value.chars().count();
+    let n = value.encode_utf16().count();
     if n < min || n > max {
         let what = if min == 0 { format!("at most {max} characters") } else { format!("{min} to {max} characters") };
         return Err(invalid(field, format!("must be {what} (has {n})")));
@@ -179,7 +185,7 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
             return Err(invalid("external_references", "each entry needs a string referenceValue and a referenceType"));
         }
     }
-    let Some(props) = &m.property_list else { return Ok(()) };
+    let Some(props) = m.property_list.as_ref().filter(|p| !p.is_null()) else { return Ok(()) };
     let props = props.as_object().ok_or_else(|| invalid("property_list", "must be a JSON object of strings"))?;
     if props.len() > MAX_PROPERTIES {
         return Err(invalid("property_list", "at most 10 entries"));
@@ -293,6 +299,24 @@ mod tests {
     /// 'ø' is two bytes in UTF-8: a limit counted in bytes would reject these at half length.
     fn oslash(n: usize) -> String {
         "ø".repeat(n)
+    }
+
+    #[test]
+    fn lengths_count_utf16_units_as_altinn_does() {
+        // An emoji is two UTF-16 units: 127 of them (254 units) fit a 255 limit, 128 do not.
+        accepted(&with(|m| m.title = "😀".repeat(127)));
+        rejected(&with(|m| m.title = "😀".repeat(128)), "title");
+    }
+
+    #[test]
+    fn json_null_columns_count_as_absent_and_resource_ids_keep_no_white_space() {
+        let r = build(&with(|m| {
+            m.notification = Some(serde_json::Value::Null);
+            m.property_list = Some(serde_json::Value::Null);
+        }))
+        .unwrap();
+        assert!(r.correspondence.notification.is_none());
+        rejected(&with(|m| m.resource_id = " my-resource".into()), "resource_id");
     }
 
     #[test]
@@ -609,12 +633,6 @@ mod tests {
         // An empty display name means "use the organisation's name", which is omission.
         let v = serde_json::to_value(build(&with(|m| m.message_sender = Some(String::new()))).unwrap()).unwrap();
         assert!(v["correspondence"].get("messageSender").is_none(), "{v}");
-    }
-
-    #[test]
-    fn the_resource_is_sent_without_surrounding_space() {
-        let request = build(&with(|m| m.resource_id = " my-resource\n".into())).unwrap();
-        assert_eq!(request.correspondence.resource_id, "my-resource");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
         Err(e) => PollUpdate {
             state: state_name(&job.state),
             next_poll_at: Some(
-                now + chrono_duration(policy.interval(job.polls).max(e.retry_after.unwrap_or_default())),
+                now + chrono_duration(policy.interval(job.polls + 1).max(e.retry_after.unwrap_or_default())),
             ),
             error: Some((e.code, format!("reading the status failed: {}", e.message))),
             ..PollUpdate::default()
@@ -76,7 +76,18 @@ pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTi
         update.error = failed("PurgedByAltinn", "purged before publication");
     }
     update.next_poll_at = next_read(&update, job, policy, now, notification_final);
+    if update.state == "awaiting_status" && update.next_poll_at.is_none() {
+        // Sent but never published within the follow period: say so on the row, where an
+        // operator finds it (state awaiting_status with no next read).
+        let hours = policy.max_age.as_secs() / 3600;
+        update.error =
+            Some(("status_timeout".into(), format!("not published {hours} h after sending; no longer followed")));
+    }
     update
+}
+
+fn too_old(job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Utc>) -> bool {
+    now.signed_duration_since(job.sent_at).to_std().unwrap_or_default() > policy.max_age
 }
 
 /// None when there is nothing more to learn (or the correspondence is too old to follow).
@@ -98,8 +109,7 @@ fn next_read(
         "delivered" => goal_reached && (notification_final || !policy.follow_notifications),
         _ => true,
     };
-    let too_old = now.signed_duration_since(job.sent_at).to_std().unwrap_or_default() > policy.max_age;
-    (!done && !too_old).then(|| now + chrono_duration(policy.interval(job.polls + 1)))
+    (!done && !too_old(job, policy, now)).then(|| now + chrono_duration(policy.interval(job.polls + 1)))
 }
 
 /// Summarises notifications: `(outcome, detail, final)`. Outcome is one of none, pending,
@@ -536,6 +546,7 @@ mod tests {
         let u = assess_now(&d, &too_old, &p);
         assert_eq!(u.next_poll_at, None);
         assert_eq!(u.state, "awaiting_status");
+        assert_eq!(u.error.as_ref().map(|(code, _)| code.as_str()), Some("status_timeout"), "the row says why");
 
         // Also after delivery, when the goal is still ahead.
         let unread = published_with(history(&[("Published", 30)]), json!([]));

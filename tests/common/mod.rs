@@ -194,10 +194,12 @@ pub fn test_config(db_url: &str, fake: &FakeServer) -> Config {
     c.worker.idle_poll_interval_ms = 100;
     c.worker.sweep_interval_ms = 200;
     c.worker.shutdown_grace_ms = 5_000;
-    c.retry.initial_delay_ms = 50;
-    c.retry.max_delay_ms = 200;
+    // Long waits, so that nothing comes due by itself while a test looks: tests move time
+    // forward with `make_all_due` instead of sleeping.
+    c.retry.initial_delay_ms = 10_000;
+    c.retry.max_delay_ms = 20_000;
     c.retry.max_attempts = 4;
-    c.status.first_poll_delay_ms = 50;
-    c.status.max_poll_interval_ms = 200;
+    c.status.first_poll_delay_ms = 10_000;
+    c.status.max_poll_interval_ms = 20_000;
     c
 }
