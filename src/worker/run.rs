@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{claim, process, Context};
+use super::{claim, process, Context, Job};
 use crate::outbox::{self, WriteBack};
 
 /// Results written back in one statement at most; larger batches gain little.
@@ -21,40 +21,24 @@ const MAX_WRITE_BATCH: usize = 256;
 const DB_RETRY_FIRST: Duration = Duration::from_millis(200);
 const DB_RETRY_CAP: Duration = Duration::from_secs(10);
 
-/// Leases of claimed work not yet written back, so shutdown can hand them over at once.
-type InFlight = Arc<Mutex<HashMap<i64, i64>>>;
+/// Leases of claimed work not yet handed to the writer, so shutdown can release them at once.
+type Leases = Arc<Mutex<HashMap<i64, i64>>>;
 
 /// Runs until `shutdown` is cancelled; then stops claiming, lets requests in flight finish
 /// within the grace period, writes their results, and releases what remains.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(listen(ctx.pool.clone(), wake.clone(), shutdown.clone()));
-    let (tx, rx) = mpsc::channel::<WriteBack>(ctx.settings.concurrency * 2);
-    let writer_stop = CancellationToken::new();
-    let writer = tokio::spawn(write_results(ctx.clone(), rx, writer_stop.clone()));
-    let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
-    let in_flight: InFlight = Arc::default();
-    let mut tasks = JoinSet::new();
+    let mut work = InFlight::start(ctx.clone());
     let mut db_wait = DB_RETRY_FIRST;
     let mut next_sweep = Instant::now();
     info!(instance = ctx.settings.instance, concurrency = ctx.settings.concurrency, "worker started");
     while !shutdown.is_cancelled() {
-        while tasks.try_join_next().is_some() {}
         if Instant::now() >= next_sweep {
             sweep(&ctx).await;
             next_sweep = Instant::now() + ctx.settings.sweep_interval;
         }
-        let free = permits.available_permits();
-        let throttled = ctx.altinn.throttled_for();
-        if free == 0 || !throttled.is_zero() {
-            let permit_freed = permits.clone().acquire_owned();
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = permit_freed, if free == 0 => {}
-                _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
-            }
-            continue;
-        }
+        let Some(free) = work.wait_for_room(&shutdown).await else { break };
         let jobs = match claim(&ctx, free).await {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -66,19 +50,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         };
         db_wait = DB_RETRY_FIRST;
         let claimed = jobs.len();
-        for job in jobs {
-            let permit = permits.clone().try_acquire_owned().expect("claimed no more than the free permits");
-            in_flight.lock().expect("in-flight lock").insert(job.delivery_id(), job.lease_no());
-            let (ctx, tx, in_flight) = (ctx.clone(), tx.clone(), in_flight.clone());
-            tasks.spawn(async move {
-                let result = process(&ctx, job).await;
-                // Removed only once the writer has it: shutdown releases whatever is left.
-                let id = result.delivery_id;
-                let _ = tx.send(result).await;
-                in_flight.lock().expect("in-flight lock").remove(&id);
-                drop(permit);
-            });
-        }
+        jobs.into_iter().for_each(|job| work.spawn(job));
+        // Fewer than asked for: the queue is empty for now, so wait for news.
         if claimed < free {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -87,42 +60,90 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             }
         }
     }
-    drop(tx);
-    finish(&ctx, tasks, in_flight, writer, writer_stop).await;
+    work.finish().await;
     listener.abort();
 }
 
-/// Shutdown: in-flight requests get the grace period; their results are written; the
-/// leases of anything unfinished are released so the next instance takes it at once.
-async fn finish(
-    ctx: &Context,
-    mut tasks: JoinSet<()>,
-    in_flight: InFlight,
+/// Requests in flight: bounded by permits, each result handed to the single writer.
+struct InFlight {
+    ctx: Arc<Context>,
+    tx: mpsc::Sender<WriteBack>,
+    permits: Arc<Semaphore>,
+    leases: Leases,
+    tasks: JoinSet<()>,
     writer: tokio::task::JoinHandle<()>,
     writer_stop: CancellationToken,
-) {
-    let grace = ctx.settings.shutdown_grace;
-    info!(in_flight = tasks.len(), grace_ms = grace.as_millis() as u64, "stopping: no new claims");
-    let all_done = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, all_done).await.is_err() {
-        warn!(unfinished = tasks.len(), "grace period over; abandoning requests in flight");
-        tasks.abort_all();
+}
+
+impl InFlight {
+    fn start(ctx: Arc<Context>) -> InFlight {
+        let (tx, rx) = mpsc::channel::<WriteBack>(ctx.settings.concurrency * 2);
+        let writer_stop = CancellationToken::new();
+        let writer = tokio::spawn(write_results(ctx.clone(), rx, writer_stop.clone()));
+        let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
+        InFlight { ctx, tx, permits, leases: Arc::default(), tasks: JoinSet::new(), writer, writer_stop }
     }
-    // The writer flushes what it was handed; it stops retrying after a short bound so a
-    // dead database cannot hold the exit (unwritten results are re-sent safely by key).
-    let flushed = tokio::time::timeout(grace.max(Duration::from_secs(2)), writer).await;
-    if flushed.is_err() {
-        writer_stop.cancel();
-    }
-    let left: Vec<(i64, i64)> = in_flight.lock().expect("in-flight lock").drain().collect();
-    if !left.is_empty() {
-        let (ids, leases): (Vec<i64>, Vec<i64>) = left.into_iter().unzip();
-        match outbox::release(&ctx.pool, &ids, &leases).await {
-            Ok(n) => info!(released = n, "leases released for the next instance"),
-            Err(e) => warn!(error = %e, "could not release leases; they expire on their own"),
+
+    /// Waits until a request may start (a free permit, no 429 wait pending); returns how
+    /// many may start, or None on shutdown.
+    async fn wait_for_room(&mut self, shutdown: &CancellationToken) -> Option<usize> {
+        loop {
+            while self.tasks.try_join_next().is_some() {}
+            let free = self.permits.available_permits();
+            let throttled = self.ctx.altinn.throttled_for();
+            if free > 0 && throttled.is_zero() {
+                return Some(free);
+            }
+            let permit_freed = self.permits.clone().acquire_owned();
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = permit_freed, if free == 0 => {}
+                _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
+            }
         }
     }
-    info!("worker stopped");
+
+    fn spawn(&mut self, job: Job) {
+        let permit = self.permits.clone().try_acquire_owned().expect("claimed no more than the free permits");
+        self.leases.lock().expect("leases lock").insert(job.delivery_id(), job.lease_no());
+        let (ctx, tx, leases) = (self.ctx.clone(), self.tx.clone(), self.leases.clone());
+        self.tasks.spawn(async move {
+            let result = process(&ctx, job).await;
+            let id = result.delivery_id;
+            // Forgotten only once the writer has it: shutdown releases whatever is left.
+            let _ = tx.send(result).await;
+            leases.lock().expect("leases lock").remove(&id);
+            drop(permit);
+        });
+    }
+
+    /// Shutdown: requests in flight get the grace period; their results are written; the
+    /// leases of anything unfinished are released so the next instance takes it at once.
+    async fn finish(self) {
+        let InFlight { ctx, tx, leases, mut tasks, writer, writer_stop, .. } = self;
+        drop(tx);
+        let grace = ctx.settings.shutdown_grace;
+        info!(in_flight = tasks.len(), grace_ms = grace.as_millis() as u64, "stopping: no new claims");
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all_done).await.is_err() {
+            warn!(unfinished = tasks.len(), "grace period over; abandoning requests in flight");
+            tasks.abort_all();
+        }
+        // The writer flushes what it was handed; it stops retrying after a short bound so a
+        // dead database cannot hold the exit (unwritten results are re-sent safely by key).
+        if tokio::time::timeout(grace.max(Duration::from_secs(2)), writer).await.is_err() {
+            writer_stop.cancel();
+        }
+        let left: Vec<(i64, i64)> = leases.lock().expect("leases lock").drain().collect();
+        if !left.is_empty() {
+            let (ids, lease_nos): (Vec<i64>, Vec<i64>) = left.into_iter().unzip();
+            match outbox::release(&ctx.pool, &ids, &lease_nos).await {
+                Ok(n) => info!(released = n, "leases released for the next instance"),
+                Err(e) => warn!(error = %e, "could not release leases; they expire on their own"),
+            }
+        }
+        info!("worker stopped");
+    }
 }
 
 /// Writes results in batches; on a database error keeps them and tries again with backoff.
