@@ -1,0 +1,229 @@
+//! Turns an outbox message and one recipient into the Altinn initialize request, or into
+//! an error that names the field. Everything Altinn would reject for certain is caught
+//! here, before any HTTP call, so the operator sees the mistake on the row at once.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::altinn::wire::{Content, Correspondence, InitializeRequest};
+use crate::identifiers::Recipient;
+use crate::outbox::MessageRow;
+
+/// A message that can never be sent as it is. `field` is the outbox column.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl Invalid {
+    /// The code kept on the row, e.g. `validation:title`.
+    pub fn code(&self) -> String {
+        format!("validation:{}", self.field)
+    }
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
+    Invalid { field, problem: problem.into() }
+}
+
+// Limits from Altinn's validation (correspondence-api.md §4), in characters.
+const MAX_RESOURCE_ID: usize = 255;
+const MAX_SENDERS_REFERENCE: usize = 4096;
+const MAX_TITLE: usize = 255;
+const MAX_SUMMARY: usize = 255;
+const MAX_BODY: usize = 30_000;
+const MAX_MESSAGE_SENDER: usize = 255;
+const MAX_EXTERNAL_REFERENCES: usize = 10;
+const MAX_PROPERTIES: usize = 10;
+const MAX_PROPERTY_KEY: usize = 50;
+const MAX_PROPERTY_VALUE: usize = 300;
+const MAX_REPLY_URL: usize = 255;
+const MAX_ATTACHMENTS: usize = 100;
+const LANGUAGES: [&str; 3] = ["nb", "nn", "en"];
+
+/// The idempotency key: UUIDv5 in the deployment's namespace over everything that makes
+/// one letter to one recipient. JSON encoding keeps the parts unambiguous whatever
+/// characters the reference holds.
+pub fn idempotency_key(
+    namespace: Uuid,
+    resource_id: &str,
+    senders_reference: &str,
+    resend: i32,
+    recipient_urn: &str,
+) -> Uuid {
+    let name = serde_json::json!([resource_id, senders_reference, resend, recipient_urn]).to_string();
+    Uuid::new_v5(&namespace, name.as_bytes())
+}
+
+/// Builds the request for one recipient, checking every field first.
+pub fn initialize_request(
+    m: &MessageRow,
+    recipient: &str,
+    key: Uuid,
+    now: DateTime<Utc>,
+) -> Result<InitializeRequest, Invalid> {
+    let recipient = Recipient::parse(recipient).map_err(|p| invalid("recipients", format!("a recipient {p}")))?;
+    check_message(m, now)?;
+    Ok(InitializeRequest {
+        correspondence: Correspondence {
+            resource_id: m.resource_id.clone(),
+            senders_reference: m.senders_reference.clone(),
+            message_sender: m.message_sender.clone().filter(|s| !s.is_empty()),
+            content: Content {
+                language: m.language.clone(),
+                message_title: m.title.clone(),
+                message_summary: m.summary.clone(),
+                message_body: m.body.clone(),
+                attachments: Vec::new(),
+            },
+            requested_publish_time: m.requested_publish_time,
+            due_date_time: m.due_date_time,
+            external_references: array_or_empty(&m.external_references),
+            property_list: m.property_list.as_ref().and_then(Value::as_object).cloned().unwrap_or_default(),
+            reply_options: array_or_empty(&m.reply_options),
+            notification: m.notification.clone().filter(|n| !n.is_null()),
+            ignore_reservation: m.ignore_reservation,
+            is_confirmation_needed: m.is_confirmation_needed,
+            is_confidential: m.is_confidential,
+            allow_forwarding: m.allow_forwarding,
+        },
+        recipients: vec![recipient.urn()],
+        existing_attachments: m.existing_attachments.clone(),
+        idempotent_key: key,
+    })
+}
+
+/// The recipient's URN, for the key; invalid recipients are reported by `initialize_request`.
+pub fn recipient_urn(recipient: &str) -> Option<String> {
+    Recipient::parse(recipient).ok().map(|r| r.urn())
+}
+
+fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
+    // Sent exactly as written (it is part of the idempotency key), so no trimming here.
+    let resource = m.resource_id.as_str();
+    if resource.chars().any(char::is_whitespace) {
+        return Err(invalid("resource_id", "must not contain white space"));
+    }
+    let bare = resource.strip_prefix("urn:altinn:resource:").unwrap_or(resource);
+    if bare.is_empty() || resource.chars().count() > MAX_RESOURCE_ID || bare.contains(':') {
+        return Err(invalid(
+            "resource_id",
+            "must be 1 to 255 characters, optionally prefixed urn:altinn:resource:, with no other ':'",
+        ));
+    }
+    length("senders_reference", &m.senders_reference, 1, MAX_SENDERS_REFERENCE)?;
+    length("title", &m.title, 1, MAX_TITLE)?;
+    length("summary", m.summary.as_deref().unwrap_or(""), 0, MAX_SUMMARY)?;
+    length("body", &m.body, 1, MAX_BODY)?;
+    length("message_sender", m.message_sender.as_deref().unwrap_or(""), 0, MAX_MESSAGE_SENDER)?;
+    if m.title.trim().is_empty() {
+        return Err(invalid("title", "must not be blank"));
+    }
+    if m.body.trim().is_empty() {
+        return Err(invalid("body", "must not be blank"));
+    }
+    if !LANGUAGES.contains(&m.language.as_str()) {
+        return Err(invalid("language", format!("{:?} is not supported: use nb, nn or en", m.language)));
+    }
+    check_dates(m, now)?;
+    check_references(m)?;
+    check_reply_options(m)?;
+    if let Some(n) = m.notification.as_ref().filter(|n| !n.is_null()) {
+        if !n.is_object() {
+            return Err(invalid(
+                "notification",
+                "must be a JSON object in the shape of Altinn's correspondence.notification",
+            ));
+        }
+    }
+    if m.existing_attachments.len() + m.attachment_count as usize > MAX_ATTACHMENTS {
+        return Err(invalid("existing_attachments", "a correspondence may carry at most 100 attachments"));
+    }
+    if m.attachment_count > 0 {
+        return Err(invalid("attachment", "files in altinn_outbox.attachment are not sent by this version; upload them to Altinn and list their ids in existing_attachments"));
+    }
+    Ok(())
+}
+
+/// Altinn checks .NET string lengths, which count UTF-16 code units: a character outside
+/// the Basic Multilingual Plane (an emoji) counts twice there, so it does here.
+fn length(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
+    let n = value.encode_utf16().count();
+    if n < min || n > max {
+        let what = if min == 0 { format!("at most {max} characters") } else { format!("{min} to {max} characters") };
+        return Err(invalid(field, format!("must be {what} (has {n})")));
+    }
+    Ok(())
+}
+
+fn check_dates(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
+    if let Some(due) = m.due_date_time {
+        if due < now {
+            return Err(invalid("due_date_time", "is in the past"));
+        }
+        if m.requested_publish_time.is_some_and(|p| due < p) {
+            return Err(invalid("due_date_time", "is before requested_publish_time"));
+        }
+    } else if m.is_confirmation_needed {
+        return Err(invalid("due_date_time", "is required when is_confirmation_needed is true"));
+    }
+    Ok(())
+}
+
+fn check_references(m: &MessageRow) -> Result<(), Invalid> {
+    let refs = json_array(&m.external_references, "external_references")?;
+    if refs.len() > MAX_EXTERNAL_REFERENCES {
+        return Err(invalid("external_references", "at most 10 entries"));
+    }
+    for r in refs {
+        let ok = r.get("referenceValue").is_some_and(Value::is_string)
+            && r.get("referenceType").is_some_and(|t| t.is_string() || t.is_u64());
+        if !ok {
+            return Err(invalid("external_references", "each entry needs a string referenceValue and a referenceType"));
+        }
+    }
+    let Some(props) = m.property_list.as_ref().filter(|p| !p.is_null()) else { return Ok(()) };
+    let props = props.as_object().ok_or_else(|| invalid("property_list", "must be a JSON object of strings"))?;
+    if props.len() > MAX_PROPERTIES {
+        return Err(invalid("property_list", "at most 10 entries"));
+    }
+    for (k, v) in props {
+        let v = v.as_str().ok_or_else(|| invalid("property_list", "values must be strings"))?;
+        if k.chars().count() > MAX_PROPERTY_KEY || v.chars().count() > MAX_PROPERTY_VALUE {
+            return Err(invalid("property_list", "keys are at most 50 and values at most 300 characters"));
+        }
+    }
+    Ok(())
+}
+
+fn check_reply_options(m: &MessageRow) -> Result<(), Invalid> {
+    for option in json_array(&m.reply_options, "reply_options")? {
+        let url = option.get("linkURL").and_then(Value::as_str).unwrap_or("");
+        let https = url::Url::parse(url).is_ok_and(|u| u.scheme() == "https");
+        if !https || url.chars().count() > MAX_REPLY_URL {
+            return Err(invalid(
+                "reply_options",
+                "each linkURL must be an absolute https URL of at most 255 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn json_array<'a>(value: &'a Option<Value>, field: &'static str) -> Result<&'a [Value], Invalid> {
+    match value {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(invalid(field, "must be a JSON array")),
+    }
+}
+
+fn array_or_empty(value: &Option<Value>) -> Vec<Value> {
+    value.as_ref().and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
