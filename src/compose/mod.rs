@@ -2,6 +2,8 @@
 //! an error that names the field. Everything Altinn would reject for certain is caught
 //! here, before any HTTP call, so the operator sees the mistake on the row at once.
 
+mod notification;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -132,12 +134,7 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     check_references(m)?;
     check_reply_options(m)?;
     if let Some(n) = m.notification.as_ref().filter(|n| !n.is_null()) {
-        if !n.is_object() {
-            return Err(invalid(
-                "notification",
-                "must be a JSON object in the shape of Altinn's correspondence.notification",
-            ));
-        }
+        notification::check(n)?;
     }
     if m.existing_attachments.len() + m.attachment_count as usize > MAX_ATTACHMENTS {
         return Err(invalid("existing_attachments", "a correspondence may carry at most 100 attachments"));

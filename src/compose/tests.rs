@@ -268,7 +268,9 @@ fn reply_links_are_absolute_https_of_at_most_255_characters() {
 
 #[test]
 fn notification_must_be_an_object() {
-    accepted(&with(|m| m.notification = Some(json!({"notificationChannel": "Email"}))));
+    accepted(&with(|m| {
+        m.notification = Some(json!({"notificationChannel": "Email", "emailSubject": "Ny melding", "emailBody": "Hei"}))
+    }));
     rejected(&with(|m| m.notification = Some(json!("Email"))), "notification");
     rejected(&with(|m| m.notification = Some(json!([]))), "notification");
 }
@@ -345,7 +347,8 @@ fn full() -> MessageRow {
         m.external_references = Some(json!([{"referenceValue": "123", "referenceType": "Generic"}]));
         m.property_list = Some(json!({"caseNumber": "42"}));
         m.reply_options = Some(json!([{"linkURL": "https://example.no/svar", "linkText": "Svar"}]));
-        m.notification = Some(json!({"notificationChannel": "EmailPreferred", "emailSubject": "Ny melding"}));
+        m.notification = Some(json!({"notificationChannel": "EmailPreferred", "emailSubject": "Ny melding",
+                                      "emailBody": "Du har fått en melding", "smsBody": "Ny melding"}));
         m.ignore_reservation = Some(false);
         m.is_confirmation_needed = true;
         m.existing_attachments = attachments(1);
