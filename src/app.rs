@@ -84,6 +84,7 @@ pub fn settings(config: &Config) -> Settings {
         namespace: config.outbox.idempotency_namespace,
         concurrency: w.concurrency,
         lease: Duration::from_millis(w.lease_ms),
+        upload_lease: Duration::from_millis(w.lease_ms + config.altinn.upload_timeout_ms),
         idle_poll_interval: Duration::from_millis(w.idle_poll_interval_ms),
         sweep_interval: Duration::from_millis(w.sweep_interval_ms),
         shutdown_grace: Duration::from_millis(w.shutdown_grace_ms),
@@ -101,7 +102,8 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
     let tokens = token_client(config, key, http.clone())?;
     let endpoints = config.endpoints()?;
     let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.expose().to_string());
-    let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key);
+    let upload_timeout = Duration::from_millis(config.altinn.upload_timeout_ms);
+    let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key, upload_timeout);
     let pool = outbox::connect_lazy(
         config.database.url.expose(),
         config.pool_size(),

@@ -119,6 +119,8 @@ pub struct AltinnConfig {
     pub subscription_key: Option<Secret>,
     /// Whole-request timeout of one API call.
     pub request_timeout_ms: u64,
+    /// Whole-request timeout of a request that uploads files (they may be large).
+    pub upload_timeout_ms: u64,
     /// TCP + TLS connect timeout.
     pub connect_timeout_ms: u64,
     /// Refresh the Altinn token this long before its `exp`: Correspondence validates token
@@ -255,6 +257,7 @@ impl Default for AltinnConfig {
             platform_url: None,
             subscription_key: None,
             request_timeout_ms: 30_000,
+            upload_timeout_ms: 300_000,
             connect_timeout_ms: 5_000,
             token_refresh_margin_s: 60,
         }

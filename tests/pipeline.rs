@@ -389,3 +389,23 @@ async fn an_insert_wakes_an_idle_worker_through_notify() {
     worker.await.unwrap();
     assert_eq!(app.initialize_requests(), 1);
 }
+
+#[tokio::test]
+async fn a_bad_attachment_fails_its_row_naming_the_file_before_any_request() {
+    let app = TestApp::start().await;
+    let id = app.insert("bad-file", &[ORG]).await;
+    sqlx::query(
+        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
+         VALUES ($1, 'vedtak.pdf', 'a1', '\\x255044462d'), ($1, 'setup.exe', 'a2', '\\x4d5a')",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.drain().await;
+    let d = app.delivery_of(id).await;
+    assert_eq!(d.get::<String, _>("state"), "failed");
+    assert_eq!(d.get::<String, _>("error_code"), "validation:attachment");
+    assert!(d.get::<String, _>("error_message").contains("\"setup.exe\""), "{}", d.get::<String, _>("error_message"));
+    assert!(app.fake.state().requests().is_empty(), "no request at all");
+}

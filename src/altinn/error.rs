@@ -34,6 +34,11 @@ impl ApiError {
         ApiError { class: ErrorClass::Transient, code: code.into(), message: message.into(), retry_after: None }
     }
 
+    /// Not the row's fault and nothing was sent: wait without using an attempt.
+    pub fn deferred(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { class: ErrorClass::Deferred, code: code.into(), message: message.into(), retry_after: None }
+    }
+
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError { class: ErrorClass::Permanent, code: code.into(), message: message.into(), retry_after: None }
     }

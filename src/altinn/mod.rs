@@ -2,6 +2,7 @@
 //! every failure leaves as an [`ApiError`] with its [`ErrorClass`].
 
 mod error;
+mod form;
 pub mod wire;
 
 pub use error::{ApiError, ErrorClass, Problem};
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
+use reqwest::multipart::{Form, Part};
 use reqwest::{RequestBuilder, StatusCode};
 use uuid::Uuid;
 
@@ -29,9 +31,17 @@ pub struct AltinnClient {
     api: String,
     tokens: TokenClient,
     subscription_key: Option<String>,
+    /// Whole-request timeout of a request that carries files (the client's own is for the rest).
+    upload_timeout: Duration,
     /// No request before this instant: Altinn (or its gateway) answered 429 with Retry-After,
     /// and the wait applies to every row, not only the one that was told.
     not_before: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+/// One file of the multipart request; its name matches the metadata's `fileName`.
+pub struct FilePart {
+    pub file_name: String,
+    pub content: bytes::Bytes,
 }
 
 /// What `POST /correspondence` answered.
@@ -51,12 +61,14 @@ impl AltinnClient {
         platform_url: &str,
         tokens: TokenClient,
         subscription_key: Option<String>,
+        upload_timeout: Duration,
     ) -> Self {
         AltinnClient {
             http,
             api: format!("{}{API_PATH}", platform_url.trim_end_matches('/')),
             tokens,
             subscription_key: subscription_key.filter(|k| !k.trim().is_empty()),
+            upload_timeout,
             not_before: Arc::default(),
         }
     }
@@ -68,17 +80,32 @@ impl AltinnClient {
     /// Initializes one correspondence. Success is 200 with one element per recipient.
     pub async fn initialize(&self, request: &InitializeRequest) -> Result<Created, ApiError> {
         let url = format!("{}/correspondence", self.api);
-        match self.send(|http| http.post(&url).json(request)).await {
-            Ok(body) => {
-                let parsed: InitializeResponse = parse(&body)?;
-                let first = parsed.correspondences.into_iter().next().ok_or_else(|| {
-                    ApiError::transient("altinn:empty_response", "initialize answered 200 without a correspondence")
-                })?;
-                Ok(Created::New { correspondence_id: first.correspondence_id, status: first.status })
+        created(self.send(|http| http.post(&url).json(request)).await)
+    }
+
+    /// Initializes one correspondence and uploads its files in the same multipart request,
+    /// atomic with the idempotency key. Files are shared (`Bytes`), never copied per attempt.
+    pub async fn initialize_with_files(
+        &self,
+        request: &InitializeRequest,
+        files: &[FilePart],
+    ) -> Result<Created, ApiError> {
+        let url = format!("{}/correspondence/upload", self.api);
+        let json = serde_json::to_value(request).map_err(|e| ApiError::permanent("serialize", e.to_string()))?;
+        let fields = form::fields(&json);
+        let build = |http: &reqwest::Client| {
+            let mut multipart = Form::new();
+            for (name, value) in &fields {
+                multipart = multipart.text(name.clone(), value.clone());
             }
-            Err(e) if e.is_already_created() => Ok(Created::AlreadyExists),
-            Err(e) => Err(e),
-        }
+            for f in files {
+                let part =
+                    Part::stream_with_length(f.content.clone(), f.content.len() as u64).file_name(f.file_name.clone());
+                multipart = multipart.part("attachments", part);
+            }
+            http.post(&url).multipart(multipart).timeout(self.upload_timeout)
+        };
+        created(self.send(build).await)
     }
 
     /// Finds the correspondence created with `key` (the 409 carries no id).
@@ -172,6 +199,21 @@ impl AltinnClient {
 /// reported loudly by the worker instead.
 fn token_error(e: &TokenError) -> ApiError {
     ApiError { class: ErrorClass::Deferred, code: e.code(), message: e.to_string(), retry_after: None }
+}
+
+/// 200 with the first correspondence, or 409/1034 "already created".
+fn created(answer: Result<bytes::Bytes, ApiError>) -> Result<Created, ApiError> {
+    match answer {
+        Ok(body) => {
+            let parsed: InitializeResponse = parse(&body)?;
+            let first = parsed.correspondences.into_iter().next().ok_or_else(|| {
+                ApiError::transient("altinn:empty_response", "initialize answered 200 without a correspondence")
+            })?;
+            Ok(Created::New { correspondence_id: first.correspondence_id, status: first.status })
+        }
+        Err(e) if e.is_already_created() => Ok(Created::AlreadyExists),
+        Err(e) => Err(e),
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -2,6 +2,7 @@
 //! an error that names the field. Everything Altinn would reject for certain is caught
 //! here, before any HTTP call, so the operator sees the mistake on the row at once.
 
+pub mod attachment;
 mod notification;
 
 use chrono::{DateTime, Utc};
@@ -138,9 +139,6 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     }
     if m.existing_attachments.len() + m.attachment_count as usize > MAX_ATTACHMENTS {
         return Err(invalid("existing_attachments", "a correspondence may carry at most 100 attachments"));
-    }
-    if m.attachment_count > 0 {
-        return Err(invalid("attachment", "files in altinn_outbox.attachment are not sent by this version; upload them to Altinn and list their ids in existing_attachments"));
     }
     Ok(())
 }

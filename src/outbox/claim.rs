@@ -70,11 +70,13 @@ const MESSAGE_COLUMNS: &str = "m.id AS message_id, m.resource_id, m.senders_refe
     (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id) AS attachment_count";
 
 /// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease.
+/// A message with files gets the longer `upload_lease`.
 pub async fn claim_sends(
     pool: &PgPool,
     limit: i64,
     worker: &str,
     lease: Duration,
+    upload_lease: Duration,
 ) -> Result<Vec<ClaimedSend>, sqlx::Error> {
     let sql = format!(
         "WITH picked AS (
@@ -86,14 +88,23 @@ pub async fn claim_sends(
          ), claimed AS (
             UPDATE altinn_outbox.delivery d
             SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
-                locked_by = $2, locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
+                locked_by = $2, updated_at = now(),
+                locked_until = now() + interval '1 millisecond' * CASE
+                    WHEN EXISTS (SELECT 1 FROM altinn_outbox.attachment a WHERE a.message_id = d.message_id) THEN $4
+                    ELSE $3 END
             FROM picked WHERE d.id = picked.id
             RETURNING d.id, d.message_id, d.lease_no, d.attempts, d.recipient, d.idempotency_key
          )
          SELECT c.id AS delivery_id, c.lease_no, c.attempts, c.recipient, c.idempotency_key, {MESSAGE_COLUMNS}
          FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id"
     );
-    sqlx::query_as(&sql).bind(limit).bind(worker).bind(lease.as_millis() as f64).fetch_all(pool).await
+    sqlx::query_as(&sql)
+        .bind(limit)
+        .bind(worker)
+        .bind(lease.as_millis() as f64)
+        .bind(upload_lease.as_millis() as f64)
+        .fetch_all(pool)
+        .await
 }
 
 /// Claims up to `limit` due status reads. The lease is `next_poll_at` itself, pushed one

@@ -6,10 +6,12 @@
 //! was taken over writes nothing. Everything is set-based: one statement per batch.
 
 mod claim;
+mod files;
 mod write;
 
 pub use claim::{claim_polls, claim_sends};
 pub use claim::{ClaimedPoll, ClaimedSend, MessageRow};
+pub use files::{message_files, File};
 pub use write::{write_back, Outcome, PollUpdate, WriteBack};
 
 use std::time::Duration;

@@ -36,6 +36,8 @@ pub struct Settings {
     pub namespace: Uuid,
     pub concurrency: usize,
     pub lease: Duration,
+    /// The lease of a send that uploads files: its request may take the upload timeout.
+    pub upload_lease: Duration,
     pub idle_poll_interval: Duration,
     pub sweep_interval: Duration,
     pub shutdown_grace: Duration,
@@ -78,7 +80,11 @@ pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Err
     let s = &ctx.settings;
     let polls = outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?;
     let room = capacity.saturating_sub(polls.len()) as i64;
-    let sends = if room > 0 { outbox::claim_sends(&ctx.pool, room, &s.instance, s.lease).await? } else { Vec::new() };
+    let sends = if room > 0 {
+        outbox::claim_sends(&ctx.pool, room, &s.instance, s.lease, s.upload_lease).await?
+    } else {
+        Vec::new()
+    };
     let mut new_keys = (Vec::new(), Vec::new());
     let mut jobs: Vec<Job> = polls.into_iter().map(Job::Poll).collect();
     for send in sends {

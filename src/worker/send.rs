@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Context;
-use crate::altinn::{ApiError, Created, ErrorClass};
+use crate::altinn::{ApiError, Created, ErrorClass, FilePart};
 use crate::compose;
-use crate::outbox::{ClaimedSend, Outcome};
+use crate::compose::attachment::FileMeta;
+use crate::outbox::{self, ClaimedSend, Outcome};
 
 /// Sends one claimed delivery and says what to write back. Never fails: every error
 /// becomes an outcome on the row.
@@ -14,11 +15,33 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
     let now = Utc::now();
     let request = match compose::initialize_request(&job.message, &job.recipient, key, now) {
         Ok(r) => r,
-        Err(invalid) => {
-            return Outcome::Finished { state: "failed", code: invalid.code(), message: invalid.to_string() };
-        }
+        Err(invalid) => return invalid_row(invalid),
     };
-    let result = match ctx.altinn.initialize(&request).await {
+    let created = if job.message.attachment_count > 0 {
+        // Read per attempt: the bytes live only while this request is in flight.
+        let files = match outbox::message_files(&ctx.pool, job.message.message_id).await {
+            Ok(files) => files,
+            Err(e) => {
+                return failure(
+                    ctx,
+                    job.attempts,
+                    ApiError::deferred("database", format!("reading the files: {e}")),
+                    now,
+                )
+            }
+        };
+        let metas: Vec<FileMeta> = files.iter().map(|f| f.meta.clone()).collect();
+        let request = match compose::attachment::add_files(request, &metas) {
+            Ok(r) => r,
+            Err(invalid) => return invalid_row(invalid),
+        };
+        let parts: Vec<FilePart> =
+            files.into_iter().map(|f| FilePart { file_name: f.meta.file_name, content: f.content }).collect();
+        ctx.altinn.initialize_with_files(&request, &parts).await
+    } else {
+        ctx.altinn.initialize(&request).await
+    };
+    let result = match created {
         Ok(Created::New { correspondence_id, status }) => Ok((correspondence_id, Some(status))),
         Ok(Created::AlreadyExists) => find_existing(ctx, &job.message.resource_id, key).await,
         Err(e) => Err(e),
@@ -32,6 +55,10 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
         },
         Err(e) => failure(ctx, job.attempts, e, now),
     }
+}
+
+fn invalid_row(invalid: compose::Invalid) -> Outcome {
+    Outcome::Finished { state: "failed", code: invalid.code(), message: invalid.to_string() }
 }
 
 /// An earlier attempt (ours, lost on the way back) created it: the key says which.
