@@ -409,3 +409,45 @@ async fn a_bad_attachment_fails_its_row_naming_the_file_before_any_request() {
     assert!(d.get::<String, _>("error_message").contains("\"setup.exe\""), "{}", d.get::<String, _>("error_message"));
     assert!(app.fake.state().requests().is_empty(), "no request at all");
 }
+
+#[tokio::test]
+async fn a_message_inserted_as_altinns_json_is_sent_and_checked_like_any_other() {
+    let app = TestApp::start().await;
+    let doc = serde_json::json!({
+        "correspondence": {
+            "resourceId": RESOURCE,
+            "sendersReference": "json-1",
+            "messageSender": "Etat X",
+            "content": {"language": "en", "messageTitle": "Decision", "messageBody": "# Decision\nGranted."},
+            "propertyList": {"caseNumber": "42"},
+            "notification": {"notificationChannel": "Sms", "smsBody": "New message"},
+            "isConfirmationNeeded": false
+        },
+        "recipients": ["0192:991825827"],
+        "idempotentKey": "0f8e2a52-6a1b-5c3e-9d44-2b7c1e0a9f11"
+    });
+    let id: i64 =
+        sqlx::query_scalar("SELECT altinn_outbox.insert_request($1)").bind(&doc).fetch_one(&app.pool).await.unwrap();
+    let mut bad = doc.clone();
+    bad["correspondence"]["sendersReference"] = "json-2".into();
+    bad["correspondence"]["content"]["messageTitle"] = "x".repeat(256).into();
+    let bad_id: i64 =
+        sqlx::query_scalar("SELECT altinn_outbox.insert_request($1)").bind(&bad).fetch_one(&app.pool).await.unwrap();
+    app.drain().await;
+
+    assert_eq!(app.delivery_of(id).await.get::<String, _>("state"), "awaiting_status");
+    let sent = &app.fake.state().correspondences()[0];
+    assert_eq!(sent.request["correspondence"]["content"]["messageTitle"], "Decision");
+    assert_eq!(sent.request["correspondence"]["propertyList"]["caseNumber"], "42");
+    assert_ne!(
+        sent.idempotent_key.unwrap().to_string(),
+        "0f8e2a52-6a1b-5c3e-9d44-2b7c1e0a9f11",
+        "the outbox's own key"
+    );
+    let d = app.delivery_of(bad_id).await;
+    assert_eq!(
+        (d.get::<String, _>("state"), d.get::<String, _>("error_code")),
+        ("failed".into(), "validation:title".into())
+    );
+    assert_eq!(app.initialize_requests(), 1);
+}
