@@ -597,6 +597,9 @@ const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-
 /// Long enough that the fake keeps only its size and MD5.
 const LARGE_BYTES: usize = 3_000_000;
 
+/// A file part: (file name, content).
+type File = (&'static str, &'static [u8]);
+
 /// The text fields of a valid one-recipient multipart initialize with `files` as metadata.
 fn form_fields(files: &[&str]) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = [
@@ -712,7 +715,9 @@ async fn multipart_rules_answer_with_their_error_codes() {
     let other_md5 = md5_hex(b"something else");
     let mut bad_checksum = form_fields(&["a.pdf"]);
     bad_checksum.push(("Correspondence.Content.Attachments[0].Checksum".into(), other_md5));
-    let cases: Vec<(&str, Vec<(String, String)>, Vec<(&str, &[u8])>, i64)> = vec![
+    // (what is wrong, text fields, file parts, expected errorCode)
+    type Case = (&'static str, Vec<(String, String)>, Vec<File>, i64);
+    let cases: Vec<Case> = vec![
         ("one file for two entries", form_fields(&["a.pdf", "b.pdf"]), vec![("a.pdf", PDF_A)], 1005),
         ("file without metadata", form_fields(&[]), vec![("a.pdf", PDF_A)], 1005),
         ("file name differs", form_fields(&["a.pdf"]), vec![("c.pdf", PDF_A)], 1005),
