@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use altinn_outbox::fake::{Endpoint, FakeClient, FakeConfig, FakeServer, FaultKind, FaultRule};
+use altinn_outbox::fake::{md5_hex, Endpoint, FakeClient, FakeConfig, FakeServer, FaultKind, FaultRule};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -587,4 +587,308 @@ async fn concurrent_requests_with_one_key_create_one_correspondence() {
     let conflicts = answers.iter().filter(|(s, b)| *s == StatusCode::CONFLICT && error_code(b) == Some(1034)).count();
     assert_eq!((ok, conflicts), (1, 7));
     assert_eq!(server.state().correspondences().len(), 1);
+}
+
+// ---- Attachments: the multipart initialize and the separate attachment flow ----
+
+const PDF_A: &[u8] = b"%PDF-1.7\nfirst test document\n%%EOF\n";
+const PDF_B: &[u8] = b"%PDF-1.7\nsecond test document\n%%EOF\n";
+const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!H+H*";
+/// Long enough that the fake keeps only its size and MD5.
+const LARGE_BYTES: usize = 3_000_000;
+
+/// A file part: (file name, content).
+type File = (&'static str, &'static [u8]);
+
+/// The text fields of a valid one-recipient multipart initialize with `files` as metadata.
+fn form_fields(files: &[&str]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = [
+        ("Recipients[0]", "0192:991825827"),
+        ("Correspondence.ResourceId", RESOURCE),
+        ("Correspondence.SendersReference", "row-1"),
+        ("correspondence.content.language", "nb"),
+        ("request.Correspondence.Content.MessageTitle", "Vedtak"),
+        ("Correspondence.Content.MessageBody", "# Vedtak\nTekst"),
+        ("Correspondence.PropertyList.caseNumber", "42"),
+        ("Correspondence.ExternalReferences[0].ReferenceType", "Generic"),
+        ("Correspondence.ExternalReferences[0].ReferenceValue", "123"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (i, name) in files.iter().enumerate() {
+        fields.push((format!("Correspondence.Content.Attachments[{i}].FileName"), name.to_string()));
+        fields.push((format!("Correspondence.Content.Attachments[{i}].SendersReference"), format!("att-{i}")));
+    }
+    fields
+}
+
+fn multipart(fields: &[(String, String)], files: &[(&str, &[u8])]) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text(k.clone(), v.clone());
+    }
+    for (name, bytes) in files {
+        let part = reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string());
+        form = form.part("attachments", part);
+    }
+    form
+}
+
+impl Api {
+    async fn upload(&self, form: reqwest::multipart::Form) -> (StatusCode, Value) {
+        self.send(self.http.post(format!("{}/correspondence/upload", self.base)).multipart(form)).await
+    }
+
+    async fn new_attachment(&self, file_name: &str, checksum: Option<String>) -> String {
+        let body = json!({
+            "resourceId": RESOURCE, "fileName": file_name, "sendersReference": "att", "checksum": checksum,
+        });
+        let (status, id) = self.send(self.http.post(format!("{}/attachment", self.base)).json(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+        id.as_str().expect("the id as a JSON string").to_string()
+    }
+
+    async fn upload_attachment(&self, id: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let request = self
+            .http
+            .post(format!("{}/attachment/{id}/upload", self.base))
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        self.send(request).await
+    }
+}
+
+fn with_existing(ids: &[&str]) -> Value {
+    let mut body = message(&[ORG], None);
+    body["existingAttachments"] = json!(ids);
+    body
+}
+
+#[tokio::test]
+async fn a_multipart_initialize_stores_the_files_and_publishes_after_the_scan() {
+    let server = FakeServer::start(FakeConfig { malware_scan_ms: 3_600_000, ..config() }).await;
+    let api = Api::new(&server).await;
+    let key = uuid::Uuid::new_v4();
+    let mut fields = form_fields(&["a.pdf", "b.pdf"]);
+    fields.push(("IdempotentKey".into(), key.to_string()));
+    // Files in the other order: each is found by its unique name.
+    let (status, body) = api.upload(multipart(&fields, &[("b.pdf", PDF_B), ("a.pdf", PDF_A)])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["correspondences"][0]["status"], "Initialized");
+    assert_eq!(body["correspondences"][0]["recipient"], ORG);
+    let ids = body["attachmentIds"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 2);
+    let id = body["correspondences"][0]["correspondenceId"].as_str().unwrap().to_string();
+
+    let stored = server.state().attachments();
+    assert_eq!(stored.iter().map(|a| a.file_name.as_str()).collect::<Vec<_>>(), ["a.pdf", "b.pdf"]);
+    assert_eq!(stored[0].size, PDF_A.len() as u64);
+    assert_eq!(stored[0].md5.as_deref(), Some(md5_hex(PDF_A).as_str()));
+    assert_eq!(stored[1].bytes.as_deref(), Some(PDF_B));
+    assert!(stored
+        .iter()
+        .all(|a| a.status == "UploadProcessing" && a.correspondence_ids == [uuid::Uuid::parse_str(&id).unwrap()]));
+    let correspondence = &server.state().correspondences()[0];
+    assert_eq!(correspondence.idempotent_key, Some(key));
+    assert_eq!(correspondence.request["correspondence"]["propertylist"]["caseNumber"], "42");
+    assert_eq!(correspondence.attachment_ids.len(), 2);
+    let (_, overview) = api.get(&format!("/correspondence/{id}")).await;
+    assert_eq!(overview["status"], "Initialized");
+
+    server.state().complete_malware_scans_now();
+    let (_, details) = api.get(&format!("/correspondence/{id}/details")).await;
+    let history: Vec<&str> =
+        details["statusHistory"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(history, ["Initialized", "ReadyForPublish", "Published"]);
+    let (_, attachment) = api.get(&format!("/attachment/{}", ids[0].as_str().unwrap())).await;
+    assert_eq!(attachment["status"], "Published");
+    assert_eq!(attachment["dataType"], "application/pdf");
+    assert_eq!(server.state().multipart_uploads(), 1);
+    assert_eq!(server.state().initialize_calls(), 0, "the JSON endpoint was not used");
+}
+
+#[tokio::test]
+async fn multipart_rules_answer_with_their_error_codes() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let other_md5 = md5_hex(b"something else");
+    let mut bad_checksum = form_fields(&["a.pdf"]);
+    bad_checksum.push(("Correspondence.Content.Attachments[0].Checksum".into(), other_md5));
+    // (what is wrong, text fields, file parts, expected errorCode)
+    type Case = (&'static str, Vec<(String, String)>, Vec<File>, i64);
+    let cases: Vec<Case> = vec![
+        ("one file for two entries", form_fields(&["a.pdf", "b.pdf"]), vec![("a.pdf", PDF_A)], 1005),
+        ("file without metadata", form_fields(&[]), vec![("a.pdf", PDF_A)], 1005),
+        ("file name differs", form_fields(&["a.pdf"]), vec![("c.pdf", PDF_A)], 1005),
+        ("empty file", form_fields(&["a.pdf"]), vec![("a.pdf", b"")], 2004),
+        ("bad extension", form_fields(&["run.exe"]), vec![("run.exe", PDF_A)], 2013),
+        ("reserved name", form_fields(&["CON.txt"]), vec![("CON.txt", PDF_A)], 2021),
+        ("invalid character", form_fields(&["a|b.pdf"]), vec![("a|b.pdf", PDF_A)], 2012),
+        ("checksum mismatch", bad_checksum, vec![("a.pdf", PDF_A)], 2008),
+    ];
+    for (name, fields, files, code) in cases {
+        let (status, body) = api.upload(multipart(&fields, &files)).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(code)), "{name}: {body}");
+    }
+    let mut no_reference = form_fields(&["a.pdf"]);
+    no_reference.retain(|(k, _)| !k.ends_with("].SendersReference"));
+    let (status, body) = api.upload(multipart(&no_reference, &[("a.pdf", PDF_A)])).await;
+    assert_eq!((status, &body["code"]), (StatusCode::BAD_REQUEST, &json!("STD-00000")), "{body}");
+    let path = &body["validationErrors"][0]["paths"][0];
+    assert_eq!(path, "Correspondence/Content/Attachments[0]/SendersReference");
+    // The JSON endpoint cannot carry files at all.
+    let mut json_body = message(&[ORG], None);
+    json_body["correspondence"]["content"]["attachments"] = json!([{ "fileName": "a.pdf", "sendersReference": "r" }]);
+    let (_, body) = api.initialize(&json_body).await;
+    assert_eq!(error_code(&body), Some(1005), "{body}");
+    assert!(server.state().attachments().is_empty());
+    assert!(server.state().correspondences().is_empty());
+}
+
+#[tokio::test]
+async fn a_reused_key_on_multipart_is_a_conflict_and_uploads_nothing() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let mut fields = form_fields(&["a.pdf"]);
+    fields.push(("IdempotentKey".into(), uuid::Uuid::new_v4().to_string()));
+    let (status, body) = api.upload(multipart(&fields, &[("a.pdf", PDF_A)])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Even an otherwise invalid request is a conflict: the key is checked first.
+    let (status, body) = api.upload(multipart(&fields, &[("other.exe", PDF_B)])).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, Some(1034)), "{body}");
+    assert_eq!(server.state().attachments().len(), 1);
+    assert_eq!(server.state().correspondences().len(), 1);
+    assert_eq!(server.state().multipart_uploads(), 2);
+}
+
+#[tokio::test]
+async fn an_uploaded_attachment_is_used_once_published() {
+    let server = FakeServer::start(FakeConfig { malware_scan_ms: 3_600_000, ..config() }).await;
+    let api = Api::new(&server).await;
+    let id = api.new_attachment("report.pdf", Some(md5_hex(PDF_A))).await;
+    let (_, overview) = api.get(&format!("/attachment/{id}")).await;
+    assert_eq!(overview["status"], "Initialized");
+
+    let (status, overview) = api.upload_attachment(&id, PDF_A.to_vec()).await;
+    assert_eq!((status, &overview["status"]), (StatusCode::OK, &json!("UploadProcessing")), "{overview}");
+    let (status, body) = api.upload_attachment(&id, PDF_A.to_vec()).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(2005)), "one-shot");
+    let (_, body) = api.initialize(&with_existing(&[&id])).await;
+    assert_eq!(error_code(&body), Some(1018), "not yet scanned: {body}");
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (_, body) = api.initialize(&with_existing(&[&unknown])).await;
+    assert_eq!(error_code(&body), Some(1007), "{body}");
+
+    server.state().complete_malware_scans_now();
+    let (_, details) = api.get(&format!("/attachment/{id}/details")).await;
+    assert_eq!(details["status"], "Published");
+    let history: Vec<&str> =
+        details["statusHistory"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(history, ["Initialized", "UploadProcessing", "Published"]);
+    let (status, body) = api.initialize(&with_existing(&[&id])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["correspondences"][0]["status"], "ReadyForPublish");
+    assert_eq!(body["attachmentIds"], json!([id]));
+    let correspondence = body["correspondences"][0]["correspondenceId"].clone();
+    let (_, overview) = api.get(&format!("/attachment/{id}")).await;
+    assert_eq!(overview["correspondenceIds"], json!([correspondence]));
+
+    let request = api.http.delete(format!("{}/attachment/{id}", api.base));
+    let (status, body) = api.send(request).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(2007)), "{body}");
+    let unlinked = api.new_attachment("notes.txt", None).await;
+    let (status, body) = api.send(api.http.delete(format!("{}/attachment/{unlinked}", api.base))).await;
+    assert_eq!((status, body), (StatusCode::OK, Value::Null));
+    let stored = server.state().attachments();
+    assert_eq!((stored[0].upload_attempts, stored[1].status.as_str()), (2, "Purged"));
+    assert_eq!((server.state().attachment_inits(), server.state().attachment_uploads()), (2, 2));
+}
+
+#[tokio::test]
+async fn uploads_are_streamed_and_checked() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let large: Vec<u8> = (0..LARGE_BYTES).map(|i| (i % 251) as u8).collect();
+    let id = api.new_attachment("large.zip", None).await;
+    let (status, body) = api.upload_attachment(&id, large.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stored = &server.state().attachments()[0];
+    assert_eq!((stored.size, stored.md5.clone()), (LARGE_BYTES as u64, Some(md5_hex(&large))));
+    assert_eq!(stored.bytes, None, "only small files are kept");
+
+    let wrong = api.new_attachment("a.pdf", Some(md5_hex(b"other"))).await;
+    let (status, body) = api.upload_attachment(&wrong, PDF_A.to_vec()).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(2008)), "{body}");
+    let (_, overview) = api.get(&format!("/attachment/{wrong}")).await;
+    assert_eq!(overview["status"], "Failed");
+    let empty = api.new_attachment("b.pdf", None).await;
+    let (status, body) = api.upload_attachment(&empty, Vec::new()).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(2004)), "{body}");
+    let (status, body) = api.upload_attachment(&uuid::Uuid::new_v4().to_string(), PDF_A.to_vec()).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, Some(2001)), "{body}");
+    let body = json!({ "resourceId": RESOURCE, "fileName": "NUL.pdf", "sendersReference": "att" });
+    let (_, answer) = api.send(api.http.post(format!("{}/attachment", api.base)).json(&body)).await;
+    assert_eq!(error_code(&answer), Some(2021), "{answer}");
+}
+
+#[tokio::test]
+async fn an_infected_file_fails_its_attachment_and_the_correspondence_using_it() {
+    let server = FakeServer::start(FakeConfig { malware_scan_ms: 3_600_000, ..config() }).await;
+    let api = Api::new(&server).await;
+    let infected = format!("header {EICAR} trailer").into_bytes();
+    let id = api.new_attachment("virus.txt", None).await;
+    let (status, _) = api.upload_attachment(&id, infected.clone()).await;
+    assert_eq!(status, StatusCode::OK, "the scan is asynchronous");
+    let (status, body) = api.upload(multipart(&form_fields(&["virus.txt"]), &[("virus.txt", &infected)])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let correspondence = body["correspondences"][0]["correspondenceId"].as_str().unwrap().to_string();
+
+    server.state().complete_malware_scans_now();
+    let (_, overview) = api.get(&format!("/attachment/{id}")).await;
+    assert_eq!(overview["status"], "Failed");
+    assert!(overview["statusText"].as_str().unwrap().starts_with("Malware scan failed: "), "{overview}");
+    let (_, body) = api.initialize(&with_existing(&[&id])).await;
+    assert_eq!(error_code(&body), Some(1018));
+    let (_, overview) = api.get(&format!("/correspondence/{correspondence}")).await;
+    assert_eq!(overview["status"], "Failed");
+    assert!(overview["statusText"].as_str().unwrap().starts_with("Malware scan failed: "), "{overview}");
+    assert!(server.state().attachments().iter().all(|a| a.status == "Failed"));
+}
+
+#[tokio::test]
+async fn faults_can_be_injected_on_the_attachment_endpoints() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    server.faults().add(FaultRule::times(Endpoint::Upload, FaultKind::Status(503), 1));
+    let (status, _) = api.upload(multipart(&form_fields(&["a.pdf"]), &[("a.pdf", PDF_A)])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(server.state().multipart_uploads(), 0, "the handler never ran");
+
+    server.faults().add(FaultRule::times(Endpoint::AttachmentInit, FaultKind::Status(500), 1));
+    let (status, _) = api.send(api.http.post(format!("{}/attachment", api.base)).json(&json!({}))).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    let id = api.new_attachment("a.pdf", None).await;
+    server.faults().add(FaultRule::times(Endpoint::AttachmentUpload, FaultKind::CommitThenDrop, 1));
+    let url = format!("{}/attachment/{id}/upload", api.base);
+    let result = async {
+        let request = api.http.post(&url).bearer_auth(&api.token).header("content-type", "application/octet-stream");
+        request.body(PDF_A.to_vec()).send().await?.text().await
+    }
+    .await;
+    assert!(result.is_err(), "{result:?}");
+    let (status, body) = api.upload_attachment(&id, PDF_A.to_vec()).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(2005)), "the lost upload counted");
+
+    server.faults().add(FaultRule::times(
+        Endpoint::AttachmentStatus,
+        FaultKind::TooManyRequests { retry_after_s: 1 },
+        1,
+    ));
+    let (status, _) = api.get(&format!("/attachment/{id}/details")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (_, overview) = api.get(&format!("/attachment/{id}")).await;
+    assert_eq!(overview["status"], "Published");
+    assert_eq!(server.faults().injected(), 4);
 }

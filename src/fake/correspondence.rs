@@ -18,12 +18,15 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::attachment::AttachmentRecord;
 use super::auth::require_altinn_token;
+use super::linking::{self, AttachmentPlan};
 use super::model::{at, idempotent_key, normalize_keys};
+use super::multipart::FilePart;
 use super::problem::{json_response, Problem};
 use super::state::{bump, FakeCorrespondence, NotificationOrder, Record, Status};
 use super::validate::{validate, Initialize};
-use super::{views, App};
+use super::{attachment_api, upload, views, App};
 
 /// The real search returns at most this many ids.
 const MAX_SEARCH_RESULTS: usize = 1000;
@@ -32,6 +35,11 @@ const ROLES: [&str; 3] = ["Recipient", "Sender", "RecipientAndSender"];
 pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/correspondence", post(initialize).get(lookup))
+        .route("/correspondence/upload", post(upload::upload))
+        .route("/attachment", post(attachment_api::initialize))
+        .route("/attachment/{id}", get(attachment_api::overview).delete(attachment_api::purge))
+        .route("/attachment/{id}/details", get(attachment_api::details))
+        .route("/attachment/{id}/upload", post(attachment_api::upload))
         .route("/correspondence/{id}", get(overview))
         .route("/correspondence/{id}/details", get(details))
         .route("/correspondence/{id}/purge", delete(purge))
@@ -53,7 +61,8 @@ async fn initialize(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
     }
 }
 
-fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Value, Problem> {
+/// Parses a JSON body, answering 415 for any other content type as ASP.NET does.
+pub(crate) fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Problem> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let is_json = content_type
         .and_then(|t| t.split(';').next())
@@ -61,10 +70,30 @@ fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Val
     if !is_json {
         return Err(Problem::Plain { status: 415, detail: String::new() });
     }
-    let original: Value = serde_json::from_slice(body)
-        .map_err(|e| Problem::validation("$", format!("The request body is not valid JSON: {e}")))?;
+    serde_json::from_slice(body)
+        .map_err(|e| Problem::validation("$", format!("The request body is not valid JSON: {e}")))
+}
+
+fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Value, Problem> {
+    let original = json_body(headers, body)?;
+    initialize_with_files(app, original, Vec::new())
+}
+
+/// The initialize pipeline both endpoints share: idempotency pre-check, validation, the
+/// attachment rules, then one commit. `files` are the multipart file parts (none for JSON).
+pub(crate) fn initialize_with_files(app: &App, original: Value, files: Vec<FilePart>) -> Result<Value, Problem> {
     let body = normalize_keys(original.clone());
-    let key = idempotent_key(&body)?;
+    let key = idempotency_precheck(app, &body)?;
+    let mut valid = validate(&body, &app.config, app.now())?;
+    let metadata = std::mem::take(&mut valid.attachments);
+    let plan = linking::plan(&body, metadata, files, &app.state.lock_advanced().attachments)?;
+    commit(app, key, valid, plan, original, body)
+}
+
+/// The checks that run before anything else (contract §8): a known key is a conflict
+/// whatever the body says, and nothing of the request is kept.
+fn idempotency_precheck(app: &App, body: &Value) -> Result<Option<Uuid>, Problem> {
+    let key = idempotent_key(body)?;
     if let Some(key) = key {
         if app.state.lock().keys.contains_key(&key) {
             return Err(conflict());
@@ -73,27 +102,52 @@ fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Val
             let message = "The idempotency key must be a valid non-empty GUID";
             return Err(Problem::validation("IdempotentKey", message));
         }
-        if at(&body, &["recipients"]).and_then(Value::as_array).is_some_and(|r| r.len() > 1) {
+        if at(body, &["recipients"]).and_then(Value::as_array).is_some_and(|r| r.len() > 1) {
             let message = "Idempotency key is not supported for requests with multiple recipients";
             return Err(Problem::domain(1047, message));
         }
     }
-    let valid = validate(&body, &app.config, app.now())?;
-    commit(app, key, valid, original, body)
+    Ok(key)
 }
 
-/// Stores the correspondences and the key in one step, as one database transaction would.
-fn commit(app: &App, key: Option<Uuid>, valid: Initialize, original: Value, body: Value) -> Result<Value, Problem> {
+/// Stores the attachments, the correspondences and the key in one step, as the real
+/// handler's upload followed by one database transaction would.
+fn commit(
+    app: &App,
+    key: Option<Uuid>,
+    valid: Initialize,
+    plan: AttachmentPlan,
+    original: Value,
+    body: Value,
+) -> Result<Value, Problem> {
     let now = app.now();
     let reserve = valid.recipients.len() > 1 && !valid.ignore_reservation;
     let mut state = app.state.lock();
     if key.is_some_and(|k| state.keys.contains_key(&k)) {
         return Err(conflict());
     }
+    let waiting = !plan.new.is_empty();
+    let mut attachment_ids = plan.existing.clone();
+    for (metadata, received) in plan.new {
+        let mut attachment = AttachmentRecord::new(&valid.resource_id, metadata, now);
+        attachment.upload_attempts = 1;
+        attachment.uploaded(received, now, app.config.malware_scan_ms);
+        attachment_ids.push(attachment.id);
+        state.attachments.push(attachment);
+    }
     let mut created = Vec::new();
     for (urn, person) in &valid.recipients {
         let reserved = reserve && person.as_ref().is_some_and(|p| app.config.reserved_persons.contains(p));
-        let record = new_record(&valid, key, urn, now, &original, &body, reserved);
+        let last = match (reserved, waiting) {
+            (true, _) => Status::Reserved,
+            (false, true) => Status::Initialized,
+            (false, false) => Status::ReadyForPublish,
+        };
+        let mut record = new_record(&valid, key, urn, now, &original, &body, last);
+        record.public.attachment_ids = attachment_ids.clone();
+        for attachment in state.attachments.iter_mut().filter(|a| attachment_ids.contains(&a.id)) {
+            attachment.correspondence_ids.push(record.public.id);
+        }
         created.push(json!({
             "correspondenceId": record.public.id,
             "status": record.highest().status.name(),
@@ -105,10 +159,12 @@ fn commit(app: &App, key: Option<Uuid>, valid: Initialize, original: Value, body
         }
         state.records.push(record);
     }
-    tracing::info!(count = created.len(), "correspondences initialized");
-    Ok(json!({ "correspondences": created, "attachmentIds": [] }))
+    tracing::info!(count = created.len(), attachments = attachment_ids.len(), "correspondences initialized");
+    Ok(json!({ "correspondences": created, "attachmentIds": attachment_ids }))
 }
 
+/// `last`: the status after Initialized — Reserved, ReadyForPublish, or Initialized itself
+/// while new attachments are still being scanned.
 fn new_record(
     valid: &Initialize,
     key: Option<Uuid>,
@@ -116,7 +172,7 @@ fn new_record(
     now: DateTime<Utc>,
     original: &Value,
     body: &Value,
-    reserved: bool,
+    last: Status,
 ) -> Record {
     let mut record = Record {
         public: FakeCorrespondence {
@@ -129,6 +185,7 @@ fn new_record(
             request: original.clone(),
             status: String::new(),
             published: None,
+            attachment_ids: Vec::new(),
         },
         normalized: body.clone(),
         history: Vec::new(),
@@ -142,11 +199,13 @@ fn new_record(
         }),
     };
     record.push(Status::Initialized, "Initialized", now);
-    if reserved {
-        let text = "Recipient has reserved themselves from public correspondences";
-        record.push(Status::Reserved, text, now);
-    } else {
-        record.push(Status::ReadyForPublish, "ReadyForPublish", now);
+    match last {
+        Status::Reserved => {
+            let text = "Recipient has reserved themselves from public correspondences";
+            record.push(Status::Reserved, text, now);
+        }
+        Status::ReadyForPublish => record.push(Status::ReadyForPublish, "ReadyForPublish", now),
+        _ => {}
     }
     record
 }

@@ -29,6 +29,14 @@ pub enum Endpoint {
     Details,
     Overview,
     Purge,
+    /// `POST /correspondence/upload`, the multipart initialize.
+    Upload,
+    /// `POST /attachment`.
+    AttachmentInit,
+    /// `POST /attachment/{id}/upload`.
+    AttachmentUpload,
+    /// `GET /attachment/{id}` and `GET /attachment/{id}/details`.
+    AttachmentStatus,
     Any,
 }
 
@@ -41,10 +49,23 @@ impl Endpoint {
         if path.starts_with("/authentication/api/v1/exchange/") {
             return Some(Endpoint::Exchange);
         }
-        let rest = path.strip_prefix("/correspondence/api/v1/correspondence")?;
+        let rest = path.strip_prefix("/correspondence/api/v1/")?;
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        match (method.as_str(), segments.as_slice()) {
+        let (kind, segments) = segments.split_first()?;
+        if *kind == "attachment" {
+            return match (method.as_str(), segments) {
+                ("POST", []) => Some(Endpoint::AttachmentInit),
+                ("POST", [_, "upload"]) => Some(Endpoint::AttachmentUpload),
+                ("GET", [_] | [_, "details"]) => Some(Endpoint::AttachmentStatus),
+                _ => None,
+            };
+        }
+        if *kind != "correspondence" {
+            return None;
+        }
+        match (method.as_str(), segments) {
             ("POST", []) => Some(Endpoint::Initialize),
+            ("POST", ["upload"]) => Some(Endpoint::Upload),
             ("GET", []) => Some(Endpoint::Lookup),
             ("GET", [_]) => Some(Endpoint::Overview),
             ("GET", [_, "details"]) => Some(Endpoint::Details),
@@ -215,6 +236,13 @@ mod tests {
         let purge = format!("{id}/purge");
         assert_eq!(Endpoint::of(&Method::DELETE, &purge), Some(Endpoint::Purge));
         assert_eq!(Endpoint::of(&Method::GET, "/elsewhere"), None);
+        assert_eq!(Endpoint::of(&Method::POST, &format!("{base}/upload")), Some(Endpoint::Upload));
+        let attachment = "/correspondence/api/v1/attachment";
+        assert_eq!(Endpoint::of(&Method::POST, attachment), Some(Endpoint::AttachmentInit));
+        assert_eq!(Endpoint::of(&Method::POST, &format!("{attachment}/x/upload")), Some(Endpoint::AttachmentUpload));
+        assert_eq!(Endpoint::of(&Method::GET, &format!("{attachment}/x")), Some(Endpoint::AttachmentStatus));
+        assert_eq!(Endpoint::of(&Method::GET, &format!("{attachment}/x/details")), Some(Endpoint::AttachmentStatus));
+        assert_eq!(Endpoint::of(&Method::DELETE, &format!("{attachment}/x")), None);
     }
 
     #[test]

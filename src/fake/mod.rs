@@ -10,17 +10,28 @@
 //! - `auth`: the Altinn token exchange and the bearer check in front of the Correspondence API.
 //! - `correspondence`: the Correspondence endpoints; `model`, `validate` and `notify`:
 //!   model binding and validation of initialize requests.
+//! - `upload`, `multipart`, `form`: the multipart initialize (streamed form reading, C#
+//!   property-path binding); `attachment`, `attachment_api`: the attachment store and its
+//!   endpoints; `linking`: the attachment rules of initialize; `blob`: MD5, sizes and the
+//!   malware verdict of uploaded bytes.
 //! - `views`: overview and details bodies. `problem`: error bodies.
 //! - `state`: what the fake remembers, for assertions. `faults`: fault injection.
 
+mod attachment;
+mod attachment_api;
 mod auth;
+mod blob;
 mod correspondence;
 mod faults;
+mod form;
+mod linking;
 mod maskinporten;
 mod model;
+mod multipart;
 mod notify;
 mod problem;
 mod state;
+mod upload;
 mod validate;
 mod views;
 
@@ -33,6 +44,8 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+pub use attachment::FakeAttachment;
+pub use blob::md5_hex;
 pub use faults::{Endpoint, FaultKind, FaultRule, Faults};
 pub use state::{FakeCorrespondence, FakeState, RequestRecord};
 
@@ -61,6 +74,9 @@ pub struct FakeConfig {
     pub read_after_ms: Option<u64>,
     /// -> Confirmed, counted from creation, only when `isConfirmationNeeded`. None: never.
     pub confirm_after_ms: Option<u64>,
+    /// Upload -> end of the malware scan (attachment `Published` or `Failed`), counted from
+    /// the upload. Default 0: scanned at the first look.
+    pub malware_scan_ms: u64,
     /// After publish, notifications go from `*_New` to `*_Delivered` after this long.
     pub notification_after_ms: u64,
     /// Lifetime of Maskinporten tokens; 120 s is Maskinporten's default client setting.
@@ -87,6 +103,7 @@ impl Default for FakeConfig {
             publish_after_ms: 0,
             read_after_ms: None,
             confirm_after_ms: None,
+            malware_scan_ms: 0,
             notification_after_ms: 0,
             maskinporten_token_lifetime_s: 120,
             altinn_token_lifetime_s: 1800,

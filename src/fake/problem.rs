@@ -35,7 +35,9 @@ impl Problem {
 /// HTTP status of each domain error code the fake raises (contract §11.1).
 fn status_of(code: u32) -> u16 {
     match code {
-        1001 | 1029 | 1054 => 404,
+        1001 | 1029 | 1054 | 2001 => 404,
+        2002 => 502,
+        2022 => 408,
         1030 => 422,
         1034 => 409,
         1032 | 2000 | 3026 => 500,

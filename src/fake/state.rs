@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::attachment::{AttachmentRecord, AttachmentStatus, FakeAttachment};
 use super::{App, FakeConfig};
 
 /// Correspondence statuses with the numeric values of `CorrespondenceStatusExt`; the
@@ -92,6 +93,8 @@ pub struct FakeCorrespondence {
     /// The current (highest) status name, as overview would show it now.
     pub status: String,
     pub published: Option<DateTime<Utc>>,
+    /// Attachments linked at initialize, new and existing.
+    pub attachment_ids: Vec<Uuid>,
 }
 
 /// The notification order of a correspondence: which channels it uses.
@@ -139,11 +142,30 @@ impl Record {
         self.history.insert(pos, entry);
     }
 
+    /// Initialized -> ReadyForPublish once every attachment is Published, or -> Failed with
+    /// the text of an attachment that failed (the malware-scan result handler's rule).
+    pub fn follow_attachments(&mut self, stored: &[AttachmentRecord]) {
+        if self.public.attachment_ids.is_empty() || self.highest().status != Status::Initialized {
+            return;
+        }
+        let mine: Vec<&AttachmentRecord> =
+            stored.iter().filter(|a| self.public.attachment_ids.contains(&a.id)).collect();
+        if let Some(failed) = mine.iter().find(|a| a.status() == AttachmentStatus::Failed) {
+            let (_, text, at) = failed.current().clone();
+            self.push(Status::Failed, &text, at);
+        } else if mine.iter().all(|a| a.status() == AttachmentStatus::Published) {
+            let ready = mine.iter().map(|a| a.current().2).max().unwrap_or(self.public.created);
+            self.push(Status::ReadyForPublish, "ReadyForPublish", ready);
+        }
+    }
+
     /// Applies every time-based transition that is due at `now`.
     pub fn advance(&mut self, now: DateTime<Utc>, config: &FakeConfig) {
         let created = self.public.created;
         let after = |ms: u64| created + Duration::milliseconds(ms as i64);
-        let publish_at = after(config.publish_after_ms).max(self.requested_publish);
+        // Never before the attachments are ready.
+        let ready = self.first(Status::ReadyForPublish).unwrap_or(created);
+        let publish_at = after(config.publish_after_ms).max(self.requested_publish).max(ready);
         if now >= publish_at && !self.is_purged() {
             match self.highest().status {
                 Status::ReadyForPublish => self.push(Status::Published, "Published", publish_at),
@@ -197,6 +219,7 @@ pub struct RequestRecord {
 #[derive(Default)]
 pub(crate) struct Inner {
     pub records: Vec<Record>,
+    pub attachments: Vec<AttachmentRecord>,
     /// Idempotency keys: global, never expiring, surviving purge (contract §8).
     pub keys: HashMap<Uuid, Uuid>,
     pub used_jtis: HashSet<String>,
@@ -214,6 +237,9 @@ pub struct FakeState {
     pub(crate) lookups: AtomicU64,
     pub(crate) details_calls: AtomicU64,
     pub(crate) early_retries: AtomicU64,
+    pub(crate) attachment_inits: AtomicU64,
+    pub(crate) attachment_uploads: AtomicU64,
+    pub(crate) multipart_uploads: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -232,6 +258,9 @@ impl FakeState {
             lookups: AtomicU64::new(0),
             details_calls: AtomicU64::new(0),
             early_retries: AtomicU64::new(0),
+            attachment_inits: AtomicU64::new(0),
+            attachment_uploads: AtomicU64::new(0),
+            multipart_uploads: AtomicU64::new(0),
         }
     }
 
@@ -245,14 +274,20 @@ impl FakeState {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Locks the state after applying the transitions due now to every correspondence.
+    /// Locks the state after applying the transitions due now to every attachment and
+    /// correspondence (attachments first: their scans decide what correspondences do).
     pub(crate) fn lock_advanced(&self) -> MutexGuard<'_, Inner> {
         let now = self.now();
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for attachment in &mut inner.attachments {
+            attachment.advance(now);
+        }
         for record in &mut inner.records {
+            record.follow_attachments(&inner.attachments);
             record.advance(now, &self.config);
         }
-        inner
+        guard
     }
 
     /// Grants answered with a token.
@@ -282,6 +317,35 @@ impl FakeState {
     /// Requests that arrived before the time a 429 told the client to wait for.
     pub fn requests_before_retry_after(&self) -> u64 {
         self.early_retries.load(Ordering::Relaxed)
+    }
+
+    /// `POST /attachment` requests that reached the handler.
+    pub fn attachment_inits(&self) -> u64 {
+        self.attachment_inits.load(Ordering::Relaxed)
+    }
+    /// `POST /attachment/{id}/upload` requests that reached the handler.
+    pub fn attachment_uploads(&self) -> u64 {
+        self.attachment_uploads.load(Ordering::Relaxed)
+    }
+    /// `POST /correspondence/upload` (multipart) requests that reached the handler.
+    pub fn multipart_uploads(&self) -> u64 {
+        self.multipart_uploads.load(Ordering::Relaxed)
+    }
+
+    /// Every attachment stored, in creation order, with its status as of now.
+    pub fn attachments(&self) -> Vec<FakeAttachment> {
+        self.lock_advanced().attachments.iter().map(AttachmentRecord::snapshot).collect()
+    }
+
+    /// Finishes every malware scan in progress now, without waiting for `malware_scan_ms`.
+    pub fn complete_malware_scans_now(&self) {
+        let now = self.now();
+        let mut inner = self.lock();
+        for attachment in &mut inner.attachments {
+            if attachment.scan_done.is_some() {
+                attachment.scan_done = Some(now);
+            }
+        }
     }
 
     /// Every correspondence created, in creation order, with its status as of now.
@@ -351,6 +415,7 @@ mod tests {
                 request: Value::Null,
                 status: String::new(),
                 published: None,
+                attachment_ids: Vec::new(),
             },
             normalized: Value::Null,
             history: Vec::new(),

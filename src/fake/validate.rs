@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::attachment::{read_metadata, Metadata};
 use super::model::{at, recipients, Checker};
 use super::notify::{self, NotificationPlan};
 use super::problem::Problem;
@@ -46,6 +47,8 @@ pub(crate) struct Initialize {
     pub confirmation_needed: bool,
     pub ignore_reservation: bool,
     pub notification: Option<NotificationPlan>,
+    /// Metadata of the new attachments, for [`super::linking::plan`].
+    pub attachments: Vec<Metadata>,
 }
 
 /// Model validation of the optional collections of `correspondence`.
@@ -79,11 +82,19 @@ fn collections(c: &mut Checker, corr: &Value) {
     for (i, option) in at(corr, &["replyOptions"]).and_then(Value::as_array).into_iter().flatten().enumerate() {
         c.string(at(option, &["linkURL"]), &format!("Correspondence.ReplyOptions[{i}].LinkURL"), true);
     }
-    if let Some(list) = at(corr, &["content", "attachments"]) {
-        if !list.is_array() {
-            c.fail("Correspondence.Content.Attachments", "The JSON value could not be converted to a list.");
-        }
-    }
+}
+
+/// Model validation of the new attachments' metadata.
+fn attachments(c: &mut Checker, corr: &Value) -> Vec<Metadata> {
+    let Some(list) = at(corr, &["content", "attachments"]) else {
+        return Vec::new();
+    };
+    let Some(list) = list.as_array() else {
+        c.fail("Correspondence.Content.Attachments", "The JSON value could not be converted to a list.");
+        return Vec::new();
+    };
+    let path = |i: usize| format!("Correspondence.Content.Attachments[{i}]");
+    list.iter().enumerate().map(|(i, a)| read_metadata(c, a, &path(i))).collect()
 }
 
 /// Everything model validation extracts, for the domain checks.
@@ -100,6 +111,7 @@ struct Parsed {
     due: Option<DateTime<Utc>>,
     confirmation_needed: bool,
     ignore_reservation: bool,
+    attachments: Vec<Metadata>,
 }
 
 fn model(c: &mut Checker, body: &Value) -> Parsed {
@@ -115,6 +127,7 @@ fn model(c: &mut Checker, body: &Value) -> Parsed {
     let content = content.cloned().unwrap_or(Value::Object(Map::new()));
     let (recipients, unknown_parties) = recipients(c, body);
     collections(c, &corr);
+    let attachments = attachments(c, &corr);
     c.bounded(&corr, "Correspondence.MessageSender", false, MAX_MESSAGE_SENDER_CHARS);
     Parsed {
         resource_id: c.bounded(&corr, "Correspondence.ResourceId", true, MAX_RESOURCE_ID_CHARS),
@@ -131,6 +144,7 @@ fn model(c: &mut Checker, body: &Value) -> Parsed {
         due: c.date(&corr, "Correspondence.DueDateTime"),
         confirmation_needed: c.boolean(at(&corr, &["isConfirmationNeeded"]), "Correspondence.IsConfirmationNeeded"),
         ignore_reservation: c.boolean(at(&corr, &["ignoreReservation"]), "Correspondence.IgnoreReservation"),
+        attachments,
     }
 }
 
@@ -171,7 +185,7 @@ fn content_rules(p: &Parsed) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Dates, reply options and attachments (§4.1, §4.2).
+/// Dates and reply options (§4.2); attachments are [`super::linking`]'s.
 fn correspondence_rules(p: &Parsed, body: &Value, now: DateTime<Utc>) -> Result<(), Problem> {
     if let Some(due) = p.due {
         if due < now {
@@ -193,14 +207,6 @@ fn correspondence_rules(p: &Parsed, body: &Value, now: DateTime<Utc>) -> Result<
                 "Reply options must be well-formed URIs and HTTPS with a max length of 255 characters",
             ));
         }
-    }
-    let new_files = at(body, &["correspondence", "content", "attachments"]).and_then(Value::as_array);
-    if new_files.is_some_and(|l| !l.is_empty()) {
-        return Err(Problem::domain(1005, "Mismatch between uploaded files and attachment metadata"));
-    }
-    // The fake has no attachment store, so no existing attachment can be found.
-    if at(body, &["existingAttachments"]).and_then(Value::as_array).is_some_and(|l| !l.is_empty()) {
-        return Err(Problem::domain(1007, "Existing attachment not found"));
     }
     Ok(())
 }
@@ -258,5 +264,6 @@ pub(crate) fn validate(body: &Value, config: &FakeConfig, now: DateTime<Utc>) ->
         confirmation_needed: parsed.confirmation_needed,
         ignore_reservation: parsed.ignore_reservation,
         notification,
+        attachments: parsed.attachments,
     })
 }

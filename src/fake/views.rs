@@ -12,7 +12,7 @@ use super::validate::REFERENCE_TYPES;
 use super::FakeConfig;
 
 /// The service owner behind every resource the fake knows (Digdir, as in Altinn's samples).
-const SENDER_URN: &str = "urn:altinn:organization:identifier-no:991825827";
+pub(crate) const SENDER_URN: &str = "urn:altinn:organization:identifier-no:991825827";
 const ORG_URN: &str = "urn:altinn:organization:identifier-no:";
 const PERSON_URN: &str = "urn:altinn:person:identifier-no:";
 
