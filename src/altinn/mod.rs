@@ -94,7 +94,9 @@ impl AltinnClient {
         let json = serde_json::to_value(request).map_err(|e| ApiError::permanent("serialize", e.to_string()))?;
         let fields = form::fields(&json);
         let build = |http: &reqwest::Client| {
-            let mut multipart = Form::new();
+            // File names go as plain UTF-8: they must equal the metadata's FileName, and
+            // percent-encoding them would make them differ (1005).
+            let mut multipart = Form::new().percent_encode_noop();
             for (name, value) in &fields {
                 multipart = multipart.text(name.clone(), value.clone());
             }
