@@ -86,3 +86,150 @@ async fn an_infected_file_fails_the_row_with_the_reason() {
     );
     assert_eq!(app.requests_to("POST", "/correspondence/api/v1/correspondence/upload"), 1);
 }
+
+/// `n` valid organisation numbers (mod 11), for messages to many recipients.
+fn organisations(n: usize) -> Vec<String> {
+    (100_000_000u32..)
+        .map(|i| i.to_string())
+        .filter(|s| altinn_outbox::identifiers::is_valid_org_number(s))
+        .take(n)
+        .collect()
+}
+
+async fn insert_to(app: &TestApp, reference: &str, recipients: &[String]) -> i64 {
+    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    app.insert(reference, &refs).await
+}
+
+/// Runs the worker until nothing more is due, making waits due in between.
+async fn run_to_rest(app: &TestApp) {
+    for _ in 0..4 {
+        app.drain().await;
+        app.make_all_due().await;
+    }
+}
+
+#[tokio::test]
+async fn one_upload_serves_fifty_recipients_each_with_its_own_key() {
+    let app = TestApp::start().await;
+    let recipients = organisations(50);
+    let id = insert_to(&app, "decision-50", &recipients).await;
+    add_file(&app, id, "vedtak.pdf", b"%PDF-1.7 one decision for all").await;
+    assert_eq!(app.count_in("waiting_files").await, 50, "nobody is sent before the file is ready");
+    run_to_rest(&app).await;
+
+    assert_eq!(app.fake.state().attachment_inits(), 1);
+    assert_eq!(app.fake.state().attachment_uploads(), 1);
+    assert_eq!(app.fake.state().multipart_uploads(), 0);
+    let attachment = app.fake.state().attachments()[0].clone();
+    let sent = app.fake.state().correspondences();
+    assert_eq!(sent.len(), 50);
+    assert!(sent.iter().all(|c| c.attachment_ids == vec![attachment.id]), "every one refers to the one upload");
+    let keys: std::collections::HashSet<_> = sent.iter().map(|c| c.idempotent_key).collect();
+    assert_eq!(keys.len(), 50);
+    assert_eq!(app.initialize_requests(), 50);
+    assert_eq!(app.count_in("awaiting_status").await + app.count_in("delivered").await, 50);
+    let stored: Option<uuid::Uuid> = sqlx::query_scalar("SELECT altinn_attachment_id FROM altinn_outbox.attachment")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(attachment.id));
+}
+
+#[tokio::test]
+async fn a_crash_between_attachment_create_and_upload_uploads_into_the_same_attachment() {
+    let app = TestApp::start().await;
+    let id = insert_to(&app, "crash-after-create", &organisations(2)).await;
+    add_file(&app, id, "vedtak.pdf", b"%PDF-1.7").await;
+    // A worker creates the attachment at Altinn, stores its id, and dies before uploading.
+    let claimed =
+        altinn_outbox::outbox::uploads::claim_uploads(&app.pool, 1, "doomed", std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+            .remove(0);
+    let request = altinn_outbox::altinn::wire::InitializeAttachment {
+        resource_id: claimed.resource_id.clone(),
+        file_name: claimed.file_name.clone(),
+        display_name: None,
+        senders_reference: claimed.senders_reference.clone(),
+        is_encrypted: false,
+        checksum: claimed.md5.clone(),
+    };
+    let altinn_id = app.ctx.altinn.create_attachment(&request).await.unwrap();
+    let step = altinn_outbox::outbox::uploads::Step {
+        state: "initialized",
+        altinn_id: Some(Some(altinn_id)),
+        next_attempt_at: chrono::Utc::now() + chrono::Duration::seconds(60),
+        count_attempt: false,
+        error: None,
+    };
+    assert!(altinn_outbox::outbox::uploads::write_step(&app.pool, claimed.id, claimed.lease_no, &step).await.unwrap());
+    // Its lease runs out; another worker carries on.
+    run_to_rest(&app).await;
+    assert_eq!(app.fake.state().attachment_inits(), 1, "no second attachment");
+    assert_eq!(app.fake.state().attachment_uploads(), 1);
+    let sent = app.fake.state().correspondences();
+    assert_eq!(sent.len(), 2, "one correspondence per recipient");
+    assert!(sent.iter().all(|c| c.attachment_ids == vec![altinn_id]));
+}
+
+#[tokio::test]
+async fn a_crash_during_upload_starts_over_with_a_new_attachment() {
+    let app = TestApp::start().await;
+    // The upload reaches Altinn but the answer is lost, as when the worker dies mid-upload.
+    app.fake.faults().add(FaultRule::times(Endpoint::AttachmentUpload, FaultKind::CommitThenDrop, 1));
+    let id = insert_to(&app, "crash-in-upload", &organisations(3)).await;
+    add_file(&app, id, "vedtak.pdf", b"%PDF-1.7").await;
+    run_to_rest(&app).await;
+    let attachments = app.fake.state().attachments();
+    assert_eq!(attachments.len(), 2, "the spent one-shot attachment is replaced");
+    assert!(attachments.iter().all(|a| a.upload_attempts == 1), "never a second upload into one attachment");
+    let used = attachments[1].id;
+    let sent = app.fake.state().correspondences();
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|c| c.attachment_ids == vec![used]));
+}
+
+#[tokio::test]
+async fn an_infected_shared_file_fails_every_waiting_delivery_with_the_reason() {
+    let app = TestApp::start().await;
+    let id = insert_to(&app, "infected-shared", &organisations(3)).await;
+    add_file(&app, id, "brev.txt", EICAR.as_bytes()).await;
+    run_to_rest(&app).await;
+    assert_eq!(app.count_in("failed").await, 3);
+    let d = app.delivery_of_any(id).await;
+    assert_eq!(d.get::<String, _>("error_code"), "altinn:attachment_Failed");
+    let message = d.get::<String, _>("error_message");
+    assert!(message.contains("\"brev.txt\"") && message.to_lowercase().contains("malware"), "{message}");
+    assert_eq!(app.initialize_requests(), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_upload_whose_worker_died_is_started_over_by_the_sweep() {
+    let app = TestApp::start().await;
+    let id = insert_to(&app, "died-uploading", &organisations(2)).await;
+    add_file(&app, id, "vedtak.pdf", b"%PDF-1.7").await;
+    use altinn_outbox::outbox::uploads;
+    let claimed =
+        uploads::claim_uploads(&app.pool, 1, "doomed", std::time::Duration::from_secs(60)).await.unwrap().remove(0);
+    let step = uploads::Step {
+        state: "initialized",
+        altinn_id: Some(Some(uuid::Uuid::from_u128(42))),
+        next_attempt_at: chrono::Utc::now(),
+        count_attempt: false,
+        error: None,
+    };
+    assert!(uploads::write_step(&app.pool, claimed.id, claimed.lease_no, &step).await.unwrap());
+    // The upload starts, and its worker dies: the lease (zero here) runs out.
+    assert!(uploads::start_upload(&app.pool, claimed.id, claimed.lease_no, std::time::Duration::ZERO).await.unwrap());
+    assert_eq!(uploads::reclaim_dead_uploads(&app.pool).await.unwrap(), 1);
+    let (state, altinn_id): (String, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT upload_state, altinn_attachment_id FROM altinn_outbox.attachment")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), altinn_id), ("pending", None), "the possibly spent attachment is forgotten");
+    run_to_rest(&app).await;
+    assert_eq!(app.fake.state().attachment_inits(), 1);
+    assert_eq!(app.fake.state().correspondences().len(), 2);
+}

@@ -290,12 +290,12 @@ async fn a_write_back_from_a_lost_lease_writes_nothing_and_expired_leases_are_re
     let jobs2 = worker::claim(&second, 10).await.unwrap();
     assert_eq!(jobs2.len(), 1);
     // The first worker finally finishes: its result is fenced out.
-    let late = worker::process(&app.ctx, jobs.into_iter().next().unwrap()).await;
+    let late = worker::process(&app.ctx, jobs.into_iter().next().unwrap()).await.expect("a send writes back");
     assert_eq!(altinn_outbox::outbox::write_back(&app.pool, &[late]).await.unwrap(), 0);
     let d = app.delivery_of(id).await;
     assert_eq!(d.get::<String, _>("state"), "sending");
     assert_eq!(d.get::<String, _>("locked_by"), "second");
-    let current = worker::process(&second, jobs2.into_iter().next().unwrap()).await;
+    let current = worker::process(&second, jobs2.into_iter().next().unwrap()).await.expect("a send writes back");
     assert_eq!(altinn_outbox::outbox::write_back(&app.pool, &[current]).await.unwrap(), 1);
     assert_eq!(app.fake.state().correspondences().len(), 1, "the same key both times");
     assert_eq!(app.initialize_requests(), 2);

@@ -16,7 +16,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use uuid::Uuid;
 
 use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
-use wire::{Details, IdList, InitializeRequest, InitializeResponse};
+use wire::{AttachmentOverview, Details, IdList, InitializeAttachment, InitializeRequest, InitializeResponse};
 
 /// The longest Retry-After we obey as given; a larger value is capped so that a gateway's
 /// mistake cannot park the queue for hours.
@@ -108,6 +108,35 @@ impl AltinnClient {
             http.post(&url).multipart(multipart).timeout(self.upload_timeout)
         };
         created(self.send(build).await)
+    }
+
+    /// Creates an attachment to upload into; its id is the JSON string answered.
+    pub async fn create_attachment(&self, request: &InitializeAttachment) -> Result<Uuid, ApiError> {
+        let url = format!("{}/attachment", self.api);
+        let body = self.send(|http| http.post(&url).json(request)).await?;
+        parse(&body)
+    }
+
+    /// Uploads the file into a created attachment. One shot: after any attempt, even a failed
+    /// one, Altinn refuses another upload into it (2005).
+    pub async fn upload_attachment(&self, id: Uuid, content: bytes::Bytes) -> Result<AttachmentOverview, ApiError> {
+        let url = format!("{}/attachment/{id}/upload", self.api);
+        let body = self
+            .send(|http| {
+                http.post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(content.clone())
+                    .timeout(self.upload_timeout)
+            })
+            .await?;
+        parse(&body)
+    }
+
+    /// An attachment's status: `Published` once the malware scan passed.
+    pub async fn attachment_status(&self, id: Uuid) -> Result<AttachmentOverview, ApiError> {
+        let url = format!("{}/attachment/{id}", self.api);
+        let body = self.send(|http| http.get(&url)).await?;
+        parse(&body)
     }
 
     /// Finds the correspondence created with `key` (the 409 carries no id).

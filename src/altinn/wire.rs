@@ -72,6 +72,29 @@ pub struct Initialized {
     pub recipient: String,
 }
 
+/// `POST /attachment`: a file to upload once and share between correspondences. Not
+/// idempotent: every call creates a new attachment.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeAttachment {
+    pub resource_id: String,
+    pub file_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub senders_reference: String,
+    pub is_encrypted: bool,
+    /// Lower-case hex MD5: Altinn verifies the upload against it (2008).
+    pub checksum: String,
+}
+
+/// `GET /attachment/{id}` and the upload's answer, the parts the outbox reads.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentOverview {
+    pub status: String,
+    pub status_text: Option<String>,
+}
+
 /// `GET /correspondence?…&idempotentKey=…`: lower-case `ids`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct IdList {

@@ -38,6 +38,7 @@ fn minimal() -> MessageRow {
         allow_forwarding: false,
         existing_attachments: Vec::new(),
         attachment_count: 0,
+        shared_file_count: 0,
     }
 }
 

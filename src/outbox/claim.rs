@@ -31,6 +31,8 @@ pub struct MessageRow {
     pub allow_forwarding: bool,
     pub existing_attachments: Vec<Uuid>,
     pub attachment_count: i64,
+    /// Files uploaded once for all recipients (attachment API) rather than in each request.
+    pub shared_file_count: i64,
 }
 
 /// A delivery claimed for sending; `lease_no` fences its write-back.
@@ -67,7 +69,9 @@ const MESSAGE_COLUMNS: &str = "m.id AS message_id, m.resource_id, m.senders_refe
     m.title, m.summary, m.body, m.message_sender, m.requested_publish_time, m.due_date_time,
     m.external_references, m.property_list, m.reply_options, m.notification, m.ignore_reservation,
     m.is_confirmation_needed, m.is_confidential, m.allow_forwarding, m.existing_attachments,
-    (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id) AS attachment_count";
+    (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id) AS attachment_count,
+    (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id AND a.upload_state <> 'none')
+        AS shared_file_count";
 
 /// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease.
 /// A message with files gets the longer `upload_lease`.

@@ -7,6 +7,7 @@
 
 mod claim;
 mod files;
+pub mod uploads;
 mod write;
 
 pub use claim::{claim_polls, claim_sends};

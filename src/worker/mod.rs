@@ -8,6 +8,7 @@ pub mod policy;
 mod poll;
 mod run;
 mod send;
+mod upload;
 
 pub use run::run;
 
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 use crate::altinn::AltinnClient;
 use crate::compose;
+use crate::outbox::uploads::ClaimedUpload;
 use crate::outbox::{self, ClaimedPoll, ClaimedSend, Outcome, WriteBack};
 use policy::{RetryPolicy, StatusPolicy};
 
@@ -50,20 +52,17 @@ pub struct Settings {
 pub enum Job {
     Send(Box<ClaimedSend>, Uuid),
     Poll(ClaimedPoll),
+    /// A step of a shared file upload; written back by the step itself.
+    Upload(Box<ClaimedUpload>),
 }
 
 impl Job {
-    pub fn delivery_id(&self) -> i64 {
+    /// The delivery and lease a write-back is fenced by (uploads write their own).
+    pub fn lease(&self) -> Option<(i64, i64)> {
         match self {
-            Job::Send(s, _) => s.delivery_id,
-            Job::Poll(p) => p.delivery_id,
-        }
-    }
-
-    pub fn lease_no(&self) -> i64 {
-        match self {
-            Job::Send(s, _) => s.lease_no,
-            Job::Poll(p) => p.lease_no,
+            Job::Send(s, _) => Some((s.delivery_id, s.lease_no)),
+            Job::Poll(p) => Some((p.delivery_id, p.lease_no)),
+            Job::Upload(_) => None,
         }
     }
 }
@@ -78,6 +77,8 @@ pub enum Batch {
 /// starved), then sends. Idempotency keys are stored before this returns, so before any call.
 pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Error> {
     let s = &ctx.settings;
+    let uploads = outbox::uploads::claim_uploads(&ctx.pool, capacity.div_ceil(4) as i64, &s.instance, s.lease).await?;
+    let capacity = capacity - uploads.len();
     let polls = outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?;
     let room = capacity.saturating_sub(polls.len()) as i64;
     let sends = if room > 0 {
@@ -86,7 +87,8 @@ pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Err
         Vec::new()
     };
     let mut new_keys = (Vec::new(), Vec::new());
-    let mut jobs: Vec<Job> = polls.into_iter().map(Job::Poll).collect();
+    let mut jobs: Vec<Job> = uploads.into_iter().map(|u| Job::Upload(Box::new(u))).collect();
+    jobs.extend(polls.into_iter().map(Job::Poll));
     for send in sends {
         let key = send.idempotency_key.unwrap_or_else(|| {
             let m = &send.message;
@@ -104,21 +106,29 @@ pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Err
     Ok(jobs)
 }
 
-/// Does one job's HTTP work; the result is what to write back.
-pub async fn process(ctx: &Context, job: Job) -> WriteBack {
-    let (delivery_id, lease_no) = (job.delivery_id(), job.lease_no());
+/// Does one job's HTTP work; the result is what to write back (uploads write their own).
+pub async fn process(ctx: &Context, job: Job) -> Option<WriteBack> {
+    let (delivery_id, lease_no) = match &job {
+        Job::Upload(upload) => {
+            let span = tracing::info_span!("attachment", attachment_id = upload.id, lease_no = upload.lease_no);
+            upload::upload_step(ctx, upload).instrument(span).await;
+            return None;
+        }
+        other => other.lease().expect("sends and polls have a lease"),
+    };
     let span = tracing::info_span!("delivery", delivery_id, lease_no);
     let outcome = async {
         let outcome = match &job {
             Job::Send(send, key) => send::send_one(ctx, send, *key).await,
             Job::Poll(poll) => poll::poll_one(ctx, poll).await,
+            Job::Upload(_) => unreachable!("handled above"),
         };
         log_outcome(&job, &outcome);
         outcome
     }
     .instrument(span)
     .await;
-    WriteBack { delivery_id, lease_no, outcome }
+    Some(WriteBack { delivery_id, lease_no, outcome })
 }
 
 /// One line per state change, with ids only: never titles, bodies or recipients.
@@ -126,6 +136,7 @@ fn log_outcome(job: &Job, outcome: &Outcome) {
     let message_id = match job {
         Job::Send(s, _) => s.message.message_id,
         Job::Poll(p) => p.message_id,
+        Job::Upload(u) => u.message_id,
     };
     match outcome {
         Outcome::Sent { correspondence_id, .. } => {
@@ -150,9 +161,11 @@ pub async fn process_next_batch(ctx: &Context) -> Result<Batch, sqlx::Error> {
     if jobs.is_empty() {
         return Ok(Batch::Empty);
     }
-    let results = futures::future::join_all(jobs.into_iter().map(|job| process(ctx, job))).await;
+    let processed = jobs.len();
+    let results: Vec<WriteBack> =
+        futures::future::join_all(jobs.into_iter().map(|job| process(ctx, job))).await.into_iter().flatten().collect();
     outbox::write_back(&ctx.pool, &results).await?;
-    Ok(Batch::Processed(results.len()))
+    Ok(Batch::Processed(processed))
 }
 
 /// Processes batches until nothing is due; returns how many jobs ran.

@@ -105,14 +105,17 @@ impl InFlight {
 
     fn spawn(&mut self, job: Job) {
         let permit = self.permits.clone().try_acquire_owned().expect("claimed no more than the free permits");
-        self.leases.lock().expect("leases lock").insert(job.delivery_id(), job.lease_no());
+        if let Some((id, lease_no)) = job.lease() {
+            self.leases.lock().expect("leases lock").insert(id, lease_no);
+        }
         let (ctx, tx, leases) = (self.ctx.clone(), self.tx.clone(), self.leases.clone());
         self.tasks.spawn(async move {
-            let result = process(&ctx, job).await;
-            let id = result.delivery_id;
-            // Forgotten only once the writer has it: shutdown releases whatever is left.
-            let _ = tx.send(result).await;
-            leases.lock().expect("leases lock").remove(&id);
+            if let Some(result) = process(&ctx, job).await {
+                let id = result.delivery_id;
+                // Forgotten only once the writer has it: shutdown releases whatever is left.
+                let _ = tx.send(result).await;
+                leases.lock().expect("leases lock").remove(&id);
+            }
             drop(permit);
         });
     }
@@ -218,6 +221,11 @@ async fn sweep(ctx: &Context) {
         Ok(ids) if !ids.is_empty() => warn!(count = ids.len(), ids = ?ids, "expired leases reclaimed"),
         Ok(_) => {}
         Err(e) => warn!(error = %e, "lease sweep failed"),
+    }
+    match outbox::uploads::reclaim_dead_uploads(&ctx.pool).await {
+        Ok(0) => {}
+        Ok(n) => warn!(count = n, "uploads of stopped workers start over with new attachments"),
+        Err(e) => warn!(error = %e, "upload sweep failed"),
     }
 }
 

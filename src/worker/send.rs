@@ -17,7 +17,17 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
         Ok(r) => r,
         Err(invalid) => return invalid_row(invalid),
     };
-    let created = if job.message.attachment_count > 0 {
+    let created = if job.message.shared_file_count > 0 {
+        // Uploaded once for every recipient: refer to them by id.
+        match outbox::uploads::published_attachment_ids(&ctx.pool, job.message.message_id).await {
+            Ok(ids) => {
+                let mut request = request;
+                request.existing_attachments.extend(ids);
+                ctx.altinn.initialize(&request).await
+            }
+            Err(e) => Err(ApiError::deferred("database", format!("reading the attachment ids: {e}"))),
+        }
+    } else if job.message.attachment_count > 0 {
         // Read per attempt: the bytes live only while this request is in flight.
         let files = match outbox::message_files(&ctx.pool, job.message.message_id).await {
             Ok(files) => files,

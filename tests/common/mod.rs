@@ -123,6 +123,10 @@ impl TestApp {
         .execute(&self.pool)
         .await
         .unwrap();
+        sqlx::query("UPDATE altinn_outbox.attachment SET next_attempt_at = least(next_attempt_at, now())")
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 
     pub async fn states(&self) -> Vec<(i64, String)> {
@@ -150,6 +154,15 @@ impl TestApp {
     /// The only delivery of a message.
     pub async fn delivery_of(&self, message_id: i64) -> sqlx::postgres::PgRow {
         sqlx::query("SELECT * FROM altinn_outbox.delivery WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// One delivery of a message (any).
+    pub async fn delivery_of_any(&self, message_id: i64) -> sqlx::postgres::PgRow {
+        sqlx::query("SELECT * FROM altinn_outbox.delivery WHERE message_id = $1 ORDER BY id LIMIT 1")
             .bind(message_id)
             .fetch_one(&self.pool)
             .await

@@ -1,0 +1,126 @@
+//! One step of a shared file upload: create the Altinn attachment, upload into it once,
+//! read its status until the malware scan ends. Each step's result is written at once, so
+//! a crash never loses an attachment id, and an upload is never repeated into the same
+//! one-shot attachment (a failed upload starts over with a new one).
+
+use chrono::Utc;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::Context;
+use crate::altinn::wire::InitializeAttachment;
+use crate::altinn::{ApiError, ErrorClass};
+use crate::compose::attachment::{check_file, FileMeta};
+use crate::outbox::uploads::{self, ClaimedUpload, Step};
+
+pub async fn upload_step(ctx: &Context, job: &ClaimedUpload) {
+    let result = match (job.upload_state.as_str(), job.altinn_attachment_id) {
+        ("pending", _) => create_and_upload(ctx, job).await,
+        ("initialized", Some(id)) => upload(ctx, job, id).await,
+        ("processing", Some(id)) => check(ctx, job, id).await,
+        _ => Ok(()),
+    };
+    // A database error leaves the step to come due again when its lease runs out.
+    if let Err(e) = result {
+        warn!(attachment_id = job.id, error = %e, "upload step not recorded");
+    }
+}
+
+async fn create_and_upload(ctx: &Context, job: &ClaimedUpload) -> Result<(), sqlx::Error> {
+    let meta = FileMeta {
+        file_name: job.file_name.clone(),
+        display_name: job.display_name.clone(),
+        senders_reference: job.senders_reference.clone(),
+        size: job.size,
+        md5: job.md5.clone(),
+    };
+    if let Err(invalid) = check_file(&meta) {
+        return uploads::finish_upload(&ctx.pool, job, Err((&invalid.code(), &invalid.to_string()))).await.map(drop);
+    }
+    let request = InitializeAttachment {
+        resource_id: job.resource_id.clone(),
+        file_name: meta.file_name,
+        display_name: meta.display_name,
+        senders_reference: meta.senders_reference,
+        is_encrypted: false,
+        checksum: meta.md5,
+    };
+    match ctx.altinn.create_attachment(&request).await {
+        Ok(id) => {
+            let step = Step {
+                state: "initialized",
+                altinn_id: Some(Some(id)),
+                next_attempt_at: Utc::now(),
+                count_attempt: false,
+                error: None,
+            };
+            if uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await? {
+                info!(attachment_id = job.id, altinn_attachment_id = %id, "attachment created");
+                return upload(ctx, job, id).await;
+            }
+            Ok(())
+        }
+        Err(e) => retry(ctx, job, "pending", None, e).await,
+    }
+}
+
+async fn upload(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx::Error> {
+    if !uploads::start_upload(&ctx.pool, job.id, job.lease_no, ctx.settings.upload_lease).await? {
+        return Ok(());
+    }
+    let content = uploads::upload_content(&ctx.pool, job.id).await?;
+    match ctx.altinn.upload_attachment(id, content).await {
+        Ok(_) => {
+            let next = Utc::now() + chrono::Duration::from_std(ctx.settings.retry.backoff.initial).unwrap_or_default();
+            let step =
+                Step { state: "processing", altinn_id: None, next_attempt_at: next, count_attempt: false, error: None };
+            uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
+        }
+        // Whatever happened, the one-shot attachment is spent: start over with a new one.
+        Err(e) => retry(ctx, job, "pending", Some(None), e).await,
+    }
+}
+
+async fn check(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx::Error> {
+    match ctx.altinn.attachment_status(id).await {
+        Ok(a) if a.status == "Published" => uploads::finish_upload(&ctx.pool, job, Ok(())).await.map(drop),
+        Ok(a) if matches!(a.status.as_str(), "Failed" | "Purged" | "Expired") => {
+            let code = format!("altinn:attachment_{}", a.status);
+            let text = a.status_text.unwrap_or_else(|| format!("the attachment is {}", a.status));
+            uploads::finish_upload(&ctx.pool, job, Err((&code, &text))).await.map(drop)
+        }
+        // Still scanning: read again later without using an attempt.
+        Ok(_) => {
+            let next = Utc::now() + chrono::Duration::from_std(ctx.settings.retry.backoff.initial).unwrap_or_default();
+            let step =
+                Step { state: "processing", altinn_id: None, next_attempt_at: next, count_attempt: false, error: None };
+            uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
+        }
+        Err(e) => retry(ctx, job, "processing", None, e).await,
+    }
+}
+
+/// The upload's own retry, by the same policy as sends: permanent errors and exhausted
+/// attempts fail the file (and with it the message's waiting deliveries).
+async fn retry(
+    ctx: &Context,
+    job: &ClaimedUpload,
+    state: &str,
+    altinn_id: Option<Option<Uuid>>,
+    e: ApiError,
+) -> Result<(), sqlx::Error> {
+    let policy = &ctx.settings.retry;
+    let attempt = job.upload_attempts + 1;
+    if e.class == ErrorClass::Permanent || (e.class == ErrorClass::Transient && policy.exhausted(attempt)) {
+        return uploads::finish_upload(&ctx.pool, job, Err((&e.code, &e.message))).await.map(drop);
+    }
+    let wait = policy.backoff.delay(attempt.max(1) as u32, rand::random()).max(e.retry_after.unwrap_or_default());
+    let step = Step {
+        state,
+        altinn_id,
+        next_attempt_at: Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+        count_attempt: e.class == ErrorClass::Transient,
+        error: Some((&e.code, &e.message)),
+    };
+    uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
+}
