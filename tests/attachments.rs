@@ -233,3 +233,55 @@ async fn an_upload_whose_worker_died_is_started_over_by_the_sweep() {
     assert_eq!(app.fake.state().attachment_inits(), 1);
     assert_eq!(app.fake.state().correspondences().len(), 2);
 }
+
+#[tokio::test]
+async fn a_60_mb_file_is_sent_with_peak_memory_well_below_three_times_its_size() {
+    const SIZE: usize = 60_000_000;
+    let app = TestApp::start().await;
+    let id = app.insert("big-file", &[ORG]).await;
+    // Generated in the database, so the test process never holds it either.
+    sqlx::query(
+        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
+         SELECT $1, 'scan.pdf', 'big', convert_to(repeat('%PDF-1.7 0123456789abcdef', $2 / 25), 'UTF8')",
+    )
+    .bind(id)
+    .bind(SIZE as i32)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = app.config_file(dir.path());
+    let child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_altinn-outbox"))
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let start = std::time::Instant::now();
+    while app.delivery_of(id).await.get::<String, _>("state") != "awaiting_status" {
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "not sent in time");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: usize =
+        status.lines().find(|l| l.starts_with("VmHWM:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    drop(child);
+    let peak = peak_kib * 1024;
+    println!("peak resident memory {} MB for a {} MB file", peak / 1_000_000, SIZE / 1_000_000);
+    assert_eq!(app.fake.state().attachments()[0].size as usize, SIZE / 25 * 25);
+    assert!(peak < 3 * SIZE, "peak {peak} bytes is not well below three times {SIZE}");
+}
+
+/// A worker process that never outlives its test, even a failing one.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -16,6 +16,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use uuid::Uuid;
 
 use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
+use crate::outbox::FileContent;
 use wire::{AttachmentOverview, Details, IdList, InitializeAttachment, InitializeRequest, InitializeResponse};
 
 /// The longest Retry-After we obey as given; a larger value is capped so that a gateway's
@@ -41,7 +42,7 @@ pub struct AltinnClient {
 /// One file of the multipart request; its name matches the metadata's `fileName`.
 pub struct FilePart {
     pub file_name: String,
-    pub content: bytes::Bytes,
+    pub content: FileContent,
 }
 
 /// What `POST /correspondence` answered.
@@ -84,7 +85,7 @@ impl AltinnClient {
     }
 
     /// Initializes one correspondence and uploads its files in the same multipart request,
-    /// atomic with the idempotency key. Files are shared (`Bytes`), never copied per attempt.
+    /// atomic with the idempotency key. Files are streamed from the database, chunk by chunk.
     pub async fn initialize_with_files(
         &self,
         request: &InitializeRequest,
@@ -101,8 +102,8 @@ impl AltinnClient {
                 multipart = multipart.text(name.clone(), value.clone());
             }
             for f in files {
-                let part =
-                    Part::stream_with_length(f.content.clone(), f.content.len() as u64).file_name(f.file_name.clone());
+                let body = reqwest::Body::wrap_stream(f.content.stream());
+                let part = Part::stream_with_length(body, f.content.len()).file_name(f.file_name.clone());
                 multipart = multipart.part("attachments", part);
             }
             http.post(&url).multipart(multipart).timeout(self.upload_timeout)
@@ -119,13 +120,14 @@ impl AltinnClient {
 
     /// Uploads the file into a created attachment. One shot: after any attempt, even a failed
     /// one, Altinn refuses another upload into it (2005).
-    pub async fn upload_attachment(&self, id: Uuid, content: bytes::Bytes) -> Result<AttachmentOverview, ApiError> {
+    pub async fn upload_attachment(&self, id: Uuid, content: &FileContent) -> Result<AttachmentOverview, ApiError> {
         let url = format!("{}/attachment/{id}/upload", self.api);
         let body = self
             .send(|http| {
                 http.post(&url)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(content.clone())
+                    .header(reqwest::header::CONTENT_LENGTH, content.len())
+                    .body(reqwest::Body::wrap_stream(content.stream()))
                     .timeout(self.upload_timeout)
             })
             .await?;

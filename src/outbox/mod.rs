@@ -12,7 +12,7 @@ mod write;
 
 pub use claim::{claim_polls, claim_sends};
 pub use claim::{ClaimedPoll, ClaimedSend, MessageRow};
-pub use files::{message_files, File};
+pub use files::{message_files, File, FileContent};
 pub use write::{write_back, Outcome, PollUpdate, WriteBack};
 
 use std::time::Duration;

@@ -57,14 +57,6 @@ pub async fn claim_uploads(
     .await
 }
 
-pub async fn upload_content(pool: &PgPool, id: i64) -> Result<bytes::Bytes, sqlx::Error> {
-    let content: Vec<u8> = sqlx::query_scalar("SELECT content FROM altinn_outbox.attachment WHERE id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
-    Ok(content.into())
-}
-
 /// One upload step's result. `altinn_id`: Some(Some) stores an id, Some(None) forgets a spent
 /// one, None keeps it. Returns false when the lease was lost (nothing written).
 pub struct Step<'a> {

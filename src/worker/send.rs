@@ -28,7 +28,6 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
             Err(e) => Err(ApiError::deferred("database", format!("reading the attachment ids: {e}"))),
         }
     } else if job.message.attachment_count > 0 {
-        // Read per attempt: the bytes live only while this request is in flight.
         let files = match outbox::message_files(&ctx.pool, job.message.message_id).await {
             Ok(files) => files,
             Err(e) => {
@@ -47,6 +46,7 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
         };
         let parts: Vec<FilePart> =
             files.into_iter().map(|f| FilePart { file_name: f.meta.file_name, content: f.content }).collect();
+        // Streamed per attempt from the database: never whole in memory.
         ctx.altinn.initialize_with_files(&request, &parts).await
     } else {
         ctx.altinn.initialize(&request).await

@@ -12,6 +12,7 @@ use crate::altinn::wire::InitializeAttachment;
 use crate::altinn::{ApiError, ErrorClass};
 use crate::compose::attachment::{check_file, FileMeta};
 use crate::outbox::uploads::{self, ClaimedUpload, Step};
+use crate::outbox::FileContent;
 
 pub async fn upload_step(ctx: &Context, job: &ClaimedUpload) {
     let result = match (job.upload_state.as_str(), job.altinn_attachment_id) {
@@ -68,8 +69,8 @@ async fn upload(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx
     if !uploads::start_upload(&ctx.pool, job.id, job.lease_no, ctx.settings.upload_lease).await? {
         return Ok(());
     }
-    let content = uploads::upload_content(&ctx.pool, job.id).await?;
-    match ctx.altinn.upload_attachment(id, content).await {
+    let content = FileContent::new(ctx.pool.clone(), job.id, job.size);
+    match ctx.altinn.upload_attachment(id, &content).await {
         Ok(_) => {
             let next = Utc::now() + chrono::Duration::from_std(ctx.settings.retry.backoff.initial).unwrap_or_default();
             let step =
