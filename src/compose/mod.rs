@@ -45,6 +45,8 @@ const MAX_PROPERTY_KEY: usize = 50;
 const MAX_PROPERTY_VALUE: usize = 300;
 const MAX_REPLY_URL: usize = 255;
 const MAX_ATTACHMENTS: usize = 100;
+/// Altinn refuses forwarding of a correspondence whose files exceed this (decimal MB).
+const MAX_FORWARDED_BYTES: i64 = 10_000_000;
 const LANGUAGES: [&str; 3] = ["nb", "nn", "en"];
 
 /// The idempotency key: UUIDv5 in the deployment's namespace over everything that makes
@@ -136,6 +138,12 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     check_reply_options(m)?;
     if let Some(n) = m.notification.as_ref().filter(|n| !n.is_null()) {
         notification::check(n)?;
+    }
+    if m.allow_forwarding && m.attachment_bytes > MAX_FORWARDED_BYTES {
+        return Err(invalid(
+            "allow_forwarding",
+            "forwarding is allowed only with at most 10 MB of files (Altinn 1069)",
+        ));
     }
     if m.existing_attachments.len() + m.attachment_count as usize > MAX_ATTACHMENTS {
         return Err(invalid("existing_attachments", "a correspondence may carry at most 100 attachments"));

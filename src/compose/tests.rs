@@ -39,6 +39,7 @@ fn minimal() -> MessageRow {
         existing_attachments: Vec::new(),
         attachment_count: 0,
         shared_file_count: 0,
+        attachment_bytes: 0,
     }
 }
 
@@ -435,4 +436,22 @@ fn idempotency_keys_differ_when_any_part_differs() {
     // Parts are encoded, not joined: moving a separator between them changes the key.
     assert_ne!(idempotency_key(ns, "a,b", "c", 0, ORG_URN), idempotency_key(ns, "a", "b,c", 0, ORG_URN));
     assert_ne!(idempotency_key(ns, "a\",\"b", "c", 0, ORG_URN), idempotency_key(ns, "a", "b\",\"c", 0, ORG_URN));
+}
+
+#[test]
+fn forwarding_allows_at_most_10_mb_of_files() {
+    accepted(&with(|m| {
+        m.allow_forwarding = true;
+        m.attachment_count = 1;
+        m.attachment_bytes = 10_000_000;
+    }));
+    rejected(
+        &with(|m| {
+            m.allow_forwarding = true;
+            m.attachment_count = 1;
+            m.attachment_bytes = 10_000_001;
+        }),
+        "allow_forwarding",
+    );
+    accepted(&with(|m| m.attachment_bytes = 10_000_001));
 }

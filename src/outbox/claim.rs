@@ -33,6 +33,8 @@ pub struct MessageRow {
     pub attachment_count: i64,
     /// Files uploaded once for all recipients (attachment API) rather than in each request.
     pub shared_file_count: i64,
+    /// Total size of the message's files.
+    pub attachment_bytes: i64,
 }
 
 /// A delivery claimed for sending; `lease_no` fences its write-back.
@@ -71,7 +73,9 @@ const MESSAGE_COLUMNS: &str = "m.id AS message_id, m.resource_id, m.senders_refe
     m.is_confirmation_needed, m.is_confidential, m.allow_forwarding, m.existing_attachments,
     (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id) AS attachment_count,
     (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id AND a.upload_state <> 'none')
-        AS shared_file_count";
+        AS shared_file_count,
+    (SELECT coalesce(sum(octet_length(a.content)), 0)::bigint FROM altinn_outbox.attachment a WHERE a.message_id = m.id)
+        AS attachment_bytes";
 
 /// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease.
 /// A message with files gets the longer `upload_lease`.
