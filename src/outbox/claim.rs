@@ -71,11 +71,14 @@ const MESSAGE_COLUMNS: &str = "m.id AS message_id, m.resource_id, m.senders_refe
     m.title, m.summary, m.body, m.message_sender, m.requested_publish_time, m.due_date_time,
     m.external_references, m.property_list, m.reply_options, m.notification, m.ignore_reservation,
     m.is_confirmation_needed, m.is_confidential, m.allow_forwarding, m.existing_attachments,
-    (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id) AS attachment_count,
-    (SELECT count(*) FROM altinn_outbox.attachment a WHERE a.message_id = m.id AND a.upload_state <> 'none')
-        AS shared_file_count,
-    (SELECT coalesce(sum(octet_length(a.content)), 0)::bigint FROM altinn_outbox.attachment a WHERE a.message_id = m.id)
-        AS attachment_bytes";
+    f.attachment_count, f.shared_file_count, f.attachment_bytes";
+
+/// The message's files in one pass (joined LATERAL after MESSAGE_COLUMNS' `m`).
+const FILE_TOTALS: &str = "LEFT JOIN LATERAL (
+        SELECT count(*) AS attachment_count,
+               count(*) FILTER (WHERE a.upload_state <> 'none') AS shared_file_count,
+               coalesce(sum(octet_length(a.content)), 0)::bigint AS attachment_bytes
+        FROM altinn_outbox.attachment a WHERE a.message_id = m.id) f ON true";
 
 /// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease.
 /// A message with files gets the longer `upload_lease`.
@@ -104,7 +107,7 @@ pub async fn claim_sends(
             RETURNING d.id, d.message_id, d.lease_no, d.attempts, d.recipient, d.idempotency_key
          )
          SELECT c.id AS delivery_id, c.lease_no, c.attempts, c.recipient, c.idempotency_key, {MESSAGE_COLUMNS}
-         FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id"
+         FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id {FILE_TOTALS}"
     );
     sqlx::query_as(&sql)
         .bind(limit)

@@ -2,7 +2,14 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::{FollowUntil, RetryConfig, StatusConfig};
+
+/// `now + wait`, saturating: a configured wait never overflows into a panic.
+pub fn after(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX / 2)
+}
 
 /// Exponential backoff with jitter.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,7 +8,7 @@ use crate::altinn::wire::{status_value, Details, Notification, RecipientStatus};
 use crate::altinn::ErrorClass;
 use crate::config::FollowUntil;
 use crate::outbox::{ClaimedPoll, Outcome, PollUpdate};
-use crate::worker::policy::StatusPolicy;
+use crate::worker::policy::{after, StatusPolicy};
 
 pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
     let now = Utc::now();
@@ -23,9 +23,7 @@ pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
         // The read failed, not the delivery: keep its state and read again later.
         Err(e) => PollUpdate {
             state: state_name(&job.state),
-            next_poll_at: Some(
-                now + chrono_duration(policy.interval(job.polls + 1).max(e.retry_after.unwrap_or_default())),
-            ),
+            next_poll_at: Some(after(now, policy.interval(job.polls + 1).max(e.retry_after.unwrap_or_default()))),
             error: Some((e.code, format!("reading the status failed: {}", e.message))),
             ..PollUpdate::default()
         },
@@ -109,7 +107,7 @@ fn next_read(
         "delivered" => goal_reached && (notification_final || !policy.follow_notifications),
         _ => true,
     };
-    (!done && !too_old(job, policy, now)).then(|| now + chrono_duration(policy.interval(job.polls + 1)))
+    (!done && !too_old(job, policy, now)).then(|| after(now, policy.interval(job.polls + 1)))
 }
 
 /// Summarises notifications: `(outcome, detail, final)`. Outcome is one of none, pending,
@@ -169,10 +167,6 @@ fn state_name(s: &str) -> &'static str {
         "delivered" => "delivered",
         _ => "awaiting_status",
     }
-}
-
-fn chrono_duration(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::policy::after;
 use super::Context;
 use crate::altinn::{ApiError, Created, ErrorClass, FilePart};
 use crate::compose;
@@ -86,17 +87,15 @@ async fn find_existing(ctx: &Context, resource_id: &str, key: Uuid) -> Result<(U
 /// Altinn publishes at the requested time, so there is nothing to read before it.
 fn first_poll(ctx: &Context, publish: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
     let from = publish.filter(|p| *p > now).unwrap_or(now);
-    from + ctx.settings.status.interval(0)
+    after(from, ctx.settings.status.interval(0))
 }
 
 /// The one place a failure's class decides the row's fate.
 pub fn failure(ctx: &Context, attempt: i32, e: ApiError, now: DateTime<Utc>) -> Outcome {
     let policy = &ctx.settings.retry;
     let random: f64 = rand::random();
-    let wait = |n: i32| {
-        let backoff = policy.backoff.delay(n.max(1) as u32, random);
-        chrono::Duration::from_std(backoff.max(e.retry_after.unwrap_or_default())).unwrap_or_default()
-    };
+    let wait =
+        |n: i32| after(now, policy.backoff.delay(n.max(1) as u32, random).max(e.retry_after.unwrap_or_default()));
     match e.class {
         ErrorClass::Permanent => Outcome::Finished { state: "failed", code: e.code, message: e.message },
         ErrorClass::Transient if policy.exhausted(attempt) => Outcome::Finished {
@@ -104,10 +103,8 @@ pub fn failure(ctx: &Context, attempt: i32, e: ApiError, now: DateTime<Utc>) -> 
             code: e.code,
             message: format!("gave up after {attempt} attempts; last error: {}", e.message),
         },
-        ErrorClass::Transient => {
-            Outcome::Retry { at: now + wait(attempt), code: e.code, message: e.message, refund: false }
-        }
+        ErrorClass::Transient => Outcome::Retry { at: wait(attempt), code: e.code, message: e.message, refund: false },
         // Not the row's fault (no token, or throttled before any request): wait, keep the attempt.
-        ErrorClass::Deferred => Outcome::Retry { at: now + wait(3), code: e.code, message: e.message, refund: true },
+        ErrorClass::Deferred => Outcome::Retry { at: wait(3), code: e.code, message: e.message, refund: true },
     }
 }

@@ -7,6 +7,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::policy::after;
 use super::Context;
 use crate::altinn::wire::InitializeAttachment;
 use crate::altinn::{ApiError, ErrorClass};
@@ -71,12 +72,7 @@ async fn upload(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx
     }
     let content = FileContent::new(ctx.pool.clone(), job.id, job.size);
     match ctx.altinn.upload_attachment(id, &content).await {
-        Ok(_) => {
-            let next = Utc::now() + chrono::Duration::from_std(ctx.settings.retry.backoff.initial).unwrap_or_default();
-            let step =
-                Step { state: "processing", altinn_id: None, next_attempt_at: next, count_attempt: false, error: None };
-            uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
-        }
+        Ok(_) => scanning(ctx, job).await,
         // Whatever happened, the one-shot attachment is spent: start over with a new one.
         Err(e) => retry(ctx, job, "pending", Some(None), e).await,
     }
@@ -91,14 +87,16 @@ async fn check(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx:
             uploads::finish_upload(&ctx.pool, job, Err((&code, &text))).await.map(drop)
         }
         // Still scanning: read again later without using an attempt.
-        Ok(_) => {
-            let next = Utc::now() + chrono::Duration::from_std(ctx.settings.retry.backoff.initial).unwrap_or_default();
-            let step =
-                Step { state: "processing", altinn_id: None, next_attempt_at: next, count_attempt: false, error: None };
-            uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
-        }
+        Ok(_) => scanning(ctx, job).await,
         Err(e) => retry(ctx, job, "processing", None, e).await,
     }
+}
+
+/// Uploaded, the malware scan running: read its status after the first retry delay.
+async fn scanning(ctx: &Context, job: &ClaimedUpload) -> Result<(), sqlx::Error> {
+    let next = after(Utc::now(), ctx.settings.retry.backoff.initial);
+    let step = Step { state: "processing", altinn_id: None, next_attempt_at: next, count_attempt: false, error: None };
+    uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
 }
 
 /// The upload's own retry, by the same policy as sends: permanent errors and exhausted
@@ -119,7 +117,7 @@ async fn retry(
     let step = Step {
         state,
         altinn_id,
-        next_attempt_at: Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+        next_attempt_at: after(Utc::now(), wait),
         count_attempt: e.class == ErrorClass::Transient,
         error: Some((&e.code, &e.message)),
     };
