@@ -3,11 +3,12 @@
 
 mod error;
 mod form;
+mod gate;
 pub mod wire;
 
 pub use error::{ApiError, ErrorClass, Problem};
+use gate::{Closed, Gate, Health};
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
@@ -18,10 +19,6 @@ use uuid::Uuid;
 use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
 use crate::outbox::FileContent;
 use wire::{AttachmentOverview, Details, IdList, InitializeAttachment, InitializeRequest, InitializeResponse};
-
-/// The longest Retry-After we obey as given; a larger value is capped so that a gateway's
-/// mistake cannot park the queue for hours.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// Base path of the Correspondence API under the platform URL.
 const API_PATH: &str = "/correspondence/api/v1";
@@ -34,9 +31,9 @@ pub struct AltinnClient {
     subscription_key: Option<String>,
     /// Whole-request timeout of a request that carries files (the client's own is for the rest).
     upload_timeout: Duration,
-    /// No request before this instant: Altinn (or its gateway) answered 429 with Retry-After,
-    /// and the wait applies to every row, not only the one that was told.
-    not_before: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Holds every request back while Altinn throttles us or looks down: a 429's wait
+    /// applies to every row, not only the one that was told.
+    gate: Gate,
 }
 
 /// One file of the multipart request; its name matches the metadata's `fileName`.
@@ -70,7 +67,7 @@ impl AltinnClient {
             tokens,
             subscription_key: subscription_key.filter(|k| !k.trim().is_empty()),
             upload_timeout,
-            not_before: Arc::default(),
+            gate: Gate::default(),
         }
     }
 
@@ -161,25 +158,44 @@ impl AltinnClient {
     /// Sends with a token; a 401 drops the cached token and retries once with a fresh one,
     /// because Altinn validates token lifetime with zero clock skew.
     async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<bytes::Bytes, ApiError> {
-        self.check_throttle()?;
-        let mut token = self.token().await?;
-        let mut response = self.attempt(&build, &token).await?;
+        let pass = self.gate.enter(Instant::now()).map_err(closed)?;
+        let (status, retry_after, body) = match self.answer(&build).await {
+            Ok(answer) => answer,
+            // Nothing was sent: says nothing about Altinn (a probe's pass is freed on drop).
+            Err(NoAnswer::NoToken(e)) => return Err(e),
+            Err(NoAnswer::Lost(e)) => {
+                pass.record(Health::Down);
+                return Err(e);
+            }
+        };
+        pass.record(match status {
+            s if s.is_server_error() => Health::Down,
+            StatusCode::TOO_MANY_REQUESTS => Health::Throttled(retry_after.unwrap_or(Duration::from_secs(1))),
+            _ => Health::Up,
+        });
+        if status == StatusCode::OK {
+            return Ok(body);
+        }
+        Err(ApiError::from_response(status.as_u16(), retry_after, &body))
+    }
+
+    /// One request with a token (two after a 401), its body read completely.
+    async fn answer(
+        &self,
+        build: &impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<(StatusCode, Option<Duration>, bytes::Bytes), NoAnswer> {
+        let mut token = self.token().await.map_err(NoAnswer::NoToken)?;
+        let mut response = self.attempt(build, &token).await.map_err(NoAnswer::Lost)?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate(&token);
-            token = self.token().await?;
-            response = self.attempt(&build, &token).await?;
+            token = self.token().await.map_err(NoAnswer::NoToken)?;
+            response = self.attempt(build, &token).await.map_err(NoAnswer::Lost)?;
         }
         let status = response.status();
         let retry_after = retry_after(response.headers());
         // A body that cannot be read completely is a lost response, whatever the status said.
-        let body = response.bytes().await.map_err(|e| ApiError::from_transport(&e))?;
-        if status == StatusCode::OK {
-            return Ok(body);
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            self.throttle(retry_after.unwrap_or(Duration::from_secs(1)));
-        }
-        Err(ApiError::from_response(status.as_u16(), retry_after, &body))
+        let body = response.bytes().await.map_err(|e| NoAnswer::Lost(ApiError::from_transport(&e)))?;
+        Ok((status, retry_after, body))
     }
 
     async fn attempt(
@@ -198,33 +214,41 @@ impl AltinnClient {
         self.tokens.token().await.map_err(|e| token_error(&e))
     }
 
-    fn check_throttle(&self) -> Result<(), ApiError> {
-        let guard = self.not_before.lock().expect("throttle lock");
-        match *guard {
-            Some(until) if until > Instant::now() => {
-                let mut e =
-                    ApiError::transient("throttled", "Altinn asked us to wait (429 Retry-After); no request was made");
-                e.class = ErrorClass::Deferred;
-                e.retry_after = Some(until - Instant::now());
-                Err(e)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn throttle(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(MAX_RETRY_AFTER);
-        let mut guard = self.not_before.lock().expect("throttle lock");
-        if guard.is_none_or(|t| t < until) {
-            *guard = Some(until);
-        }
-    }
-
-    /// How long every request must still wait because of a 429 (zero when none).
+    /// How long every request must still wait (a 429's Retry-After, or a pause while
+    /// Altinn looks down); zero when requests may go.
     pub fn throttled_for(&self) -> Duration {
-        let guard = self.not_before.lock().expect("throttle lock");
-        guard.map(|t| t.saturating_duration_since(Instant::now())).unwrap_or_default()
+        self.gate.wait(Instant::now())
     }
+
+    /// How many requests may start now: one at a time while Altinn looks down.
+    pub fn room(&self) -> usize {
+        self.gate.room()
+    }
+
+    /// True while Altinn looks down (several requests in a row had no real answer).
+    pub fn looks_down(&self) -> bool {
+        self.gate.outage()
+    }
+}
+
+/// Why a request has no answer: no token (nothing was sent), or the answer was lost.
+enum NoAnswer {
+    NoToken(ApiError),
+    Lost(ApiError),
+}
+
+/// A request held back by the gate was never sent: the row waits without using an attempt.
+fn closed(why: Closed) -> ApiError {
+    let (wait, mut e) = match why {
+        Closed::Throttled(wait) => {
+            (wait, ApiError::deferred("throttled", "Altinn asked us to wait (429 Retry-After); no request was made"))
+        }
+        Closed::Outage(wait) => {
+            (wait, ApiError::deferred("altinn_down", "Altinn looks down; held back while it is probed"))
+        }
+    };
+    e.retry_after = Some(wait);
+    e
 }
 
 /// A token that cannot be had never fails a row: the row waits (Deferred) without using

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tracing::{info, warn, Instrument};
 use uuid::Uuid;
 
-use crate::altinn::AltinnClient;
+use crate::altinn::{AltinnClient, ApiError};
 use crate::compose;
 use crate::outbox::uploads::ClaimedUpload;
 use crate::outbox::{self, ClaimedPoll, ClaimedSend, Outcome, WriteBack};
@@ -63,6 +63,27 @@ impl Job {
             Job::Send(s, _) => Some((s.delivery_id, s.lease_no)),
             Job::Poll(p) => Some((p.delivery_id, p.lease_no)),
             Job::Upload(_) => None,
+        }
+    }
+
+    /// How long the job may take: its lease less a tenth, so that the result is written
+    /// back (or the work abandoned) before the lease can pass to another worker.
+    fn budget(&self, s: &Settings) -> Duration {
+        let lease = match self {
+            Job::Send(send, _) if send.message.attachment_count > 0 => s.upload_lease,
+            _ => s.lease,
+        };
+        lease - lease / 10
+    }
+
+    /// The outcome of a job that ran out of its budget: like a timeout, retried with the
+    /// same idempotency key (Altinn may have committed it).
+    fn overran(&self, ctx: &Context) -> Outcome {
+        let e = ApiError::transient("timeout", "no answer before the row's lease ran out");
+        match self {
+            Job::Send(send, _) => send::failure(ctx, send.attempts, e, chrono::Utc::now()),
+            Job::Poll(poll) => poll::read_failed(poll, &ctx.settings.status, e, chrono::Utc::now()),
+            Job::Upload(_) => unreachable!("uploads bound their own requests"),
         }
     }
 }
@@ -118,10 +139,17 @@ pub async fn process(ctx: &Context, job: Job) -> Option<WriteBack> {
     };
     let span = tracing::info_span!("delivery", delivery_id, lease_no);
     let outcome = async {
-        let outcome = match &job {
-            Job::Send(send, key) => send::send_one(ctx, send, *key).await,
-            Job::Poll(poll) => poll::poll_one(ctx, poll).await,
-            Job::Upload(_) => unreachable!("handled above"),
+        let work = async {
+            match &job {
+                Job::Send(send, key) => send::send_one(ctx, send, *key).await,
+                Job::Poll(poll) => poll::poll_one(ctx, poll).await,
+                Job::Upload(_) => unreachable!("handled above"),
+            }
+        };
+        // Never work on a row past its lease: another worker may own it by then.
+        let outcome = match tokio::time::timeout(job.budget(&ctx.settings), work).await {
+            Ok(outcome) => outcome,
+            Err(_) => job.overran(ctx),
         };
         log_outcome(&job, &outcome);
         outcome

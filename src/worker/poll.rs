@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::altinn::wire::{status_value, Details, Notification, RecipientStatus};
-use crate::altinn::ErrorClass;
+use crate::altinn::{ApiError, ErrorClass};
 use crate::config::FollowUntil;
 use crate::outbox::{ClaimedPoll, Outcome, PollUpdate};
 use crate::worker::policy::{after, StatusPolicy};
@@ -15,18 +15,27 @@ pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
     let policy = &ctx.settings.status;
     let update = match ctx.altinn.details(job.correspondence_id).await {
         Ok(details) => assess(&details, job, policy, now),
-        Err(e) if e.class == ErrorClass::Permanent => PollUpdate {
+        Err(e) => return read_failed(job, policy, e, now),
+    };
+    Outcome::Polled(Box::new(update))
+}
+
+/// A status read that failed: the read failed, not the delivery, unless it can never succeed.
+pub fn read_failed(job: &ClaimedPoll, policy: &StatusPolicy, e: ApiError, now: DateTime<Utc>) -> Outcome {
+    let update = if e.class == ErrorClass::Permanent {
+        PollUpdate {
             state: "failed",
             error: Some((e.code, format!("reading the status failed: {}", e.message))),
             ..PollUpdate::default()
-        },
-        // The read failed, not the delivery: keep its state and read again later.
-        Err(e) => PollUpdate {
+        }
+    } else {
+        // Keep the delivery's state and read again later.
+        PollUpdate {
             state: state_name(&job.state),
             next_poll_at: Some(after(now, policy.interval(job.polls + 1).max(e.retry_after.unwrap_or_default()))),
             error: Some((e.code, format!("reading the status failed: {}", e.message))),
             ..PollUpdate::default()
-        },
+        }
     };
     Outcome::Polled(Box::new(update))
 }

@@ -92,7 +92,7 @@ impl InFlight {
             let free = self.permits.available_permits();
             let throttled = self.ctx.altinn.throttled_for();
             if free > 0 && throttled.is_zero() {
-                return Some(free);
+                return Some(free.min(self.ctx.altinn.room()));
             }
             let permit_freed = self.permits.clone().acquire_owned();
             tokio::select! {

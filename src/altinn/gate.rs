@@ -1,0 +1,270 @@
+//! The gate in front of every Altinn request: holds requests back while Altinn throttles
+//! us (429 with Retry-After) or looks down (several requests in a row failed with a 5xx,
+//! a timeout or no answer at all).
+//!
+//! Without it an outage costs one request per row per retry, and a backlog of thousands
+//! turns into a stream of doomed requests against a service that is already struggling.
+//! With it, once Altinn looks down, requests wait with doubling pauses and then go one at
+//! a time (a probe) until one gets a real answer. Rows held back by the gate are deferred
+//! without using an attempt: they were never sent.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The longest Retry-After we obey as given; a larger value is capped so that a gateway's
+/// mistake cannot park the queue for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Failures in a row that make Altinn look down. One 503 is noise; five in a row, with
+/// nothing succeeding in between, is an outage (random failures of 20 % reach it with a
+/// chance of 1 in 3,000).
+const OUTAGE_AFTER_FAILURES: u32 = 5;
+/// The first pause once Altinn looks down; it doubles with every failed probe.
+const OUTAGE_FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The longest pause between probes: also the longest delay between Altinn's recovery and
+/// the queue moving again.
+const OUTAGE_MAX_PAUSE: Duration = Duration::from_secs(15);
+/// How often the loop looks again while a probe is out (it ends in at most a request timeout).
+const PROBE_POLL: Duration = Duration::from_millis(50);
+
+/// What a request's answer says about Altinn's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// A real answer (2xx or 4xx): Altinn is up.
+    Up,
+    /// A 5xx, a timeout or no answer.
+    Down,
+    /// 429: wait this long before any request.
+    Throttled(Duration),
+}
+
+/// Why a request may not go now, and for how long at least.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    Throttled(Duration),
+    Outage(Duration),
+}
+
+#[derive(Default)]
+struct State {
+    throttled_until: Option<Instant>,
+    outage_until: Option<Instant>,
+    failures_in_row: u32,
+    /// Pauses since the outage began: each failed probe doubles the next.
+    pauses: u32,
+    probe_out: bool,
+}
+
+impl State {
+    fn looks_down(&self) -> bool {
+        self.failures_in_row >= OUTAGE_AFTER_FAILURES
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Gate(Arc<Mutex<State>>);
+
+/// Permission for one request; reports its answer with [`Pass::record`]. A probe dropped
+/// unanswered (its row's deadline came first) frees the way for the next probe.
+pub struct Pass {
+    gate: Gate,
+    probe: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every write leaves the state consistent, so a panic elsewhere cannot corrupt it.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A pass for one request now, or why not.
+    pub fn enter(&self, now: Instant) -> Result<Pass, Closed> {
+        let mut s = self.lock();
+        if let Some(until) = s.throttled_until.filter(|t| *t > now) {
+            return Err(Closed::Throttled(until - now));
+        }
+        if let Some(until) = s.outage_until.filter(|t| *t > now) {
+            return Err(Closed::Outage(until - now));
+        }
+        if !s.looks_down() {
+            return Ok(Pass { gate: self.clone(), probe: false });
+        }
+        if s.probe_out {
+            return Err(Closed::Outage(PROBE_POLL));
+        }
+        s.probe_out = true;
+        Ok(Pass { gate: self.clone(), probe: true })
+    }
+
+    /// How long before any request may go (zero when one may go now).
+    pub fn wait(&self, now: Instant) -> Duration {
+        let s = self.lock();
+        let remaining = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now)).unwrap_or_default();
+        let probe_wait = if s.looks_down() && s.probe_out { PROBE_POLL } else { Duration::ZERO };
+        remaining(s.throttled_until).max(remaining(s.outage_until)).max(probe_wait)
+    }
+
+    /// How many requests may start now: one (the probe) while Altinn looks down.
+    pub fn room(&self) -> usize {
+        if self.lock().looks_down() {
+            1
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// True while Altinn looks down (for readiness and logs).
+    pub fn outage(&self) -> bool {
+        self.lock().looks_down()
+    }
+
+    fn record(&self, health: Health, probe: bool, now: Instant) {
+        let mut s = self.lock();
+        if probe {
+            s.probe_out = false;
+        }
+        match health {
+            Health::Up => {
+                if s.looks_down() {
+                    tracing::info!("Altinn answers again; requests resume");
+                }
+                s.failures_in_row = 0;
+                s.pauses = 0;
+                s.outage_until = None;
+            }
+            Health::Throttled(wait) => {
+                let until = now + wait.min(MAX_RETRY_AFTER);
+                if s.throttled_until.is_none_or(|t| t < until) {
+                    s.throttled_until = Some(until);
+                }
+            }
+            Health::Down => {
+                s.failures_in_row = s.failures_in_row.saturating_add(1);
+                let opens = s.failures_in_row == OUTAGE_AFTER_FAILURES;
+                if opens {
+                    tracing::warn!(
+                        failures = s.failures_in_row,
+                        "Altinn looks down; holding requests back and probing one at a time"
+                    );
+                }
+                // Stragglers sent before the outage began do not lengthen the pause; the
+                // opening failure and failed probes do.
+                if opens || (probe && s.looks_down()) {
+                    s.outage_until = Some(now + outage_pause(s.pauses));
+                    s.pauses = s.pauses.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+/// The n-th pause of an outage (0 = after the failure that opened it).
+fn outage_pause(n: u32) -> Duration {
+    OUTAGE_FIRST_PAUSE.saturating_mul(2u32.saturating_pow(n.min(16))).min(OUTAGE_MAX_PAUSE)
+}
+
+impl Pass {
+    pub fn record(mut self, health: Health) {
+        self.gate.record(health, self.probe, Instant::now());
+        self.probe = false;
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if self.probe {
+            self.gate.lock().probe_out = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail(gate: &Gate, now: Instant) {
+        gate.enter(now).expect("open").record(Health::Down);
+    }
+
+    #[test]
+    fn a_few_failures_do_not_close_the_gate() {
+        let gate = Gate::default();
+        let now = Instant::now();
+        for _ in 0..OUTAGE_AFTER_FAILURES - 1 {
+            fail(&gate, now);
+        }
+        assert!(gate.enter(now).is_ok());
+        assert_eq!(gate.room(), usize::MAX);
+        gate.enter(now).unwrap().record(Health::Up);
+        fail(&gate, now);
+        assert!(!gate.outage(), "a success in between resets the count");
+    }
+
+    #[test]
+    fn an_outage_pauses_then_lets_one_probe_through() {
+        let gate = Gate::default();
+        let now = Instant::now();
+        for _ in 0..OUTAGE_AFTER_FAILURES {
+            fail(&gate, now);
+        }
+        assert!(gate.outage());
+        // The pause counts from the failure (a moment after `now`).
+        let Err(Closed::Outage(pause)) = gate.enter(now) else { panic!("closed while Altinn looks down") };
+        assert!(pause >= OUTAGE_FIRST_PAUSE && pause < OUTAGE_FIRST_PAUSE * 2, "{pause:?}");
+        assert_eq!(gate.wait(now), pause);
+        assert_eq!(gate.room(), 1);
+
+        // After the pause one probe goes; others wait for it.
+        let later = Instant::now() + OUTAGE_FIRST_PAUSE * 2;
+        let probe = gate.enter(later).expect("the probe");
+        assert!(matches!(gate.enter(later), Err(Closed::Outage(PROBE_POLL))));
+        probe.record(Health::Down);
+        assert!(gate.wait(Instant::now()) > OUTAGE_FIRST_PAUSE, "the pause doubles after a failed probe");
+
+        let much_later = Instant::now() + OUTAGE_MAX_PAUSE;
+        gate.enter(much_later).expect("the next probe").record(Health::Up);
+        assert!(!gate.outage());
+        assert!(gate.enter(much_later).is_ok() && gate.enter(much_later).is_ok(), "open again");
+    }
+
+    #[test]
+    fn requests_sent_before_the_outage_do_not_lengthen_the_pause() {
+        let gate = Gate::default();
+        let now = Instant::now();
+        let in_flight: Vec<Pass> = (0..16).map(|_| gate.enter(now).unwrap()).collect();
+        in_flight.into_iter().for_each(|p| p.record(Health::Down));
+        assert!(gate.outage());
+        assert!(gate.wait(Instant::now()) <= OUTAGE_FIRST_PAUSE);
+    }
+
+    #[test]
+    fn a_dropped_probe_frees_the_way() {
+        let gate = Gate::default();
+        let now = Instant::now();
+        for _ in 0..OUTAGE_AFTER_FAILURES {
+            fail(&gate, now);
+        }
+        let later = now + OUTAGE_MAX_PAUSE;
+        drop(gate.enter(later).expect("probe"));
+        assert!(gate.enter(later).is_ok(), "a probe abandoned by its row does not block the gate");
+    }
+
+    #[test]
+    fn pauses_double_up_to_the_cap() {
+        assert_eq!(outage_pause(0), OUTAGE_FIRST_PAUSE);
+        assert_eq!(outage_pause(1), OUTAGE_FIRST_PAUSE * 2);
+        assert_eq!(outage_pause(10), OUTAGE_MAX_PAUSE);
+        assert_eq!(outage_pause(u32::MAX), OUTAGE_MAX_PAUSE);
+    }
+
+    #[test]
+    fn throttling_holds_every_request_for_the_time_given() {
+        let gate = Gate::default();
+        let now = Instant::now();
+        gate.enter(now).unwrap().record(Health::Throttled(Duration::from_secs(30)));
+        let wait = gate.wait(Instant::now());
+        assert!(wait > Duration::from_secs(29) && wait <= Duration::from_secs(30));
+        assert!(matches!(gate.enter(Instant::now()), Err(Closed::Throttled(_))));
+        gate.enter(Instant::now() + Duration::from_secs(31)).expect("open after the wait");
+        assert!(!gate.outage(), "a 429 is not an outage");
+    }
+}
