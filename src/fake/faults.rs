@@ -19,6 +19,10 @@ use super::problem::{empty, plain_problem};
 use super::state::bump;
 use super::App;
 
+/// How long after a 429 a request may still arrive without breaking the wait: it was sent
+/// concurrently, before the client had the answer.
+const IN_FLIGHT_ALLOWANCE: Duration = Duration::from_millis(100);
+
 /// Which endpoint a rule applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -119,8 +123,9 @@ impl FaultRule {
 #[derive(Default)]
 pub struct Faults {
     rules: Mutex<Vec<FaultRule>>,
-    /// (endpoint of the rule, time before which the client must not come back).
-    retry_after: Mutex<Vec<(Endpoint, Instant)>>,
+    /// (endpoint of the rule, when the 429 was given, time before which the client must
+    /// not come back).
+    retry_after: Mutex<Vec<(Endpoint, Instant, Instant)>>,
     injected: AtomicU64,
 }
 
@@ -159,15 +164,17 @@ impl Faults {
         Some(kind)
     }
 
+    /// A request that arrives within `IN_FLIGHT_ALLOWANCE` of a 429 was sent before the
+    /// client could have read it (concurrent requests on loopback), so it does not count.
     fn arrived_too_early(&self, endpoint: Option<Endpoint>, now: Instant) -> bool {
         let waits = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
-        waits.iter().any(|(e, until)| e.covers(endpoint) && now < *until)
+        waits.iter().any(|(e, given, until)| e.covers(endpoint) && now > *given + IN_FLIGHT_ALLOWANCE && now < *until)
     }
 
-    fn told_to_wait(&self, endpoint: Endpoint, until: Instant) {
+    fn told_to_wait(&self, endpoint: Endpoint, given: Instant, until: Instant) {
         let mut waits = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
-        waits.retain(|(e, _)| *e != endpoint);
-        waits.push((endpoint, until));
+        waits.retain(|(e, _, _)| *e != endpoint);
+        waits.push((endpoint, given, until));
     }
 }
 
@@ -189,7 +196,7 @@ pub(crate) async fn middleware(State(app): State<Arc<App>>, request: Request, ne
         FaultKind::TooManyRequests { retry_after_s } => {
             // The wait binds the endpoint that was answered (every endpoint for other paths).
             let rule_endpoint = endpoint.unwrap_or(Endpoint::Any);
-            app.faults.told_to_wait(rule_endpoint, now + Duration::from_secs(retry_after_s));
+            app.faults.told_to_wait(rule_endpoint, now, now + Duration::from_secs(retry_after_s));
             let mut response = plain_problem(429, "Rate limit is exceeded");
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             response

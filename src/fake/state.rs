@@ -224,6 +224,8 @@ pub(crate) struct Inner {
     pub keys: HashMap<Uuid, Uuid>,
     pub used_jtis: HashSet<String>,
     pub requests: Vec<RequestRecord>,
+    /// Arrival of every JSON initialize request, with its idempotency key.
+    pub initialize_arrivals: Vec<(Option<Uuid>, std::time::Instant)>,
 }
 
 /// Shared state with counters for test assertions.
@@ -314,6 +316,11 @@ impl FakeState {
     pub fn details_calls(&self) -> u64 {
         self.details_calls.load(Ordering::Relaxed)
     }
+    /// Arrival times of JSON initialize requests, by idempotency key.
+    pub fn initialize_arrivals(&self) -> Vec<(Option<Uuid>, std::time::Instant)> {
+        self.lock().initialize_arrivals.clone()
+    }
+
     /// Requests that arrived before the time a 429 told the client to wait for.
     pub fn requests_before_retry_after(&self) -> u64 {
         self.early_retries.load(Ordering::Relaxed)
@@ -392,11 +399,30 @@ pub(crate) async fn record_middleware(State(app): State<Arc<App>>, request: Requ
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     let at = Utc::now();
+    let request = if method == "POST" && path.ends_with("/correspondence/api/v1/correspondence") {
+        note_initialize(&app, request).await
+    } else {
+        request
+    };
     let response = next.run(request).await;
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, "fake answered");
     app.state.lock().requests.push(RequestRecord { method, path, status, at });
     response
+}
+
+/// Records when a JSON initialize request arrived and its key (read from a copy of the
+/// body), before any fault or handler: tests prove from this that no two requests with one
+/// key were ever outstanding together.
+async fn note_initialize(app: &App, request: Request) -> Request {
+    let (parts, body) = request.into_parts();
+    let arrived = std::time::Instant::now();
+    let bytes = axum::body::to_bytes(body, 32 << 20).await.unwrap_or_default();
+    let key = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["idempotentKey"].as_str().and_then(|k| Uuid::parse_str(k).ok()));
+    app.state.lock().initialize_arrivals.push((key, arrived));
+    Request::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 #[cfg(test)]
