@@ -73,6 +73,8 @@ pub fn token_client(config: &Config, key: SigningKey, http: reqwest::Client) -> 
             .map(|k| SecretString::from(k.expose().to_string())),
         grant_lifetime_s: config.maskinporten.grant_lifetime_s,
         refresh_margin_s: config.altinn.token_refresh_margin_s,
+        failure_backoff_first: Duration::from_millis(config.maskinporten.failure_backoff_first_ms),
+        failure_backoff_max: Duration::from_millis(config.maskinporten.failure_backoff_max_ms),
     };
     Ok(TokenClient::new(http, settings, key))
 }

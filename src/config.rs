@@ -108,6 +108,14 @@ pub struct MaskinportenConfig {
     pub token_url: Option<String>,
     /// `exp - iat` of the grant; Maskinporten accepts at most 120 s.
     pub grant_lifetime_s: i64,
+    /// Milliseconds after a failed token refresh during which callers get its error without
+    /// a request, so an outage or a misconfiguration does not have every send spend a grant.
+    /// Doubles per further consecutive failure, up to `failure_backoff_max_ms`; a success
+    /// resets it. Default 1000; 0 turns the cool-down off.
+    pub failure_backoff_first_ms: u64,
+    /// Milliseconds the cool-down grows to at most. Default 60000: a wrong client id is tried
+    /// once a minute, and a recovered Maskinporten is noticed within a minute.
+    pub failure_backoff_max_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -247,6 +255,8 @@ impl Default for MaskinportenConfig {
             token_url: None,
             // Half of Maskinporten's limit leaves room for clock differences either way.
             grant_lifetime_s: 60,
+            failure_backoff_first_ms: 1_000,
+            failure_backoff_max_ms: 60_000,
         }
     }
 }
@@ -390,6 +400,12 @@ impl Config {
         if !(1..=120).contains(&m.grant_lifetime_s) {
             return Err(invalid("maskinporten.grant_lifetime_s", "must be 1 to 120 (Maskinporten's limit)"));
         }
+        if m.failure_backoff_first_ms > m.failure_backoff_max_ms {
+            return Err(invalid(
+                "maskinporten.failure_backoff_first_ms",
+                "must not exceed maskinporten.failure_backoff_max_ms",
+            ));
+        }
         if self.outbox.idempotency_namespace.is_nil() {
             return Err(invalid(
                 "outbox.idempotency_namespace",
@@ -443,6 +459,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("worker.toml");
         let config = Config::load(Some(&path)).expect("worker.toml parses");
         assert_eq!(config.environment, Environment::Tt02);
+        let m = &config.maskinporten;
+        assert_eq!((m.failure_backoff_first_ms, m.failure_backoff_max_ms), (1_000, 60_000));
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database.url") || err.contains("client_id"), "{err}");
     }
@@ -476,6 +494,11 @@ mod tests {
         c.maskinporten.key_jwk_file = None;
         assert!(c.validate().unwrap_err().to_string().contains("maskinporten.key_id"));
         c.maskinporten.key_id = Some("kid".into());
+        c.maskinporten.failure_backoff_first_ms = 60_001;
+        assert!(c.validate().unwrap_err().to_string().contains("maskinporten.failure_backoff_first_ms"));
+        c.maskinporten.failure_backoff_first_ms = 0;
+        c.maskinporten.failure_backoff_max_ms = 0;
+        c.validate().unwrap();
         c.worker.lease_ms = 1_000;
         assert!(c.validate().unwrap_err().to_string().contains("worker.lease_ms"));
         assert_eq!(format!("{:?}", Secret::new("postgres://u:pw@h")), "***");

@@ -565,6 +565,29 @@ async fn the_fake_clock_offset_applies_to_grants_and_tokens_expire_without_skew(
     assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!("")));
 }
 
+/// Every /token answer states the fake's clock in `Date`, as Maskinporten states its own:
+/// refused, injected and successful alike, so clients can learn `clock_offset_s` from it.
+#[tokio::test]
+async fn token_answers_carry_the_fake_clock_in_date() {
+    let behind = FakeServer::start(FakeConfig { clock_offset_s: -30, ..config() }).await;
+    let on_host_clock = grant(&behind, json!({}));
+    let iat = now() - 30;
+    let on_fake_clock = grant(&behind, json!({ "iat": iat, "exp": iat + 60 }));
+    behind.faults().add(FaultRule::times(Endpoint::Token, FaultKind::Status(503), 1));
+    let form = |assertion: &str| {
+        [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string()), ("assertion", assertion.into())]
+    };
+    for (assertion, expected) in [(&on_fake_clock, 503), (&on_host_clock, 400), (&on_fake_clock, 200)] {
+        let url = format!("{}/token", behind.base_url());
+        let response = reqwest::Client::new().post(url).form(&form(assertion)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected);
+        let date = response.headers()["date"].to_str().unwrap().to_string();
+        let stated = httpdate::parse_http_date(&date).unwrap();
+        let stated = chrono::DateTime::<chrono::Utc>::from(stated).timestamp();
+        assert!((stated - (now() - 30)).abs() <= 2, "Date {date} is not the fake's clock ({expected})");
+    }
+}
+
 #[tokio::test]
 async fn an_injected_401_has_an_empty_body() {
     let server = FakeServer::start(config()).await;

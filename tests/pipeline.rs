@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
+use altinn_outbox::fake::{Endpoint, FakeConfig, FaultKind, FaultRule};
 use altinn_outbox::worker;
 use chrono::{DateTime, Utc};
 use common::{TestApp, ORG, RESOURCE};
@@ -81,6 +81,20 @@ async fn many_sends_use_one_grant_and_one_exchange() {
     assert_eq!(app.initialize_requests(), 40);
     assert_eq!(app.fake.state().grants_accepted(), 1);
     assert_eq!(app.fake.state().exchanges(), 1);
+}
+
+/// The reliability scenario of a host clock 30 s ahead of Maskinporten's (which accepts
+/// `iat` within ±10 s): the first grant is refused, the token client learns the offset from
+/// the answer's `Date` and the second grant gets the one token every send shares.
+#[tokio::test]
+async fn a_host_clock_30_s_ahead_of_maskinporten_costs_one_refused_grant() {
+    let app = TestApp::with(FakeConfig { clock_offset_s: -30, ..common::fake_config() }, |_| {}).await;
+    app.insert_many(20).await;
+    app.drain().await;
+    assert_eq!(app.count_in("awaiting_status").await + app.count_in("delivered").await, 20);
+    assert_eq!(app.initialize_requests(), 20);
+    let fake = app.fake.state();
+    assert_eq!((fake.grants_rejected(), fake.grants_accepted(), fake.exchanges()), (1, 1, 1));
 }
 
 #[tokio::test]

@@ -37,8 +37,12 @@ mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use axum::middleware::from_fn_with_state;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -83,7 +87,8 @@ pub struct FakeConfig {
     pub maskinporten_token_lifetime_s: i64,
     /// Lifetime of Altinn tokens; 30 min is `JwtValidityMinutes` in altinn-authentication.
     pub altinn_token_lifetime_s: i64,
-    /// The fake's clock minus the host clock, for clock-skew tests. Default 0.
+    /// The fake's clock minus the host clock, for clock-skew tests; every answer states the
+    /// fake's clock in `Date`, as Maskinporten states its own. Default 0.
     pub clock_offset_s: i64,
     /// When set, every Altinn call must carry it as `Ocp-Apim-Subscription-Key` (401 otherwise).
     pub subscription_key: Option<String>,
@@ -174,7 +179,20 @@ fn router(app: Arc<App>) -> Router {
         // faults run before any handler or auth check, like a gateway in front.
         .layer(from_fn_with_state(app.clone(), faults::middleware))
         .layer(from_fn_with_state(app.clone(), state::record_middleware))
+        .layer(from_fn_with_state(app.clone(), date_middleware))
         .with_state(app)
+}
+
+/// Sets `Date` from the fake's clock on every answer, faulted ones included, as the real
+/// servers state their own clocks; otherwise hyper would add the host's time and
+/// `clock_offset_s` would be invisible to clients that learn the offset from `Date`.
+async fn date_middleware(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let date = httpdate::fmt_http_date(SystemTime::from(app.now()));
+    if let Ok(value) = HeaderValue::from_str(&date) {
+        response.headers_mut().insert(header::DATE, value);
+    }
+    response
 }
 
 /// Serves the fake on `listener` until `shutdown` is cancelled.

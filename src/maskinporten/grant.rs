@@ -33,8 +33,10 @@ pub struct GrantClaims {
 /// - `scope` is the space-separated scope list; every scope must be registered on the
 ///   client, and `altinn:serviceowner` must be among them for the exchange to add
 ///   `urn:altinn:org`.
-/// - `iat` is now: Maskinporten accepts it within ±10 s of its own clock, so the host
-///   needs NTP rather than a back-dated claim.
+/// - `iat` is `now_unix`, which the caller passes as Maskinporten's clock, not blindly the
+///   host's: Maskinporten accepts `iat` only within ±10 s of its own clock, so the token
+///   client adds the offset it learned from Maskinporten's `Date` header (see
+///   [`super::clock`]). That keeps sends going while the host's NTP is being fixed.
 /// - `exp` is `iat + lifetime_s`, with the lifetime clamped to `1..=120` s because
 ///   Maskinporten rejects longer grants and a grant is only used once, immediately.
 /// - `jti` is fresh for every request: Maskinporten refuses a reused grant (MP-012), so

@@ -4,48 +4,43 @@
 //! trades that at Altinn's exchange endpoint for the Altinn token, which is cached until
 //! its own `exp` minus a margin (Correspondence checks lifetimes with zero clock skew).
 //! Failures are classified once, in [`super::error`]: [`TokenError::Unavailable`] is worth
-//! retrying, [`TokenError::Rejected`] is a configuration problem for an operator. Tokens
-//! and grants are secrets: they never appear in errors, logs or `Debug` output.
+//! retrying, [`TokenError::Rejected`] is a configuration problem for an operator. After a
+//! failure callers get that error without a request for a cool-down ([`super::health`]),
+//! and [`TokenClient::status`] reports how refreshes are going. Grants are signed on
+//! Maskinporten's clock as learned from its `Date` header ([`super::clock`]), and a grant
+//! refused as skewed is re-signed once with the corrected `iat`. Tokens and grants are
+//! secrets: they never appear in errors, logs or `Debug` output.
 
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::{alphabet, Engine};
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::header::{HeaderValue, ACCEPT};
 use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use tokio::time::Instant;
 use url::Url;
 use uuid::Uuid;
 
+pub use super::altinn_token::AltinnToken;
 pub use super::error::{Step, TokenError};
 
+use super::altinn_token::{access_token, exchanged_token};
+use super::clock::{blame_skew, measured_offset_s, server_date, suggests_skew, ClockOffset};
 use super::error::{classify_exchange_failure, classify_maskinporten_failure, transport_error};
 use super::grant::{grant_claims, sign_grant};
+use super::health::{AuthStatus, FailureBackoff, Health};
 use super::key::SigningKey;
 
 /// Per-request timeout for both the grant and the exchange. Both answer in well under a
 /// second when healthy; ten seconds rides out a slow moment without stalling a batch for
 /// long, and a timeout is retried like any other unavailability.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Cache lifetime for an exchanged token whose `exp` we cannot read. The token is
-/// officially opaque; a minute keeps refreshes rare without risking an expired token.
-const FALLBACK_TOKEN_LIFETIME_S: i64 = 60;
 /// The OAuth JWT-bearer grant type (RFC 7523), the only one Maskinporten offers here.
 const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Azure API Management's key header; obsolete for service owners, sent only if set.
 const SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
-/// JWT segments are base64url without padding; tolerate padding from odd issuers.
-const JWT_SEGMENT: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 /// Where to get tokens and how; built by the config module.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
@@ -65,47 +60,10 @@ pub struct TokenSettings {
     pub grant_lifetime_s: i64,
     /// Refresh this many seconds before the Altinn token's `exp`.
     pub refresh_margin_s: i64,
-}
-
-/// An Altinn token: cheap to clone, printed as `AltinnToken(***)`.
-#[derive(Clone)]
-pub struct AltinnToken(Arc<TokenInner>);
-
-struct TokenInner {
-    jwt: SecretString,
-    expires_at: DateTime<Utc>,
-}
-
-impl AltinnToken {
-    fn new(jwt: String, expires_at: DateTime<Utc>) -> Self {
-        AltinnToken(Arc::new(TokenInner { jwt: jwt.into(), expires_at }))
-    }
-
-    /// The bearer value; only for the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        self.0.jwt.expose_secret()
-    }
-
-    /// The token's own `exp`, or a minute after it was fetched when it has none.
-    pub fn expires_at(&self) -> DateTime<Utc> {
-        self.0.expires_at
-    }
-
-    /// Whether the token may still be handed out at `now`, leaving `margin_s` for the
-    /// request to reach Altinn, which tolerates no clock skew.
-    pub fn is_fresh(&self, now: DateTime<Utc>, margin_s: i64) -> bool {
-        now + TimeDelta::seconds(margin_s) < self.0.expires_at
-    }
-
-    fn same_as(&self, other: &AltinnToken) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl fmt::Debug for AltinnToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AltinnToken(***)")
-    }
+    /// Cool-down after the first of consecutive failed refreshes; zero for none.
+    pub failure_backoff_first: Duration,
+    /// The cool-down doubles per further failure up to this.
+    pub failure_backoff_max: Duration,
 }
 
 /// Hands out the cached Altinn token and refreshes it, one refresh at a time.
@@ -125,6 +83,8 @@ struct Inner {
     refresh: tokio::sync::Mutex<()>,
     grants_issued: AtomicU64,
     exchanges: AtomicU64,
+    /// Maskinporten's clock minus ours, learned from its answers.
+    clock: ClockOffset,
 }
 
 #[derive(Default)]
@@ -133,7 +93,16 @@ struct Cache {
     /// Bumped by every refresh attempt, so callers that waited for the refresh lock can
     /// tell that one finished meanwhile and share its outcome.
     generation: u64,
-    last_error: Option<TokenError>,
+    /// The last refresh's error, the cool-down and the status.
+    health: Health,
+}
+
+/// One answer: its status, its body and the server's clock if it stated one.
+struct Reply {
+    status: StatusCode,
+    body: bytes::Bytes,
+    /// Server clock minus host clock when the answer arrived, from its `Date` header.
+    measured_offset_s: Option<i64>,
 }
 
 impl TokenClient {
@@ -157,50 +126,82 @@ impl TokenClient {
             refresh: tokio::sync::Mutex::new(()),
             grants_issued: AtomicU64::new(0),
             exchanges: AtomicU64::new(0),
+            clock: ClockOffset::default(),
         };
         TokenClient { inner: Arc::new(inner) }
     }
 
     /// The cached token if it is valid for more than the margin, else a fresh one.
     /// Callers that waited while another refreshed get that refresh's result, token or
-    /// error, so a stampede of callers costs one grant.
+    /// error, so a stampede of callers costs one grant; within the cool-down after a
+    /// failed refresh, callers get its error without any request.
     pub async fn token(&self) -> Result<AltinnToken, TokenError> {
         let margin = self.inner.settings.refresh_margin_s;
         let seen_generation = {
             let cache = self.lock_cache();
-            match &cache.current {
-                Some(token) if token.is_fresh(Utc::now(), margin) => return Ok(token.clone()),
-                _ => cache.generation,
+            if let Some(token) = cache.current.as_ref().filter(|t| t.is_fresh(self.server_now(), margin)) {
+                return Ok(token.clone());
             }
+            if let Some(error) = cache.health.cooling_error(Instant::now()) {
+                return Err(error.clone());
+            }
+            cache.generation
         };
         let _refreshing = self.inner.refresh.lock().await;
-        {
-            let cache = self.lock_cache();
-            if cache.generation != seen_generation {
-                if let Some(error) = &cache.last_error {
-                    return Err(error.clone());
-                }
-            }
-            // Even a token inside the margin is fine for a waiter if it was just
-            // fetched: refreshing again would return one no fresher.
-            if let Some(token) = &cache.current {
-                let usable_margin = if cache.generation != seen_generation { 0 } else { margin };
-                if token.is_fresh(Utc::now(), usable_margin) {
-                    return Ok(token.clone());
-                }
-            }
+        if let Some(outcome) = self.outcome_since(seen_generation, margin) {
+            return outcome;
         }
         let result = self.refresh().await;
-        let mut cache = self.lock_cache();
-        cache.generation += 1;
-        match &result {
-            Ok(token) => {
-                cache.current = Some(token.clone());
-                cache.last_error = None;
-            }
-            Err(error) => cache.last_error = Some(error.clone()),
-        }
+        self.record(&result);
         result
+    }
+
+    /// For a caller that waited for the refresh lock: the outcome of a refresh that
+    /// finished meanwhile, or a token still fresh enough, if there is one.
+    fn outcome_since(&self, seen_generation: u64, margin: i64) -> Option<Result<AltinnToken, TokenError>> {
+        let cache = self.lock_cache();
+        let refreshed_meanwhile = cache.generation != seen_generation;
+        if refreshed_meanwhile {
+            if let Some(error) = cache.health.last_error() {
+                return Some(Err(error.clone()));
+            }
+        }
+        // Even a token inside the margin is fine for a waiter if it was just fetched:
+        // refreshing again would return one no fresher.
+        let usable_margin = if refreshed_meanwhile { 0 } else { margin };
+        let token = cache.current.as_ref().filter(|t| t.is_fresh(self.server_now(), usable_margin))?;
+        Some(Ok(token.clone()))
+    }
+
+    /// Stores a refresh's outcome for the callers after it, and logs what changed.
+    fn record(&self, result: &Result<AltinnToken, TokenError>) {
+        let s = &self.inner.settings;
+        let backoff = FailureBackoff { first: s.failure_backoff_first, max: s.failure_backoff_max };
+        let change = {
+            let mut cache = self.lock_cache();
+            cache.generation += 1;
+            match result {
+                Ok(token) => {
+                    cache.current = Some(token.clone());
+                    cache.health.succeeded(token.expires_at())
+                }
+                Err(error) => cache.health.failed(error, (Utc::now(), Instant::now()), backoff),
+            }
+        };
+        if let Some(change) = change {
+            change.log(self.inner.key.kid());
+        }
+    }
+
+    /// How long callers still get the last refresh's error without a request: zero unless
+    /// a refresh failed within its cool-down. The daemon's loop claims no rows meanwhile.
+    pub fn cooling_down_for(&self) -> Duration {
+        self.lock_cache().health.cooling_down_for(Instant::now())
+    }
+
+    /// How refreshes are going, for health reporting.
+    pub fn status(&self) -> AuthStatus {
+        self.lock_cache().health.status()
     }
 
     /// Drops the cached token after Altinn rejected `rejected`, unless it has already
@@ -233,7 +234,7 @@ impl TokenClient {
         tracing::debug!(%kid, "refreshing altinn token");
         let maskinporten_token = self.maskinporten_token().await?;
         let token = self.exchange(&maskinporten_token).await?;
-        let lifetime_s = (token.expires_at() - Utc::now()).num_seconds();
+        let lifetime_s = (token.expires_at() - self.server_now()).num_seconds();
         if lifetime_s <= self.inner.settings.refresh_margin_s {
             tracing::warn!(%kid, lifetime_s, margin_s = self.inner.settings.refresh_margin_s,
                 "altinn token lives no longer than the refresh margin; every call will refresh");
@@ -243,8 +244,9 @@ impl TokenClient {
         Ok(token)
     }
 
-    /// Signs a new grant. The `jti` is a fresh v4 UUID because it is a grant id that
-    /// Maskinporten refuses to see twice (MP-012), not an idempotency key.
+    /// Signs a new grant issued at `now`, which is Maskinporten's clock as far as we know
+    /// it ([`TokenClient::server_now`]). The `jti` is a fresh v4 UUID because it is a grant
+    /// id that Maskinporten refuses to see twice (MP-012), not an idempotency key.
     fn build_grant(&self, now: DateTime<Utc>) -> Result<String, TokenError> {
         let s = &self.inner.settings;
         let claims =
@@ -256,8 +258,37 @@ impl TokenClient {
         })
     }
 
+    /// Maskinporten's clock as well as we know it: the host clock plus the learned offset.
+    /// Grants are signed on it, and tokens' `exp` (set by the servers) is compared with it.
+    fn server_now(&self) -> DateTime<Utc> {
+        Utc::now() + TimeDelta::seconds(self.inner.clock.get_s())
+    }
+
+    /// A Maskinporten token. A grant refused as skewed is signed again, once, when its
+    /// answer taught us a different offset; a refusal that still looks like skew says so.
     async fn maskinporten_token(&self) -> Result<SecretString, TokenError> {
-        let grant = self.build_grant(Utc::now())?;
+        let offset_used = self.inner.clock.get_s();
+        let (result, measured) = self.request_token().await;
+        let error = match result {
+            Ok(token) => return Ok(token),
+            Err(error) if suggests_skew(&error, measured) => error,
+            Err(error) => return Err(error),
+        };
+        let corrected = self.inner.clock.get_s();
+        if corrected == offset_used {
+            return Err(blame_skew(error, measured));
+        }
+        tracing::debug!(kid = %self.inner.key.kid(), offset_s = corrected, "grant refused as skewed; signing one with a corrected iat");
+        let (result, measured) = self.request_token().await;
+        result.map_err(|e| if suggests_skew(&e, measured) { blame_skew(e, measured) } else { e })
+    }
+
+    /// One grant at Maskinporten, and the clock offset its answer showed, if any.
+    async fn request_token(&self) -> (Result<SecretString, TokenError>, Option<i64>) {
+        let grant = match self.build_grant(self.server_now()) {
+            Ok(grant) => grant,
+            Err(error) => return (Err(error), None),
+        };
         self.inner.grants_issued.fetch_add(1, Ordering::Relaxed);
         let form = [("grant_type", JWT_BEARER_GRANT_TYPE), ("assertion", grant.as_str())];
         let request = self
@@ -267,15 +298,23 @@ impl TokenClient {
             .timeout(self.inner.request_timeout)
             .header(ACCEPT, "application/json")
             .form(&form);
-        let (status, body) = send(request, Step::Maskinporten).await?;
-        if !status.is_success() {
-            return Err(classify_maskinporten_failure(status, &body));
+        let reply = match send(request, Step::Maskinporten).await {
+            Ok(reply) => reply,
+            Err(error) => return (Err(error), None),
+        };
+        let measured = reply.measured_offset_s;
+        if let Some(offset_s) = measured {
+            self.inner.clock.learn(offset_s);
         }
-        access_token(&body).ok_or_else(|| TokenError::Unavailable {
+        if !reply.status.is_success() {
+            return (Err(classify_maskinporten_failure(reply.status, &reply.body)), measured);
+        }
+        let token = access_token(&reply.body).ok_or_else(|| TokenError::Unavailable {
             step: Step::Maskinporten,
             status: None,
             message: "token response has no access_token".to_string(),
-        })
+        });
+        (token, measured)
     }
 
     async fn exchange(&self, maskinporten_token: &SecretString) -> Result<AltinnToken, TokenError> {
@@ -291,12 +330,12 @@ impl TokenClient {
         if let Some(key) = self.subscription_key()? {
             request = request.header(SUBSCRIPTION_KEY_HEADER, key);
         }
-        let (status, body) = send(request, Step::Exchange).await?;
-        if !status.is_success() {
-            return Err(classify_exchange_failure(status));
+        let reply = send(request, Step::Exchange).await?;
+        if !reply.status.is_success() {
+            return Err(classify_exchange_failure(reply.status));
         }
-        let text = String::from_utf8_lossy(&body);
-        exchanged_token(&text, Utc::now()).ok_or_else(|| TokenError::Unavailable {
+        let text = String::from_utf8_lossy(&reply.body);
+        exchanged_token(&text, self.server_now()).ok_or_else(|| TokenError::Unavailable {
             step: Step::Exchange,
             status: None,
             message: "exchange answered with an empty body".to_string(),
@@ -322,41 +361,13 @@ impl TokenClient {
 }
 
 /// Sends a request and reads its body; transport failures are always retryable.
-async fn send(request: reqwest::RequestBuilder, step: Step) -> Result<(StatusCode, bytes::Bytes), TokenError> {
+async fn send(request: reqwest::RequestBuilder, step: Step) -> Result<Reply, TokenError> {
     let response: Response = request.send().await.map_err(|e| transport_error(step, &e))?;
+    // Read the host clock as the answer arrives, the moment closest to the server's Date.
+    let measured_offset_s = server_date(response.headers()).map(|date| measured_offset_s(date, Utc::now()));
     let status = response.status();
     let body = response.bytes().await.map_err(|e| transport_error(step, &e))?;
-    Ok((status, body))
-}
-
-/// The `access_token` of a token response. The other members (`token_type`,
-/// `expires_in`, `scope`) are optional: Maskinporten calls `scope` "for convenience".
-fn access_token(body: &[u8]) -> Option<SecretString> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let token = value.get("access_token")?.as_str()?.trim();
-    (!token.is_empty()).then(|| SecretString::from(token.to_string()))
-}
-
-/// The exchanged token from the exchange's body: raw text, or a JSON-quoted string if a
-/// proxy negotiated JSON. Expires at its `exp`, or a minute from `now` without one.
-fn exchanged_token(body: &str, now: DateTime<Utc>) -> Option<AltinnToken> {
-    let trimmed = body.trim();
-    let unquoted = trimmed.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(trimmed).trim();
-    if unquoted.is_empty() {
-        return None;
-    }
-    let expires_at = jwt_exp(unquoted)
-        .and_then(|exp| DateTime::from_timestamp(exp, 0))
-        .unwrap_or(now + TimeDelta::seconds(FALLBACK_TOKEN_LIFETIME_S));
-    Some(AltinnToken::new(unquoted.to_string(), expires_at))
-}
-
-/// The `exp` claim of a JWT, read without verification: only to know when to refresh.
-fn jwt_exp(jwt: &str) -> Option<i64> {
-    let payload = JWT_SEGMENT.decode(jwt.split('.').nth(1)?).ok()?;
-    let claims: Value = serde_json::from_slice(&payload).ok()?;
-    let exp = claims.get("exp")?;
-    exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))
+    Ok(Reply { status, body, measured_offset_s })
 }
 
 #[cfg(test)]

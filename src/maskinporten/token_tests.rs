@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use futures::future::join_all;
 
 use super::*;
+use crate::maskinporten::altinn_token::{jwt_exp, FALLBACK_TOKEN_LIFETIME_S};
 use crate::maskinporten::grant::tests::{fixture_key, payload};
 
 /// Every test finishes well within this; it only stops a broken test from hanging.
@@ -34,6 +36,8 @@ struct Fake {
     token_reply: Mutex<(u16, String)>,
     exchange_reply: Mutex<ExchangeReply>,
     token_delay_ms: AtomicU64,
+    /// When set, token answers state this clock (host clock plus the offset) in `Date`.
+    date_offset_s: Mutex<Option<i64>>,
 }
 
 impl Default for Fake {
@@ -46,6 +50,7 @@ impl Default for Fake {
             token_reply: Mutex::new((200, format!(r#"{{"access_token":"{MP_TOKEN}","expires_in":120}}"#))),
             exchange_reply: Mutex::new(ExchangeReply::Jwt { lifetime_s: 1800, quoted: false }),
             token_delay_ms: AtomicU64::new(0),
+            date_offset_s: Mutex::default(),
         }
     }
 }
@@ -78,7 +83,13 @@ async fn token_endpoint(State(fake): State<Arc<Fake>>, body: String) -> Response
     tokio::time::sleep(Duration::from_millis(delay)).await;
     let (status, body) = fake.token_reply.lock().unwrap().clone();
     let status = StatusCode::from_u16(status).unwrap();
-    (status, [("content-type", "application/json")], body).into_response()
+    let mut response = (status, [("content-type", "application/json")], body).into_response();
+    // hyper adds the host's Date only when the answer has none.
+    if let Some(offset) = *fake.date_offset_s.lock().unwrap() {
+        let date = httpdate::fmt_http_date((Utc::now() + TimeDelta::seconds(offset)).into());
+        response.headers_mut().insert(reqwest::header::DATE, HeaderValue::from_str(&date).unwrap());
+    }
+    response
 }
 
 async fn exchange_endpoint(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Response {
@@ -105,13 +116,20 @@ fn settings(base: &Url, subscription_key: Option<&str>) -> TokenSettings {
         subscription_key: subscription_key.map(|k| SecretString::from(k.to_string())),
         grant_lifetime_s: 120,
         refresh_margin_s: MARGIN_S,
+        // No cool-down unless a test asks for one: most tests retry at once.
+        failure_backoff_first: Duration::ZERO,
+        failure_backoff_max: Duration::ZERO,
     }
 }
 
 fn client_for(base: &Url, subscription_key: Option<&str>, timeout: Duration) -> TokenClient {
+    client_with(settings(base, subscription_key), timeout)
+}
+
+fn client_with(settings: TokenSettings, timeout: Duration) -> TokenClient {
     // no_proxy: a proxy from the environment must not intercept loopback test traffic.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    TokenClient::with_request_timeout(http, settings(base, subscription_key), fixture_key(), timeout)
+    TokenClient::with_request_timeout(http, settings, fixture_key(), timeout)
 }
 
 async fn start_fake() -> (Arc<Fake>, Url) {
@@ -339,3 +357,7 @@ fn exchanged_tokens_fall_back_to_a_minute_without_exp() {
     assert_eq!(jwt_exp(&fake_jwt(1, 1_900_000_000)), Some(1_900_000_000));
     assert_eq!(jwt_exp("not-a-jwt"), None);
 }
+
+/// Clock skew, the cool-down after failures and the status, in a file of their own.
+#[path = "token_resilience_tests.rs"]
+mod resilience;

@@ -201,6 +201,10 @@ pub fn test_config(db_url: &str, fake: &FakeServer) -> Config {
     c.maskinporten.issuer = Some(fake.issuer());
     c.altinn.platform_url = Some(fake.base_url());
     c.altinn.request_timeout_ms = 5_000;
+    // No cool-down after a failed token refresh: tests inject a few token faults and retry
+    // at once, and expect the retry to reach the fake.
+    c.maskinporten.failure_backoff_first_ms = 0;
+    c.maskinporten.failure_backoff_max_ms = 0;
     c.outbox.idempotency_namespace = Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0001);
     c.worker.concurrency = 16;
     c.worker.lease_ms = 30_000;
