@@ -73,6 +73,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub status: StatusConfig,
     pub log: LogConfig,
+    pub health: HealthConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -212,6 +213,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The HTTP listener for health probes; off unless `listen` is set.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Address of the `/healthz` and `/readyz` listener, e.g. `127.0.0.1:9187`. Unset: no
+    /// listener. Keep it on localhost: readiness names configuration problems.
+    pub listen: Option<String>,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -232,6 +242,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             status: StatusConfig::default(),
             log: LogConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -413,6 +424,9 @@ impl Config {
             ));
         }
         self.validate_worker()?;
+        if let Some(listen) = &self.health.listen {
+            listen.parse::<std::net::SocketAddr>().map_err(|e| invalid("health.listen", format!("{listen:?}: {e}")))?;
+        }
         self.endpoints().map(|_| ())
     }
 

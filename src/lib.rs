@@ -13,6 +13,7 @@
 //! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
 //! - [`altinn`]: the Correspondence API client, its wire types and error classes.
 //! - [`worker`]: claiming, sending, status polling and the daemon loop.
+//! - [`health`]: the `/healthz` and `/readyz` listener.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
 
 pub mod altinn;
@@ -20,6 +21,7 @@ pub mod app;
 pub mod compose;
 pub mod config;
 pub mod fake;
+pub mod health;
 pub mod identifiers;
 pub mod maskinporten;
 pub mod outbox;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use altinn_outbox::config::Config;
-use altinn_outbox::{app, outbox, telemetry, worker};
+use altinn_outbox::{app, health, outbox, telemetry, worker};
 
 #[derive(Parser)]
 #[command(version, about = "Send Altinn 3 Correspondence messages inserted into PostgreSQL")]
@@ -100,9 +100,22 @@ async fn run(config: &Config) -> anyhow::Result<()> {
     if !outbox::migrations_current(&ctx.pool).await? {
         anyhow::bail!("the database schema is not current: run `altinn-outbox migrate` first");
     }
+    let ctx = Arc::new(ctx);
     let shutdown = CancellationToken::new();
+    if let Some(listen) = &config.health.listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("health.listen: cannot listen on {listen}: {e}"))?;
+        tracing::info!(%listen, "health listener started");
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = health::serve(listener, ctx, shutdown).await {
+                tracing::error!(error = %e, "health listener stopped");
+            }
+        });
+    }
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    worker::run(Arc::new(ctx), shutdown).await;
+    worker::run(ctx, shutdown).await;
     Ok(())
 }
 

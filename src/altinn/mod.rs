@@ -214,10 +214,11 @@ impl AltinnClient {
         self.tokens.token().await.map_err(|e| token_error(&e))
     }
 
-    /// How long every request must still wait (a 429's Retry-After, or a pause while
-    /// Altinn looks down); zero when requests may go.
+    /// How long every request must still wait (a 429's Retry-After, a pause while Altinn
+    /// looks down, or no token until the token client's cool-down ends); zero when requests
+    /// may go.
     pub fn throttled_for(&self) -> Duration {
-        self.gate.wait(Instant::now())
+        self.gate.wait(Instant::now()).max(self.tokens.cooling_down_for())
     }
 
     /// How many requests may start now: one at a time while Altinn looks down.

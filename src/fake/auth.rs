@@ -28,10 +28,13 @@ const ORG_CODE: &str = "digdir";
 const SUBSCRIPTION_HEADER: &str = "ocp-apim-subscription-key";
 
 /// Signs claims with the fake's secret (HS256): clients treat tokens as opaque.
+/// Every token issued is kept, so tests can prove none of them reaches a log.
 pub(crate) fn sign(app: &App, claims: &Value) -> String {
     let key = EncodingKey::from_secret(&app.secret);
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
-        .expect("HS256 signing of a JSON object cannot fail")
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+        .expect("HS256 signing of a JSON object cannot fail");
+    app.state.lock().secrets.push(token.clone());
+    token
 }
 
 /// Checks a token's signature and issuer; lifetime is left to the caller's clock rules.

@@ -96,6 +96,7 @@ fn grant(app: &App, fields: &Map<String, Value>) -> Result<Value, OAuthError> {
         return Err(reject("unsupported_grant_type", "Invalid grant_type"));
     }
     let assertion = field("assertion").ok_or_else(|| reject("invalid_request", "MP-011 Missing assertion"))?;
+    app.state.lock().secrets.push(assertion.to_string());
     let claims = verify_assertion(app, assertion)?;
     let client_id = claims["iss"].as_str().unwrap_or_default().to_string();
     let scope = check_claims(app, &claims)?;

@@ -224,6 +224,8 @@ pub(crate) struct Inner {
     pub keys: HashMap<Uuid, Uuid>,
     pub used_jtis: HashSet<String>,
     pub requests: Vec<RequestRecord>,
+    /// Every grant received and token issued (see [`FakeState::secrets`]).
+    pub secrets: Vec<String>,
     /// Arrival of every JSON initialize request, with its idempotency key.
     pub initialize_arrivals: Vec<(Option<Uuid>, std::time::Instant)>,
 }
@@ -316,6 +318,12 @@ impl FakeState {
     pub fn details_calls(&self) -> u64 {
         self.details_calls.load(Ordering::Relaxed)
     }
+    /// Every grant the fake Maskinporten received and every token the fake issued
+    /// (Maskinporten and Altinn tokens), for tests that prove none reaches a log.
+    pub fn secrets(&self) -> Vec<String> {
+        self.lock().secrets.clone()
+    }
+
     /// Arrival times of JSON initialize requests, by idempotency key.
     pub fn initialize_arrivals(&self) -> Vec<(Option<Uuid>, std::time::Instant)> {
         self.lock().initialize_arrivals.clone()

@@ -13,7 +13,10 @@ async fn scenario_2_lost_responses() {
     let rows = if long() { 10_000 } else { 2_000 };
     let mut c = Cluster::start(fake(), |_| {}).await;
     // Every endpoint: Altinn commits, then the connection breaks before the answer.
-    c.app.fake.faults().add(FaultRule { probability: 0.2, ..FaultRule::always(Endpoint::Any, FaultKind::CommitThenDrop) });
+    c.app
+        .fake
+        .faults()
+        .add(FaultRule { probability: 0.2, ..FaultRule::always(Endpoint::Any, FaultKind::CommitThenDrop) });
     c.insert(rows, "lost").await;
     c.spawn(2);
     let took = c.wait_until_finished(Duration::from_secs(240)).await;

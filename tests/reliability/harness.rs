@@ -42,6 +42,20 @@ pub fn reliability_config(c: &mut Config) {
     c.retry.max_attempts = 60;
     c.status.first_poll_delay_ms = 300;
     c.status.max_poll_interval_ms = 2_000;
+    // Token trouble: wait half a second after the first failure, at most four.
+    c.maskinporten.failure_backoff_first_ms = 500;
+    c.maskinporten.failure_backoff_max_ms = 4_000;
+}
+
+/// A free port on localhost for a worker's health listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET http://127.0.0.1:{port}{path}`: the status and the body, or None while nobody listens.
+pub async fn probe(port: u16, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+    Some((response.status().as_u16(), response.text().await.ok()?))
 }
 
 pub fn fake() -> FakeConfig {
@@ -53,6 +67,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     config_path: PathBuf,
     workers: Vec<Worker>,
+    /// Environment for workers started from now on (settings as `ALTINN_OUTBOX_*`).
+    pub env: Vec<(String, String)>,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -72,7 +88,7 @@ impl Cluster {
         .await;
         let dir = tempfile::tempdir().unwrap();
         let config_path = app.config_file(dir.path());
-        Cluster { app, dir, config_path, workers: Vec::new(), _turn: turn }
+        Cluster { app, dir, config_path, workers: Vec::new(), env: Vec::new(), _turn: turn }
     }
 
     /// Starts `n` more worker processes.
@@ -96,6 +112,7 @@ impl Cluster {
             .env_remove("RUST_LOG")
             .env("ALTINN_OUTBOX_LOG__FORMAT", "json")
             .env("ALTINN_OUTBOX_WORKER__INSTANCE_NAME", format!("{}.{}", w.name, w.starts))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log.expect("log file"))
             .spawn()
@@ -149,7 +166,12 @@ impl Cluster {
         for i in 0..self.workers.len() {
             if self.workers[i].child.is_some() {
                 let (status, _) = self.terminate(i).await;
-                assert!(status.success(), "{} exits 0 after SIGTERM: {status:?}", self.workers[i].name);
+                assert!(
+                    status.success(),
+                    "{} exits 0 after SIGTERM: {status:?}\n{}",
+                    self.workers[i].name,
+                    self.log_of(i).lines().rev().take(10).collect::<Vec<_>>().join("\n")
+                );
             }
         }
     }
@@ -176,6 +198,10 @@ impl Cluster {
             async move { unfinished(&pool).await == 0 }
         })
         .await
+    }
+
+    fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.workers[i].name))).unwrap_or_default()
     }
 
     fn tail_of_logs(&self) -> String {
@@ -301,7 +327,11 @@ impl Tally {
 pub fn report(scenario: &str, t: &Tally, faults: &str, figures: &str) {
     let line = format!(
         "| {scenario:<22} | {:>6} | {faults:<34} | {:>9} | {:>10} | {:>4} | {:>9.1} s | {figures}",
-        t.rows, t.delivered, t.duplicates, t.lost, t.max_sending.as_secs_f64()
+        t.rows,
+        t.delivered,
+        t.duplicates,
+        t.lost,
+        t.max_sending.as_secs_f64()
     );
     println!("{line}");
     if let Ok(path) = std::env::var("OUTBOX_RELIABILITY_RESULTS") {

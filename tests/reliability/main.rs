@@ -10,5 +10,6 @@
 mod common;
 mod harness;
 
+mod auth;
 mod crash;
 mod faults;
