@@ -6,6 +6,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Altinn's ReferenceType enum, in order: .NET reads it by name (any case) or by number.
+pub const REFERENCE_TYPES: [&str; 7] = [
+    "Generic",
+    "AltinnAppInstance",
+    "AltinnBrokerFileTransfer",
+    "DialogportenDialogId",
+    "DialogportenProcessId",
+    "DialogportenTransmissionId",
+    "DialogportenTransmissionType",
+];
+
 /// `POST /correspondence`: one recipient per request, because `idempotentKey` is only
 /// accepted with exactly one (1047).
 #[derive(Clone, Debug, Serialize)]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::altinn::wire::{Content, Correspondence, InitializeRequest};
+use crate::altinn::wire::{self, Content, Correspondence, InitializeRequest};
 use crate::identifiers::Recipient;
 use crate::outbox::MessageRow;
 
@@ -182,10 +182,19 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
         return Err(invalid("external_references", "at most 10 entries"));
     }
     for r in refs {
-        let ok = r.get("referenceValue").is_some_and(Value::is_string)
-            && r.get("referenceType").is_some_and(|t| t.is_string() || t.is_u64());
-        if !ok {
-            return Err(invalid("external_references", "each entry needs a string referenceValue and a referenceType"));
+        let known_type = match r.get("referenceType") {
+            Some(Value::String(name)) => wire::REFERENCE_TYPES.iter().any(|t| t.eq_ignore_ascii_case(name)),
+            Some(n) => n.as_u64().is_some_and(|n| (n as usize) < wire::REFERENCE_TYPES.len()),
+            None => false,
+        };
+        if !r.get("referenceValue").is_some_and(Value::is_string) || !known_type {
+            return Err(invalid(
+                "external_references",
+                format!(
+                    "each entry needs a string referenceValue and a referenceType of {}",
+                    wire::REFERENCE_TYPES.join(", ")
+                ),
+            ));
         }
     }
     let Some(props) = m.property_list.as_ref().filter(|p| !p.is_null()) else { return Ok(()) };

@@ -133,6 +133,14 @@ fn senders_reference_is_1_to_4096_characters() {
 
 #[test]
 fn title_is_1_to_255_characters_and_not_blank() {
+    rejected(
+        &with(|m| m.external_references = Some(json!([{"referenceValue": "1", "referenceType": "Nope"}]))),
+        "external_references",
+    );
+    rejected(
+        &with(|m| m.external_references = Some(json!([{"referenceValue": "1", "referenceType": 7}]))),
+        "external_references",
+    );
     rejected(&with(|m| m.title = String::new()), "title");
     rejected(&with(|m| m.title = " \t\n".into()), "title");
     accepted(&with(|m| m.title = "x".into()));

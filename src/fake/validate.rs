@@ -26,15 +26,6 @@ const MAX_PROPERTY_KEY_CHARS: usize = 50;
 const MAX_PROPERTY_VALUE_CHARS: usize = 300;
 const MAX_LINK_URL_CHARS: usize = 255;
 const LANGUAGES: [&str; 3] = ["nb", "nn", "en"];
-pub(crate) const REFERENCE_TYPES: [&str; 7] = [
-    "Generic",
-    "AltinnAppInstance",
-    "AltinnBrokerFileTransfer",
-    "DialogportenDialogId",
-    "DialogportenProcessId",
-    "DialogportenTransmissionId",
-    "DialogportenTransmissionType",
-];
 
 /// A valid initialize request, reduced to what the fake stores.
 #[derive(Debug)]
@@ -65,7 +56,7 @@ fn collections(c: &mut Checker, corr: &Value) {
             if kind.is_none() {
                 c.fail(&format!("{path}.ReferenceType"), "The ReferenceType field is required.");
             }
-            c.enumeration(kind, &format!("{path}.ReferenceType"), &REFERENCE_TYPES);
+            c.enumeration(kind, &format!("{path}.ReferenceType"), &crate::altinn::wire::REFERENCE_TYPES);
         }
     }
     if let Some(props) = at(corr, &["propertyList"]) {

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::model::at;
 use super::state::{NotificationOrder, Record, Status};
-use super::validate::REFERENCE_TYPES;
 use super::FakeConfig;
+use crate::altinn::wire::REFERENCE_TYPES;
 
 /// The service owner behind every resource the fake knows (Digdir, as in Altinn's samples).
 pub(crate) const SENDER_URN: &str = "urn:altinn:organization:identifier-no:991825827";

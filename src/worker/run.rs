@@ -17,9 +17,10 @@ use crate::outbox::{self, WriteBack};
 
 /// Results written back in one statement at most; larger batches gain little.
 const MAX_WRITE_BATCH: usize = 256;
-/// Waits after a database error, doubling up to the cap: no hot loop while it is down.
+/// Waits after a database error, doubling up to the cap: no hot loop while it is down, and
+/// back at work within a few seconds of its return.
 const DB_RETRY_FIRST: Duration = Duration::from_millis(200);
-const DB_RETRY_CAP: Duration = Duration::from_secs(10);
+const DB_RETRY_CAP: Duration = Duration::from_secs(4);
 
 /// Leases of claimed work not yet handed to the writer, so shutdown can release them at once.
 type Leases = Arc<Mutex<HashMap<i64, i64>>>;

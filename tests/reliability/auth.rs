@@ -89,6 +89,7 @@ async fn scenario_4_misconfiguration_is_loud() {
         status == 503 && v["token"]["state"] == "misconfigured"
     })
     .await;
+    assert_eq!(probe(port, "/healthz").await, Some((200, "ok\n".into())), "alive, though not ready");
     let code = v["token"]["code"].as_str().unwrap_or_default().to_string();
     assert!(code.contains("invalid_client"), "{v}");
     tokio::time::sleep(Duration::from_secs(3)).await;

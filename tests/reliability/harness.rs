@@ -326,7 +326,7 @@ impl Tally {
 /// (set by `scripts/reliability`, which prints the table at the end).
 pub fn report(scenario: &str, t: &Tally, faults: &str, figures: &str) {
     let line = format!(
-        "| {scenario:<22} | {:>6} | {faults:<34} | {:>9} | {:>10} | {:>4} | {:>9.1} s | {figures}",
+        "| {scenario:<24} | {:>6} | {faults:<36} | {:>9} | {:>10} | {:>4} | {:>7.1} s | {figures}",
         t.rows,
         t.delivered,
         t.duplicates,

@@ -12,4 +12,6 @@ mod harness;
 
 mod auth;
 mod crash;
+mod database;
 mod faults;
+mod garbage;
