@@ -157,6 +157,8 @@ fn commit(
         if let Some(key) = key {
             state.keys.insert(key, record.public.id);
         }
+        let position = state.records.len();
+        state.by_id.insert(record.public.id, position);
         state.records.push(record);
     }
     tracing::info!(count = created.len(), attachments = attachment_ids.len(), "correspondences initialized");
@@ -260,7 +262,8 @@ async fn lookup(State(app): State<Arc<App>>, Query(query): Query<HashMap<String,
     if search.role == 0 {
         return json_response(200, &json!({ "ids": [] }));
     }
-    let state = app.state.lock_advanced();
+    // Ids only: no status is shown, so nothing needs advancing.
+    let state = app.state.lock();
     let mut found: Vec<&Record> = state
         .records
         .iter()
@@ -291,8 +294,8 @@ async fn overview(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respon
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    let state = app.state.lock_advanced();
-    match state.records.iter().find(|r| r.public.id == id) {
+    let (state, index) = app.state.lock_advanced_one(id);
+    match index.map(|i| &state.records[i]) {
         // Overview answers 404 after purge; details still works (contract §14.8).
         Some(record) if !record.is_purged() => json_response(200, &views::overview(record)),
         _ => not_found(),
@@ -306,8 +309,8 @@ async fn details(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
         Err(problem) => return problem.into_response(),
     };
     let now = app.now();
-    let state = app.state.lock_advanced();
-    match state.records.iter().find(|r| r.public.id == id) {
+    let (state, index) = app.state.lock_advanced_one(id);
+    match index.map(|i| &state.records[i]) {
         Some(record) => json_response(200, &views::details(record, now, &app.config)),
         None => not_found(),
     }
@@ -319,8 +322,8 @@ async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response 
         Err(problem) => return problem.into_response(),
     };
     let now = app.now();
-    let mut state = app.state.lock_advanced();
-    let Some(record) = state.records.iter_mut().find(|r| r.public.id == id) else {
+    let (mut state, index) = app.state.lock_advanced_one(id);
+    let Some(record) = index.map(|i| &mut state.records[i]) else {
         return not_found();
     };
     if record.is_purged() {

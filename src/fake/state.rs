@@ -219,6 +219,8 @@ pub struct RequestRecord {
 #[derive(Default)]
 pub(crate) struct Inner {
     pub records: Vec<Record>,
+    /// Position of each correspondence in `records`.
+    pub by_id: HashMap<Uuid, usize>,
     pub attachments: Vec<AttachmentRecord>,
     /// Idempotency keys: global, never expiring, surviving purge (contract §8).
     pub keys: HashMap<Uuid, Uuid>,
@@ -292,6 +294,25 @@ impl FakeState {
             record.advance(now, &self.config);
         }
         guard
+    }
+
+    /// As [`FakeState::lock_advanced`] for the one correspondence `id` (with its position):
+    /// the others advance when they are looked at, so a status read costs the same with a
+    /// hundred or a million correspondences. Transitions are stamped with the time they were
+    /// due, not the time they were seen, so advancing late changes nothing.
+    pub(crate) fn lock_advanced_one(&self, id: Uuid) -> (MutexGuard<'_, Inner>, Option<usize>) {
+        let now = self.now();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for attachment in &mut inner.attachments {
+            attachment.advance(now);
+        }
+        let index = inner.by_id.get(&id).copied();
+        if let Some(record) = index.map(|i| &mut inner.records[i]) {
+            record.follow_attachments(&inner.attachments);
+            record.advance(now, &self.config);
+        }
+        (guard, index)
     }
 
     /// Grants answered with a token.
@@ -391,8 +412,8 @@ impl FakeState {
         let Some(status) = Status::from_name(name) else {
             return false;
         };
-        let mut inner = self.lock_advanced();
-        match inner.records.iter_mut().find(|r| r.public.id == id) {
+        let (mut inner, index) = self.lock_advanced_one(id);
+        match index.map(|i| &mut inner.records[i]) {
             Some(record) => {
                 record.push(status, &status.name(), now);
                 true

@@ -137,7 +137,7 @@ async fn scenario_7_poison_and_garbage() {
     insert_garbage(&c, n).await;
     let started = Instant::now();
     c.spawn(2);
-    let took = c.wait_until_finished(Duration::from_secs(300)).await;
+    let took = c.wait_until_finished(Duration::from_secs(if long() { 900 } else { 300 })).await;
     assert!(c.exited().is_empty(), "no worker exited");
     c.stop_all().await;
     assert_eq!(unfinished(&c.app.pool).await, 0);
