@@ -63,7 +63,7 @@ pub async fn readiness(ctx: &Context) -> Readiness {
     let token_ok = tokens.token().await.is_ok();
     let altinn = if ctx.altinn.looks_down() {
         "looks down"
-    } else if !ctx.altinn.throttled_for().is_zero() && token_ok {
+    } else if ctx.altinn.held_back() {
         "throttled"
     } else {
         "up"

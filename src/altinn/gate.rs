@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// The longest Retry-After we obey as given; a larger value is capped so that a gateway's
 /// mistake cannot park the queue for hours.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Failures in a row that make Altinn look down. One 503 is noise; five in a row, with
 /// nothing succeeding in between, is an outage (random failures of 20 % reach it with a
 /// chance of 1 in 3,000).
@@ -105,7 +105,7 @@ impl Gate {
 
     /// How many requests may start now: one (the probe) while Altinn looks down.
     pub fn room(&self) -> usize {
-        if self.lock().looks_down() {
+        if self.outage() {
             1
         } else {
             usize::MAX

@@ -221,6 +221,11 @@ impl AltinnClient {
         self.gate.wait(Instant::now()).max(self.tokens.cooling_down_for())
     }
 
+    /// True while the gate holds requests back (a 429's wait, or a pause of an outage).
+    pub fn held_back(&self) -> bool {
+        !self.gate.wait(Instant::now()).is_zero()
+    }
+
     /// How many requests may start now: one at a time while Altinn looks down.
     pub fn room(&self) -> usize {
         self.gate.room()

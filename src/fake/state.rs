@@ -232,6 +232,21 @@ pub(crate) struct Inner {
     pub initialize_arrivals: Vec<(Option<Uuid>, std::time::Instant)>,
 }
 
+impl Inner {
+    /// Applies the transitions due at `now` to every attachment, then to the correspondences
+    /// at `records` (attachments first: their scans decide what correspondences do).
+    fn advance(&mut self, now: DateTime<Utc>, config: &FakeConfig, records: impl Iterator<Item = usize>) {
+        for attachment in &mut self.attachments {
+            attachment.advance(now);
+        }
+        for i in records {
+            let record = &mut self.records[i];
+            record.follow_attachments(&self.attachments);
+            record.advance(now, config);
+        }
+    }
+}
+
 /// Shared state with counters for test assertions.
 pub struct FakeState {
     config: FakeConfig,
@@ -283,16 +298,9 @@ impl FakeState {
     /// Locks the state after applying the transitions due now to every attachment and
     /// correspondence (attachments first: their scans decide what correspondences do).
     pub(crate) fn lock_advanced(&self) -> MutexGuard<'_, Inner> {
-        let now = self.now();
         let mut guard = self.lock();
-        let inner = &mut *guard;
-        for attachment in &mut inner.attachments {
-            attachment.advance(now);
-        }
-        for record in &mut inner.records {
-            record.follow_attachments(&inner.attachments);
-            record.advance(now, &self.config);
-        }
+        let all = 0..guard.records.len();
+        guard.advance(self.now(), &self.config, all);
         guard
     }
 
@@ -301,17 +309,9 @@ impl FakeState {
     /// hundred or a million correspondences. Transitions are stamped with the time they were
     /// due, not the time they were seen, so advancing late changes nothing.
     pub(crate) fn lock_advanced_one(&self, id: Uuid) -> (MutexGuard<'_, Inner>, Option<usize>) {
-        let now = self.now();
         let mut guard = self.lock();
-        let inner = &mut *guard;
-        for attachment in &mut inner.attachments {
-            attachment.advance(now);
-        }
-        let index = inner.by_id.get(&id).copied();
-        if let Some(record) = index.map(|i| &mut inner.records[i]) {
-            record.follow_attachments(&inner.attachments);
-            record.advance(now, &self.config);
-        }
+        let index = guard.by_id.get(&id).copied();
+        guard.advance(self.now(), &self.config, index.into_iter());
         (guard, index)
     }
 

@@ -156,7 +156,7 @@ async fn a_grant_still_refused_after_the_correction_names_the_measured_offset() 
         let iats: Vec<i64> = forms
             .iter()
             .map(|form| {
-                let assertion = url::form_urlencoded::parse(form.as_bytes()).find(|(k, _)| k == "assertion").unwrap().1;
+                let assertion = assertion_of(form);
                 payload(&assertion)["iat"].as_i64().unwrap()
             })
             .collect();
@@ -278,7 +278,7 @@ async fn status_follows_the_refreshes_and_a_config_error_is_logged_once() {
         assert_eq!(text.matches("no altinn token for now").count(), 1, "one warning per run of failures");
 
         let forms = fake.forms.lock().unwrap().clone();
-        let assertion = url::form_urlencoded::parse(forms[0].as_bytes()).find(|(k, _)| k == "assertion").unwrap().1;
+        let assertion = assertion_of(&forms[0]);
         let status = serde_json::to_string(&client.status()).unwrap();
         for shown in [&text, &status] {
             assert!(!shown.contains(&assertion[..40]), "a grant was shown");

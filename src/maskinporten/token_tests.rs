@@ -251,7 +251,7 @@ async fn maskinporten_oauth_errors_are_config_errors() {
         assert_eq!(error.code(), "maskinporten:invalid_grant");
         assert!(error.to_string().contains("MP-121 Expired key"));
         let form = fake.forms.lock().unwrap()[0].clone();
-        let assertion = url::form_urlencoded::parse(form.as_bytes()).find(|(k, _)| k == "assertion").unwrap().1;
+        let assertion = assertion_of(&form);
         assert!(!format!("{error} {error:?}").contains(&assertion[..40]), "error leaks the grant");
         assert_eq!(fake.exchange_calls(), 0);
     })
@@ -359,5 +359,10 @@ fn exchanged_tokens_fall_back_to_a_minute_without_exp() {
 }
 
 /// Clock skew, the cool-down after failures and the status, in a file of their own.
+/// The grant a token request carried.
+fn assertion_of(form: &str) -> String {
+    url::form_urlencoded::parse(form.as_bytes()).find(|(k, _)| k == "assertion").unwrap().1.into_owned()
+}
+
 #[path = "token_resilience_tests.rs"]
 mod resilience;
