@@ -13,6 +13,8 @@ use secrecy::SecretString;
 
 /// Idle connections are kept this long: the worker talks to one host all day.
 const HTTP_POOL_IDLE: Duration = Duration::from_secs(90);
+/// Start-up re-checks the database at least this often while waiting for it.
+const START_WAIT_CAP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -111,7 +113,7 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
         config.pool_size(),
         Duration::from_millis(config.database.connect_timeout_ms),
     )?;
-    Ok(Context { pool, altinn, settings: settings(config) })
+    Ok(Context { pool, altinn, settings: settings(config), liveness: Default::default() })
 }
 
 fn default_instance_name() -> String {
@@ -119,4 +121,28 @@ fn default_instance_name() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".into());
     format!("{host}:{}", std::process::id())
+}
+
+/// Start-up waits here until the database is reachable and its schema is current, so that a
+/// daemon started before PostgreSQL (or before `migrate` in an upgrade) becomes ready by
+/// itself. systemd's status line says what it waits for. False when stopped while waiting.
+pub async fn wait_for_database(pool: &sqlx::PgPool, shutdown: &tokio_util::sync::CancellationToken) -> bool {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match outbox::migrations_current(pool).await {
+            Ok(true) => return true,
+            Ok(false) => {
+                tracing::error!("the database schema is not current: run `altinn-outbox migrate`; waiting");
+                crate::systemd::status("waiting for `altinn-outbox migrate`");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the database is not reachable; waiting");
+                crate::systemd::status("waiting for the database");
+            }
+        }
+        if tokio::time::timeout(wait, shutdown.cancelled()).await.is_ok() {
+            return false;
+        }
+        wait = (wait * 2).min(START_WAIT_CAP);
+    }
 }

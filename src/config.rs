@@ -74,6 +74,7 @@ pub struct Config {
     pub status: StatusConfig,
     pub log: LogConfig,
     pub health: HealthConfig,
+    pub schedules: SchedulesConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -222,6 +223,40 @@ pub struct HealthConfig {
     pub listen: Option<String>,
 }
 
+/// Housekeeping the daemon runs itself, once per scheduled time across all instances. Cron
+/// expressions have six fields (second minute hour day-of-month month day-of-week) and are
+/// read in the host's local time; an empty string turns a schedule off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulesConfig {
+    /// Deletes finished messages (every delivery delivered, failed or cancelled, and no
+    /// longer followed) older than `retention_days`, with their history. Default 03:30 daily.
+    pub prune: String,
+    /// Days finished messages are kept; default 90.
+    pub retention_days: u32,
+    /// Reclaims expired leases and reports rows stuck longer than `stuck_after_min`.
+    /// Default every 5 minutes.
+    pub sweep: String,
+    /// Minutes a row may be overdue (due but not taken, status read late) before it is
+    /// reported as stuck; default 60.
+    pub stuck_after_min: u32,
+    /// One log line that sums up the outbox (rows by state, failures of the last day).
+    /// Default 07:00 daily.
+    pub summary: String,
+}
+
+impl Default for SchedulesConfig {
+    fn default() -> Self {
+        SchedulesConfig {
+            prune: "0 30 3 * * *".into(),
+            retention_days: 90,
+            sweep: "0 */5 * * * *".into(),
+            stuck_after_min: 60,
+            summary: "0 0 7 * * *".into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -243,6 +278,7 @@ impl Default for Config {
             status: StatusConfig::default(),
             log: LogConfig::default(),
             health: HealthConfig::default(),
+            schedules: SchedulesConfig::default(),
         }
     }
 }
@@ -424,10 +460,29 @@ impl Config {
             ));
         }
         self.validate_worker()?;
+        self.validate_schedules()?;
         if let Some(listen) = &self.health.listen {
             listen.parse::<std::net::SocketAddr>().map_err(|e| invalid("health.listen", format!("{listen:?}: {e}")))?;
         }
         self.endpoints().map(|_| ())
+    }
+
+    fn validate_schedules(&self) -> Result<(), ConfigError> {
+        let s = &self.schedules;
+        for (setting, expression) in
+            [("schedules.prune", &s.prune), ("schedules.sweep", &s.sweep), ("schedules.summary", &s.summary)]
+        {
+            if !expression.trim().is_empty() {
+                expression.parse::<cron::Schedule>().map_err(|e| invalid(setting, format!("{expression:?}: {e}")))?;
+            }
+        }
+        if s.retention_days == 0 {
+            return Err(invalid("schedules.retention_days", "must be at least 1"));
+        }
+        if s.stuck_after_min == 0 {
+            return Err(invalid("schedules.stuck_after_min", "must be at least 1"));
+        }
+        Ok(())
     }
 
     fn validate_worker(&self) -> Result<(), ConfigError> {

@@ -13,6 +13,8 @@
 //! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
 //! - [`altinn`]: the Correspondence API client, its wire types and error classes.
 //! - [`worker`]: claiming, sending, status polling and the daemon loop.
+//! - [`housekeeping`]: scheduled pruning, stuck-row sweep and daily summary, once across instances.
+//! - [`systemd`]: readiness and watchdog notifications.
 //! - [`health`]: the `/healthz` and `/readyz` listener.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
 
@@ -22,8 +24,10 @@ pub mod compose;
 pub mod config;
 pub mod fake;
 pub mod health;
+pub mod housekeeping;
 pub mod identifiers;
 pub mod maskinporten;
 pub mod outbox;
+pub mod systemd;
 pub mod telemetry;
 pub mod worker;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use altinn_outbox::config::Config;
-use altinn_outbox::{app, health, outbox, telemetry, worker};
+use altinn_outbox::{app, health, housekeeping, outbox, systemd, telemetry, worker};
 
 #[derive(Parser)]
 #[command(version, about = "Send Altinn 3 Correspondence messages inserted into PostgreSQL")]
@@ -96,12 +96,9 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn run(config: &Config) -> anyhow::Result<()> {
-    let ctx = app::build_context(config)?;
-    if !outbox::migrations_current(&ctx.pool).await? {
-        anyhow::bail!("the database schema is not current: run `altinn-outbox migrate` first");
-    }
-    let ctx = Arc::new(ctx);
+    let ctx = Arc::new(app::build_context(config)?);
     let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
     if let Some(listen) = &config.health.listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -114,8 +111,15 @@ async fn run(config: &Config) -> anyhow::Result<()> {
             }
         });
     }
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    if !app::wait_for_database(&ctx.pool, &shutdown).await {
+        return Ok(());
+    }
+    systemd::ready();
+    tokio::spawn(systemd::watchdog(ctx.liveness.clone(), shutdown.clone()));
+    let schedules = housekeeping::Schedules::from_config(&config.schedules);
+    let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), schedules, shutdown.clone()));
     worker::run(ctx, shutdown).await;
+    let _ = housekeeping.await;
     Ok(())
 }
 
@@ -128,6 +132,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+    systemd::stopping();
     shutdown.cancel();
 }
 

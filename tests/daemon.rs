@@ -129,10 +129,22 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    assert_eq!(tables, ["attachment", "delivery", "delivery_status", "history", "message", "message_status"]);
+    assert_eq!(
+        tables,
+        [
+            "attachment",
+            "delivery",
+            "delivery_status",
+            "history",
+            "message",
+            "message_status",
+            "schedule",
+            "schedule_run"
+        ]
+    );
     let uncommented: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.columns c
-         WHERE c.table_schema = 'altinn_outbox' AND c.table_name IN ('message', 'delivery', 'attachment', 'history')
+         WHERE c.table_schema = 'altinn_outbox' AND c.table_name IN ('message', 'delivery', 'attachment', 'history', 'schedule', 'schedule_run')
            AND col_description(('altinn_outbox.' || c.table_name)::regclass, c.ordinal_position) IS NULL",
     )
     .fetch_one(&app.pool)

@@ -7,6 +7,7 @@
 
 mod claim;
 mod files;
+pub mod schedule;
 pub mod uploads;
 mod write;
 
@@ -42,7 +43,12 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// True when every migration this binary knows has been applied.
 pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await {
+            Ok(applied) => applied,
+            // A database never migrated has no such table (undefined_table): not current, not down.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(false),
+            Err(e) => return Err(e),
+        };
     Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
 }
 

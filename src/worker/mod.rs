@@ -29,6 +29,8 @@ pub struct Context {
     pub pool: PgPool,
     pub altinn: AltinnClient,
     pub settings: Settings,
+    /// What the systemd watchdog checks: the loop and the writer are not stuck.
+    pub liveness: std::sync::Arc<crate::systemd::Liveness>,
 }
 
 #[derive(Clone, Debug)]
@@ -181,6 +183,37 @@ fn log_outcome(job: &Job, outcome: &Outcome) {
             _ => tracing::debug!(message_id, altinn_status = u.altinn_status.as_deref(), "status read"),
         },
     }
+}
+
+/// Returns to the queue what stopped workers left leased: deliveries at once (their key
+/// makes the re-send safe), uploads to start over. Logs what it reclaimed; returns the counts
+/// (deliveries, uploads), or None when the database could not be asked.
+pub async fn reclaim(ctx: &Context) -> Option<(usize, u64)> {
+    let deliveries = match outbox::reclaim_expired_leases(&ctx.pool).await {
+        Ok(ids) => {
+            if !ids.is_empty() {
+                warn!(count = ids.len(), ids = ?ids, "expired leases reclaimed");
+            }
+            ids.len()
+        }
+        Err(e) => {
+            warn!(error = %e, "lease sweep failed");
+            return None;
+        }
+    };
+    let uploads = match outbox::uploads::reclaim_dead_uploads(&ctx.pool).await {
+        Ok(n) => {
+            if n > 0 {
+                warn!(count = n, "uploads of stopped workers start over with new attachments");
+            }
+            n
+        }
+        Err(e) => {
+            warn!(error = %e, "upload sweep failed");
+            return None;
+        }
+    };
+    Some((deliveries, uploads))
 }
 
 /// Claims one batch, processes it concurrently and writes it back.

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use super::{claim, process, Context, Job};
 use crate::outbox::{self, WriteBack};
+use crate::systemd::Part;
 
 /// Results written back in one statement at most; larger batches gain little.
 const MAX_WRITE_BATCH: usize = 256;
@@ -36,11 +37,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     info!(instance = ctx.settings.instance, concurrency = ctx.settings.concurrency, "worker started");
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_sweep {
-            sweep(&ctx).await;
+            let _busy = ctx.liveness.busy(Part::Loop);
+            super::reclaim(&ctx).await;
             next_sweep = Instant::now() + ctx.settings.sweep_interval;
         }
         let Some(free) = work.wait_for_room(&shutdown).await else { break };
-        let jobs = match claim(&ctx, free).await {
+        let claimed = {
+            let _busy = ctx.liveness.busy(Part::Loop);
+            claim(&ctx, free).await
+        };
+        let jobs = match claimed {
             Ok(jobs) => jobs,
             Err(e) => {
                 error!(error = %e, wait_ms = db_wait.as_millis() as u64, "claiming failed; the database may be down");
@@ -167,7 +173,11 @@ async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, sto
                 Err(_) => break,
             }
         }
-        match outbox::write_back(&ctx.pool, &batch).await {
+        let written = {
+            let _busy = ctx.liveness.busy(Part::Writer);
+            outbox::write_back(&ctx.pool, &batch).await
+        };
+        match written {
             Ok(written) => {
                 if (written as usize) < batch.len() {
                     warn!(
@@ -214,19 +224,6 @@ async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationTok
             wake.notify_one();
         }
         wake.notify_one();
-    }
-}
-
-async fn sweep(ctx: &Context) {
-    match outbox::reclaim_expired_leases(&ctx.pool).await {
-        Ok(ids) if !ids.is_empty() => warn!(count = ids.len(), ids = ?ids, "expired leases reclaimed"),
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "lease sweep failed"),
-    }
-    match outbox::uploads::reclaim_dead_uploads(&ctx.pool).await {
-        Ok(0) => {}
-        Ok(n) => warn!(count = n, "uploads of stopped workers start over with new attachments"),
-        Err(e) => warn!(error = %e, "upload sweep failed"),
     }
 }
 
