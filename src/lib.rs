@@ -14,8 +14,10 @@
 //! - [`altinn`]: the Correspondence API client, its wire types and error classes.
 //! - [`worker`]: claiming, sending, status polling and the daemon loop.
 //! - [`health`]: the `/healthz` and `/readyz` listener.
+//! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
 
+pub mod admin;
 pub mod altinn;
 pub mod app;
 pub mod compose;
