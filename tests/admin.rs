@@ -260,6 +260,37 @@ async fn retry_reads_the_status_again_where_altinn_has_the_correspondence_and_re
 }
 
 #[tokio::test]
+async fn retry_starts_a_failed_shared_upload_over_so_that_no_letter_goes_without_its_file() {
+    let app = TestApp::start().await;
+    app.fake.faults().add(FaultRule::times(Endpoint::AttachmentInit, FaultKind::Status(400), 1));
+    let id = app.insert("with-file", &[ORG, PERSON]).await;
+    sqlx::query(
+        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
+         VALUES ($1, 'vedtak.pdf', 'file-1', '%PDF-1.7 x')",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.drain().await;
+    assert_eq!(app.count_in("failed").await, 2, "the failed upload failed both deliveries");
+
+    let answer = execute(&app, admin::Command::Retry { id: Some(id), failed: false, code: None, output: json_flag() });
+    let j = answer.await.json;
+    assert_eq!(j["requeued"], 2);
+    assert_eq!(j["deliveries"][0]["new_state"], "waiting_files");
+    for _ in 0..3 {
+        app.make_all_due().await;
+        app.drain().await;
+    }
+    assert_eq!(app.count_in("awaiting_status").await + app.count_in("delivered").await, 2);
+    assert_eq!(app.fake.state().attachment_inits(), 1, "the refused creation never reached the handler");
+    let fake = app.fake.state().correspondences();
+    assert!(fake.iter().all(|c| c.attachment_ids.len() == 1), "both letters carry the file");
+    assert_eq!(app.initialize_requests(), 2);
+}
+
+#[tokio::test]
 async fn cancel_of_a_pending_message_calls_nobody_and_it_is_never_sent() {
     let app = TestApp::start().await;
     let id = app.insert("cancel-me", &[ORG, PERSON]).await;
@@ -280,6 +311,33 @@ async fn cancel_of_a_pending_message_calls_nobody_and_it_is_never_sent() {
     assert_eq!(again.exit, Exit::Success, "cancelling twice is no error");
     assert_eq!(again.json["deliveries"][0]["outcome"], "nothing_to_do");
     assert_eq!(code(&run(&app, &["cancel", "424242"]).await), 3);
+}
+
+#[tokio::test]
+async fn cancel_of_a_message_waiting_for_its_files_gives_the_upload_up() {
+    let app = TestApp::start().await;
+    let id = app.insert("with-file", &[ORG, PERSON]).await;
+    sqlx::query(
+        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
+         VALUES ($1, 'vedtak.pdf', 'file-1', '%PDF-1.7 x')",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(app.count_in("waiting_files").await, 2);
+
+    assert_eq!(execute(&app, admin::Command::Cancel { id, output: json_flag() }).await.exit, Exit::Success);
+    assert_eq!(app.count_in("cancelled").await, 2);
+    let file: (String, String) =
+        sqlx::query_as("SELECT upload_state, error_code FROM altinn_outbox.attachment WHERE message_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(file, ("failed".into(), "admin_cancelled".into()));
+    assert_eq!(app.drain().await, 0);
+    assert!(app.fake.state().requests().is_empty(), "nothing is uploaded for a cancelled letter");
 }
 
 #[tokio::test]

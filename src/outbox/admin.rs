@@ -249,12 +249,23 @@ pub async fn cancel_targets(pool: &PgPool, message_id: i64) -> Result<Vec<Cancel
 
 /// Cancels the message's deliveries that were never handed to a worker for sending (no
 /// idempotency key yet: keys are stored at the first claim, before any request), so
-/// nothing of them can be at Altinn. Returns their ids.
+/// nothing of them can be at Altinn. Returns their ids. Shared files not yet begun at
+/// Altinn are given up when no delivery waits for them any more.
 pub async fn cancel_never_sent(pool: &PgPool, message_id: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(&format!(
-        "UPDATE altinn_outbox.delivery SET {CANCELLED}
-         WHERE message_id = $1 AND state IN ('pending', 'waiting_files') AND idempotency_key IS NULL
-         RETURNING id"
+        "WITH cancelled AS (
+            UPDATE altinn_outbox.delivery SET {CANCELLED}
+            WHERE message_id = $1 AND state IN ('pending', 'waiting_files') AND idempotency_key IS NULL
+            RETURNING id
+         ), files AS (
+            UPDATE altinn_outbox.attachment a SET upload_state = 'failed', lease_no = a.lease_no + 1,
+                locked_by = NULL, locked_until = NULL, error_code = 'admin_cancelled',
+                error_message = 'its message was cancelled before the upload began', updated_at = now()
+            WHERE a.message_id = $1 AND a.upload_state = 'pending' AND EXISTS (SELECT 1 FROM cancelled)
+              AND NOT EXISTS (SELECT 1 FROM altinn_outbox.delivery d WHERE d.message_id = $1
+                              AND d.state = 'waiting_files' AND d.id NOT IN (SELECT id FROM cancelled))
+         )
+         SELECT id FROM cancelled"
     ))
     .bind(message_id)
     .fetch_all(pool)
