@@ -93,7 +93,7 @@ async fn admin_command(path: Option<PathBuf>, command: admin::Command) -> ExitCo
     match Config::load(path.as_deref()) {
         Ok(config) => {
             telemetry::init(&config.log);
-            ExitCode::from(admin::main(&config, command).await)
+            ExitCode::from(admin::run(&config, command).await)
         }
         Err(e) => {
             eprintln!("altinn-outbox: {e:#}");

@@ -88,8 +88,10 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Put failed deliveries back: to be sent again, or (if Altinn has the correspondence)
-    /// to have their status read again. Never sends a second correspondence.
+    /// Put failed deliveries back, to be sent again or to have their status read again.
+    ///
+    /// A delivery Altinn has is never sent again: its status is read again instead, and one
+    /// Altinn failed itself is refused.
     #[command(after_help = EXIT_CODES)]
     #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "failed"])))]
     Retry {
@@ -147,7 +149,7 @@ impl Command {
 
 /// Runs a command, prints its answer and returns the exit code. Errors (the database or
 /// Altinn unreachable, a bad configuration) print on stderr and exit 1.
-pub async fn main(config: &Config, command: Command) -> u8 {
+pub async fn run(config: &Config, command: Command) -> u8 {
     let json = command.output().json;
     match execute(config, command).await {
         Ok(answer) => {
