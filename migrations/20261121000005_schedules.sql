@@ -37,3 +37,6 @@ COMMENT ON COLUMN altinn_outbox.schedule_run.detail IS 'What the run did (counts
 -- The stuck-row report (sweep schedule) finds deliveries waiting for files too long without
 -- reading every delivery.
 CREATE INDEX delivery_waiting_files_idx ON altinn_outbox.delivery (updated_at) WHERE state = 'waiting_files';
+
+-- Pruning looks for old messages first; without this it would read every message.
+CREATE INDEX message_created_idx ON altinn_outbox.message (created_at);

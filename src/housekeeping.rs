@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::SchedulesConfig;
 use crate::outbox::schedule as db;
@@ -126,7 +126,7 @@ impl Scheduler {
     async fn perform(&self, ctx: &Context, task: Task, now: DateTime<Utc>) -> Result<String, String> {
         match task {
             Task::Sweep => sweep(ctx, now - self.schedules.stuck_after).await,
-            Task::Prune => prune(ctx, now - self.schedules.retention).await,
+            Task::Prune => prune(ctx, self.schedules.retention).await,
             Task::Summary => summary(ctx).await,
         }
     }
@@ -171,10 +171,38 @@ async fn sweep(ctx: &Context, overdue_before: DateTime<Utc>) -> Result<String, S
     Ok(format!("reclaimed {deliveries} deliveries and {uploads} uploads; {} stuck", stuck.total()))
 }
 
-async fn prune(_ctx: &Context, _before: DateTime<Utc>) -> Result<String, String> {
-    Err("prune is not built yet".into())
+async fn prune(ctx: &Context, retention: chrono::Duration) -> Result<String, String> {
+    let older_than = retention.to_std().map_err(|e| e.to_string())?;
+    let report = crate::outbox::admin::prune(&ctx.pool, older_than).await.map_err(|e| e.to_string())?;
+    let cutoff = report.cutoff.unwrap_or_else(Utc::now);
+    let runs = db::prune_runs(&ctx.pool, cutoff).await.map_err(|e| e.to_string())?;
+    info!(messages = report.messages, deliveries = report.deliveries, history = report.history, %cutoff, "pruned");
+    Ok(format!(
+        "deleted {} messages, {} deliveries, {} history rows, {runs} schedule runs finished before {cutoff}",
+        report.messages, report.deliveries, report.history
+    ))
 }
 
-async fn summary(_ctx: &Context) -> Result<String, String> {
-    Err("summary is not built yet".into())
+/// The daily line: every state's count as a field of its own, so log queries can chart them.
+async fn summary(ctx: &Context) -> Result<String, String> {
+    let s = crate::outbox::admin::summary(&ctx.pool).await.map_err(|e| e.to_string())?;
+    let count = |state: &str| s.deliveries.iter().find(|(n, _)| n == state).map_or(0, |(_, c)| *c);
+    let failures: Vec<String> =
+        s.failed_last_24h.iter().map(|(code, n)| format!("{}={n}", code.as_deref().unwrap_or("none"))).collect();
+    let oldest_pending_s = s.oldest_pending.as_ref().map(|o| o.age_s);
+    info!(
+        messages = s.messages,
+        pending = count("pending"),
+        waiting_files = count("waiting_files"),
+        sending = count("sending"),
+        awaiting_status = count("awaiting_status"),
+        delivered = count("delivered"),
+        failed = count("failed"),
+        cancelled = count("cancelled"),
+        oldest_pending_s,
+        failed_last_24h = failures.join(" "),
+        "daily summary"
+    );
+    let failed: i64 = s.failed_last_24h.iter().map(|(_, n)| n).sum();
+    Ok(format!("{} messages, {} pending, {failed} failed in the last 24 h", s.messages, count("pending")))
 }

@@ -87,6 +87,24 @@ impl std::fmt::Debug for Recipient {
     }
 }
 
+/// A recipient as it may be shown to an operator: an organisation number in full, a
+/// national identity number as its first 6 digits (the birth date) and `*****`, e-mail and
+/// user names not at all. A form that cannot be parsed keeps its first 6 characters only,
+/// as it may be a mistyped identity number.
+pub fn masked(recipient: &str) -> String {
+    match Recipient::parse(recipient) {
+        Ok(Recipient::Organisation(n)) => n,
+        Ok(Recipient::Person(n)) => format!("{}*****", &n[..6]),
+        Ok(Recipient::IdportenEmail(_)) => format!("{IDPORTEN_EMAIL_URN}***"),
+        Ok(Recipient::SelfIdentified(_)) => format!("{SELF_IDENTIFIED_URN}***"),
+        Err(_) => {
+            let shown: String = recipient.trim().chars().take(6).collect();
+            let hidden = recipient.trim().chars().count().saturating_sub(6);
+            shown + &"*".repeat(hidden.min(30))
+        }
+    }
+}
+
 fn organisation(digits: &str) -> Result<Recipient, &'static str> {
     if digits.len() != 9 || !all_digits(digits) {
         return Err("is not a 9-digit organisation number");
@@ -183,6 +201,15 @@ mod tests {
             Recipient::parse("urn:altinn:person:idporten-email:a@b.no").unwrap().urn(),
             "urn:altinn:person:idporten-email:a@b.no"
         );
+    }
+
+    #[test]
+    fn masked_recipients_show_organisations_and_hide_persons() {
+        assert_eq!(masked("0192:991825827"), "991825827");
+        assert_eq!(masked("13896396174"), "138963*****");
+        assert_eq!(masked("urn:altinn:person:identifier-no:13896396174"), "138963*****");
+        assert_eq!(masked("urn:altinn:person:idporten-email:a@b.no"), "urn:altinn:person:idporten-email:***");
+        assert_eq!(masked("1389639617"), "138963****", "a mistyped number is hidden too");
     }
 
     #[test]

@@ -16,8 +16,10 @@
 //! - [`housekeeping`]: scheduled pruning, stuck-row sweep and daily summary, once across instances.
 //! - [`systemd`]: readiness and watchdog notifications.
 //! - [`health`]: the `/healthz` and `/readyz` listener.
+//! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
 
+pub mod admin;
 pub mod altinn;
 pub mod app;
 pub mod compose;

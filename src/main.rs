@@ -9,10 +9,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use altinn_outbox::config::Config;
-use altinn_outbox::{app, health, housekeeping, outbox, systemd, telemetry, worker};
+use altinn_outbox::{admin, app, health, housekeeping, outbox, systemd, telemetry, worker};
 
 #[derive(Parser)]
 #[command(version, about = "Send Altinn 3 Correspondence messages inserted into PostgreSQL")]
+#[command(after_help = admin::EXIT_CODES)]
 struct Cli {
     /// Configuration file [default: /etc/altinn-outbox/worker.toml]
     #[arg(long, global = true, env = "ALTINN_OUTBOX_CONFIG")]
@@ -40,6 +41,8 @@ enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    #[command(flatten)]
+    Admin(admin::Command),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +63,7 @@ struct FakeArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Admin(command) => return admin_command(cli.config, command).await,
         Command::Fake(args) => fake(args).await,
         Command::Keygen { kid, out_dir } => keygen(&kid, &out_dir),
         command => with_config(cli.config, command).await,
@@ -80,7 +84,21 @@ async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<
         Command::Migrate => migrate(&config).await,
         Command::Run => run(&config).await,
         Command::Check => check(&config).await,
-        Command::Fake(_) | Command::Keygen { .. } => unreachable!("handled without config"),
+        Command::Fake(_) | Command::Keygen { .. } | Command::Admin(_) => unreachable!("handled before"),
+    }
+}
+
+/// The admin commands choose their own exit codes (`admin::EXIT_CODES`).
+async fn admin_command(path: Option<PathBuf>, command: admin::Command) -> ExitCode {
+    match Config::load(path.as_deref()) {
+        Ok(config) => {
+            telemetry::init(&config.log);
+            ExitCode::from(admin::run(&config, command).await)
+        }
+        Err(e) => {
+            eprintln!("altinn-outbox: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

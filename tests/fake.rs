@@ -489,6 +489,33 @@ async fn a_sender_can_purge_only_before_publish() {
 }
 
 #[tokio::test]
+async fn purge_follows_the_status_rule_and_needs_a_token() {
+    let server = FakeServer::start(FakeConfig { publish_after_ms: 3_600_000, ..config() }).await;
+    let api = Api::new(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (_, created) = api.initialize(&message(&[ORG], None)).await;
+        ids.push(created["correspondences"][0]["correspondenceId"].as_str().unwrap().to_string());
+    }
+    let unauthenticated =
+        reqwest::Client::new().delete(format!("{}/correspondence/{}/purge", api.base, ids[0])).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(unauthenticated.text().await.unwrap(), "");
+
+    // Failed may still be purged; Reserved may not (1013, as for a published one).
+    assert!(server.state().set_status(ids[0].parse().unwrap(), "Failed"));
+    assert_eq!(api.purge(&ids[0]).await, (StatusCode::OK, json!(ids[0])));
+    let (status, body) = api.get(&format!("/correspondence/{}", ids[0])).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, Some(1001)));
+    assert!(server.state().set_status(ids[1].parse().unwrap(), "Reserved"));
+    let (status, body) = api.purge(&ids[1]).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, Some(1013)));
+    let (status, body) = api.purge("not-a-guid").await;
+    assert_eq!((status, &body["code"]), (StatusCode::BAD_REQUEST, &json!("STD-00000")));
+    assert_eq!(server.state().purge_calls(), 3, "the unauthenticated request never reached the handler");
+}
+
+#[tokio::test]
 async fn injected_503_and_429_answer_like_a_gateway() {
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;

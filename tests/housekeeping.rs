@@ -147,3 +147,62 @@ async fn the_sweep_reclaims_expired_leases_and_reports_stuck_rows() {
     // The row due two hours ago is stuck (default threshold 60 min); the fresh one is not.
     assert_eq!(detail.as_deref(), Some("reclaimed 1 deliveries and 0 uploads; 1 stuck"));
 }
+
+#[tokio::test]
+async fn the_prune_schedule_deletes_old_finished_messages_and_the_summary_counts() {
+    let app = TestApp::start().await;
+    let old = app.insert("old-delivered", &[ORG]).await;
+    let recent = app.insert("recent-delivered", &[ORG]).await;
+    let unsent = app.insert("old-unsent", &[ORG]).await;
+    app.drain().await;
+    sqlx::query(
+        "UPDATE altinn_outbox.delivery SET state = 'delivered', next_poll_at = NULL,
+                finished_at = now() - CASE WHEN message_id = $1 THEN interval '100 days' ELSE interval '1 day' END
+         WHERE message_id IN ($1, $2)",
+    )
+    .bind(old)
+    .bind(recent)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE altinn_outbox.delivery SET state = 'pending' WHERE message_id = $1")
+        .bind(unsent)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE altinn_outbox.message SET created_at = now() - interval '101 days' WHERE id IN ($1, $2)")
+        .bind(old)
+        .bind(unsent)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let old_delivery: i64 = app.delivery_of(old).await.get("id");
+    let history_before: i64 = sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.history WHERE delivery_id = $1")
+        .bind(old_delivery)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(history_before > 0);
+    let now = Utc::now();
+    let mut prune = Scheduler::new(only(Task::Prune, "0 * * * * *"));
+    prune.register(&app.ctx, now - chrono::Duration::minutes(2)).await.unwrap();
+    assert_eq!(prune.tick(&app.ctx, now).await.unwrap().len(), 1);
+    let left: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM altinn_outbox.message ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(left, [recent, unsent], "only the old finished message went (default retention 90 days)");
+    let history_of_old: i64 = sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.history WHERE delivery_id = $1")
+        .bind(old_delivery)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(history_of_old, 0, "its history went with it");
+    let detail = runs(&app).await.remove(0).4.unwrap();
+    assert!(detail.starts_with("deleted 1 messages, 1 deliveries, "), "{detail}");
+
+    let mut summary = Scheduler::new(only(Task::Summary, "0 * * * * *"));
+    summary.register(&app.ctx, now - chrono::Duration::minutes(2)).await.unwrap();
+    assert_eq!(summary.tick(&app.ctx, now).await.unwrap().len(), 1);
+    let detail = runs(&app).await.into_iter().find(|r| r.0 == "summary").unwrap().4.unwrap();
+    assert_eq!(detail, "2 messages, 1 pending, 0 failed in the last 24 h");
+}

@@ -53,6 +53,17 @@ pub enum Created {
     AlreadyExists,
 }
 
+/// What `DELETE /correspondence/{id}/purge` answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purged {
+    /// 200: purged now; its status is PurgedByAltinn.
+    Now,
+    /// 400 / 1014: purged before (by an earlier cancel whose answer was lost, say).
+    Already,
+    /// 400 / 1013: published (or Reserved); the sender may no longer purge it.
+    Published,
+}
+
 impl AltinnClient {
     pub fn new(
         http: reqwest::Client,
@@ -153,6 +164,13 @@ impl AltinnClient {
         let url = format!("{}/correspondence/{id}/details", self.api);
         let body = self.send(|http| http.get(&url)).await?;
         parse(&body)
+    }
+
+    /// Purges (cancels) a correspondence that is not yet published. Altinn allows it only
+    /// while the status is Initialized, ReadyForPublish or Failed (contract §10).
+    pub async fn purge(&self, id: Uuid) -> Result<Purged, ApiError> {
+        let url = format!("{}/correspondence/{id}/purge", self.api);
+        purged(self.send(|http| http.delete(&url)).await)
     }
 
     /// Sends with a token; a 401 drops the cached token and retries once with a fresh one,
@@ -275,6 +293,16 @@ fn created(answer: Result<bytes::Bytes, ApiError>) -> Result<Created, ApiError> 
             Ok(Created::New { correspondence_id: first.correspondence_id, status: first.status })
         }
         Err(e) if e.is_already_created() => Ok(Created::AlreadyExists),
+        Err(e) => Err(e),
+    }
+}
+
+/// 200 with the id, or the two refusals that are answers rather than failures.
+fn purged(answer: Result<bytes::Bytes, ApiError>) -> Result<Purged, ApiError> {
+    match answer {
+        Ok(body) => parse::<Uuid>(&body).map(|_| Purged::Now),
+        Err(e) if e.code == "altinn:1014" => Ok(Purged::Already),
+        Err(e) if e.code == "altinn:1013" => Ok(Purged::Published),
         Err(e) => Err(e),
     }
 }

@@ -316,7 +316,9 @@ async fn details(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
     }
 }
 
+/// The sender's purge (contract §10): only before publication, once.
 async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    bump(&app.state.purge_calls);
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(problem) => return problem.into_response(),

@@ -257,6 +257,7 @@ pub struct FakeState {
     pub(crate) initialize_calls: AtomicU64,
     pub(crate) lookups: AtomicU64,
     pub(crate) details_calls: AtomicU64,
+    pub(crate) purge_calls: AtomicU64,
     pub(crate) early_retries: AtomicU64,
     pub(crate) attachment_inits: AtomicU64,
     pub(crate) attachment_uploads: AtomicU64,
@@ -278,6 +279,7 @@ impl FakeState {
             initialize_calls: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
             details_calls: AtomicU64::new(0),
+            purge_calls: AtomicU64::new(0),
             early_retries: AtomicU64::new(0),
             attachment_inits: AtomicU64::new(0),
             attachment_uploads: AtomicU64::new(0),
@@ -338,6 +340,10 @@ impl FakeState {
     /// Details requests that reached the handler.
     pub fn details_calls(&self) -> u64 {
         self.details_calls.load(Ordering::Relaxed)
+    }
+    /// Purge requests that reached the handler, whatever the answer.
+    pub fn purge_calls(&self) -> u64 {
+        self.purge_calls.load(Ordering::Relaxed)
     }
     /// Every grant the fake Maskinporten received and every token the fake issued
     /// (Maskinporten and Altinn tokens), for tests that prove none reaches a log.

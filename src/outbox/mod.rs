@@ -4,7 +4,9 @@
 //! so each is its own short committed transaction and no transaction or row lock is ever
 //! held across an HTTP call. Every write-back is fenced by `lease_no`: a worker whose lease
 //! was taken over writes nothing. Everything is set-based: one statement per batch.
+//! [`admin`] holds the statements of the admin commands (status, show, retry, cancel, prune).
 
+pub mod admin;
 mod claim;
 mod files;
 pub mod schedule;
