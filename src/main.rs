@@ -92,7 +92,9 @@ async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<
 async fn admin_command(path: Option<PathBuf>, command: admin::Command) -> ExitCode {
     match Config::load(path.as_deref()) {
         Ok(config) => {
-            telemetry::init(&config.log);
+            // The command's output is the answer; the daemon's info lines (key loaded, ...)
+            // would only be noise on an operator's terminal. RUST_LOG still overrides.
+            telemetry::init(&altinn_outbox::config::LogConfig { level: "warn".into(), ..config.log.clone() });
             ExitCode::from(admin::run(&config, command).await)
         }
         Err(e) => {
