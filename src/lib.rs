@@ -13,7 +13,8 @@
 //! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
 //! - [`altinn`]: the Correspondence API client, its wire types and error classes.
 //! - [`worker`]: claiming, sending, status polling and the daemon loop.
-//! - [`health`]: the `/healthz` and `/readyz` listener.
+//! - [`health`]: the `/healthz`, `/readyz` and `/metrics` listener.
+//! - [`metrics`]: the Prometheus metrics: what is counted, and the scrape.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
 
 pub mod altinn;
@@ -24,6 +25,7 @@ pub mod fake;
 pub mod health;
 pub mod identifiers;
 pub mod maskinporten;
+pub mod metrics;
 pub mod outbox;
 pub mod telemetry;
 pub mod worker;

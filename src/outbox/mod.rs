@@ -6,6 +6,7 @@
 //! was taken over writes nothing. Everything is set-based: one statement per batch.
 
 mod claim;
+pub mod counts;
 mod files;
 pub mod uploads;
 mod write;

@@ -10,7 +10,7 @@ mod run;
 mod send;
 mod upload;
 
-pub use run::run;
+pub use run::{run, sweep};
 
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::altinn::{AltinnClient, ApiError};
 use crate::compose;
+use crate::metrics;
 use crate::outbox::uploads::ClaimedUpload;
 use crate::outbox::{self, ClaimedPoll, ClaimedSend, Outcome, WriteBack};
 use policy::{RetryPolicy, StatusPolicy};
@@ -152,6 +153,7 @@ pub async fn process(ctx: &Context, job: Job) -> Option<WriteBack> {
             Err(_) => job.overran(ctx),
         };
         log_outcome(&job, &outcome);
+        count_outcome(&outcome);
         outcome
     }
     .instrument(span)
@@ -179,6 +181,21 @@ fn log_outcome(job: &Job, outcome: &Outcome) {
                 info!(message_id, state, altinn_status = u.altinn_status.as_deref(), "status changed")
             }
             _ => tracing::debug!(message_id, altinn_status = u.altinn_status.as_deref(), "status read"),
+        },
+    }
+}
+
+/// Counts a send or a status read by outcome and error code (see [`crate::metrics`]).
+fn count_outcome(outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent { .. } => metrics::send_done("sent", ""),
+        Outcome::Retry { code, refund, .. } => metrics::send_done(if *refund { "deferred" } else { "retry" }, code),
+        Outcome::Finished { state, code, .. } => metrics::send_done(state, code),
+        // A read that failed carries no Altinn status; it is read again unless it never can be.
+        Outcome::Polled(u) => match (&u.altinn_status, &u.error) {
+            (None, Some((code, _))) if u.next_poll_at.is_some() => metrics::poll_done("retry", code),
+            (None, Some((code, _))) => metrics::poll_done("failed", code),
+            _ => metrics::poll_done("ok", ""),
         },
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{claim, process, Context, Job};
+use crate::metrics;
 use crate::outbox::{self, WriteBack};
 
 /// Results written back in one statement at most; larger batches gain little.
@@ -217,15 +218,22 @@ async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationTok
     }
 }
 
-async fn sweep(ctx: &Context) {
+/// Takes back the leases of stopped workers (sends and shared uploads), and counts them.
+pub async fn sweep(ctx: &Context) {
     match outbox::reclaim_expired_leases(&ctx.pool).await {
-        Ok(ids) if !ids.is_empty() => warn!(count = ids.len(), ids = ?ids, "expired leases reclaimed"),
+        Ok(ids) if !ids.is_empty() => {
+            metrics::leases_reclaimed("delivery", ids.len() as u64);
+            warn!(count = ids.len(), ids = ?ids, "expired leases reclaimed")
+        }
         Ok(_) => {}
         Err(e) => warn!(error = %e, "lease sweep failed"),
     }
     match outbox::uploads::reclaim_dead_uploads(&ctx.pool).await {
         Ok(0) => {}
-        Ok(n) => warn!(count = n, "uploads of stopped workers start over with new attachments"),
+        Ok(n) => {
+            metrics::leases_reclaimed("upload", n);
+            warn!(count = n, "uploads of stopped workers start over with new attachments")
+        }
         Err(e) => warn!(error = %e, "upload sweep failed"),
     }
 }
