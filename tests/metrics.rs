@@ -221,6 +221,11 @@ async fn failed_token_refreshes_retries_and_reclaimed_leases_are_counted() {
     app.make_all_due().await;
     app.drain().await;
     assert_eq!(app.count_in("awaiting_status").await, 1);
+    // A status read that fails is read again later.
+    app.fake.faults().add(FaultRule::times(Endpoint::Details, FaultKind::Status(503), 1));
+    app.make_all_due().await;
+    app.drain().await;
+    assert_eq!(app.count_in("awaiting_status").await, 1);
 
     let s = listener.scrape().await;
     assert_eq!(s.sum(REFRESHES, &[("outcome", "unavailable")]), 1.0);
@@ -228,6 +233,8 @@ async fn failed_token_refreshes_retries_and_reclaimed_leases_are_counted() {
     assert_eq!(s.sum(SENDS, &[("outcome", "deferred"), ("error_code", "maskinporten:503")]), 1.0);
     assert_eq!(s.sum(SENDS, &[("outcome", "retry"), ("error_code", "http:500")]), 1.0);
     assert_eq!(s.sum(SENDS, &[("outcome", "sent")]), 1.0);
+    assert_eq!(s.sum(POLLS, &[("outcome", "retry"), ("error_code", "http:503")]), 1.0);
+    assert_eq!(s.sum(POLLS, &[]), 1.0);
     assert_eq!(s.sum(DURATION_COUNT, &[("endpoint", "token"), ("status", "5xx")]), 1.0);
     assert_eq!(s.sum(DURATION_COUNT, &[("endpoint", "initialize"), ("status", "5xx")]), 1.0);
     assert_eq!(s.sum(RECLAIMED, &[("kind", "delivery")]), 0.0);
