@@ -214,13 +214,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// The HTTP listener for health probes; off unless `listen` is set.
+/// The HTTP listener for health probes and metrics; off unless `listen` is set.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
-    /// Address of the `/healthz` and `/readyz` listener, e.g. `127.0.0.1:9187`. Unset: no
-    /// listener. Keep it on localhost: readiness names configuration problems.
+    /// Address of the `/healthz`, `/readyz` and `/metrics` listener; `127.0.0.1:9187` is the
+    /// documented choice. Unset (the default): no listener.
     pub listen: Option<String>,
+    /// Allow a `listen` address other than loopback. Off by default: the listener has no
+    /// authentication, and readiness and metrics reveal operational detail (configuration
+    /// problems, error codes, volumes). Put a proxy with access control in front instead,
+    /// or set this when the network itself is the control.
+    pub allow_remote: bool,
 }
 
 /// Housekeeping the daemon runs itself, once per scheduled time across all instances. Cron
@@ -462,7 +467,15 @@ impl Config {
         self.validate_worker()?;
         self.validate_schedules()?;
         if let Some(listen) = &self.health.listen {
-            listen.parse::<std::net::SocketAddr>().map_err(|e| invalid("health.listen", format!("{listen:?}: {e}")))?;
+            let addr: std::net::SocketAddr =
+                listen.parse().map_err(|e| invalid("health.listen", format!("{listen:?}: {e}")))?;
+            if !addr.ip().is_loopback() && !self.health.allow_remote {
+                let why = "is not a loopback address, and the listener has no authentication";
+                return Err(invalid(
+                    "health.listen",
+                    format!("{listen} {why}: set health.allow_remote = true to allow it"),
+                ));
+            }
         }
         self.endpoints().map(|_| ())
     }
@@ -567,6 +580,13 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("maskinporten.failure_backoff_first_ms"));
         c.maskinporten.failure_backoff_first_ms = 0;
         c.maskinporten.failure_backoff_max_ms = 0;
+        c.validate().unwrap();
+        c.health.listen = Some("0.0.0.0:9187".into());
+        assert!(c.validate().unwrap_err().to_string().contains("health.listen"));
+        c.health.allow_remote = true;
+        c.validate().unwrap();
+        c.health.listen = Some("[::1]:9187".into());
+        c.health.allow_remote = false;
         c.validate().unwrap();
         c.worker.lease_ms = 1_000;
         assert!(c.validate().unwrap_err().to_string().contains("worker.lease_ms"));

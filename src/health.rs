@@ -1,14 +1,17 @@
 //! The health listener: `/healthz` says the process is alive; `/readyz` says whether it
 //! can do its work (the database answers and a token can be had), and if not, why, in
-//! words an operator can act on. Off unless `health.listen` is set.
+//! words an operator can act on; `/metrics` is for Prometheus ([`crate::metrics`]). Off
+//! unless `health.listen` is set, and on localhost unless `health.allow_remote`: there is no
+//! authentication, and readiness and metrics tell how the service and its setup are doing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -30,13 +33,28 @@ pub struct Readiness {
     pub altinn: &'static str,
 }
 
-/// Serves the probes until `shutdown`.
+/// The exposition format's content type, which Prometheus negotiates by.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+struct Probes {
+    ctx: Arc<Context>,
+    metrics: PrometheusHandle,
+}
+
+/// Serves the probes and the metrics of `metrics` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Arc<Context>,
+    metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(ctx);
+    tokio::spawn(crate::metrics::upkeep(metrics.clone(), shutdown.clone()));
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(scrape))
+        .with_state(Probes { ctx, metrics });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
@@ -44,10 +62,16 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(ctx): State<Arc<Context>>) -> (StatusCode, Json<Readiness>) {
-    let readiness = readiness(&ctx).await;
+async fn readyz(State(probes): State<Probes>) -> (StatusCode, Json<Readiness>) {
+    let readiness = readiness(&probes.ctx).await;
     let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(readiness))
+}
+
+/// Always 200: a database that does not answer shows as `altinn_outbox_database_up 0`.
+async fn scrape(State(probes): State<Probes>) -> ([(header::HeaderName, &'static str); 1], String) {
+    let text = crate::metrics::render(&probes.metrics, &probes.ctx.pool).await;
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text)
 }
 
 /// Ready when the database answers and a token can be had (from the cache, or one refresh;

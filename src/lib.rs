@@ -15,7 +15,8 @@
 //! - [`worker`]: claiming, sending, status polling and the daemon loop.
 //! - [`housekeeping`]: scheduled pruning, stuck-row sweep and daily summary, once across instances.
 //! - [`systemd`]: readiness and watchdog notifications.
-//! - [`health`]: the `/healthz` and `/readyz` listener.
+//! - [`health`]: the `/healthz`, `/readyz` and `/metrics` listener.
+//! - [`metrics`]: the Prometheus metrics: what is counted, and the scrape.
 //! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
 
@@ -29,6 +30,7 @@ pub mod health;
 pub mod housekeeping;
 pub mod identifiers;
 pub mod maskinporten;
+pub mod metrics;
 pub mod outbox;
 pub mod systemd;
 pub mod telemetry;

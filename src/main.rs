@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use altinn_outbox::config::Config;
-use altinn_outbox::{admin, app, health, housekeeping, outbox, systemd, telemetry, worker};
+use altinn_outbox::{admin, app, health, housekeeping, metrics, outbox, systemd, telemetry, worker};
 
 #[derive(Parser)]
 #[command(version, about = "Send Altinn 3 Correspondence messages inserted into PostgreSQL")]
@@ -123,10 +123,12 @@ async fn run(config: &Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("health.listen: cannot listen on {listen}: {e}"))?;
+        // Only a listener can show metrics: without one, counting would be wasted.
+        let metrics = metrics::install().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
         tracing::info!(%listen, "health listener started");
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = health::serve(listener, ctx, shutdown).await {
+            if let Err(e) = health::serve(listener, ctx, metrics, shutdown).await {
                 tracing::error!(error = %e, "health listener stopped");
             }
         });

@@ -58,6 +58,41 @@ async fn sigterm_during_sends_exits_zero_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn the_daemon_serves_its_metrics_on_the_health_listener() {
+    let app = TestApp::start().await;
+    app.insert_many(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = app.config_file(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = command(&config, &["run"])
+        .env("ALTINN_OUTBOX_HEALTH__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let sent = r#"altinn_outbox_sends_total{outcome="sent",error_code=""} 3"#;
+    let start = std::time::Instant::now();
+    let scrape = loop {
+        let body = match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if body.contains(sent) {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "never counted three sends: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(exit.status.success());
+    assert!(scrape.contains("altinn_outbox_database_up 1"), "{scrape}");
+    assert!(scrape.contains(r#"altinn_outbox_token_refreshes_total{outcome="ok"} 1"#), "{scrape}");
+    assert_eq!(app.fake.state().correspondences().len(), 3);
+}
+
+#[tokio::test]
 async fn a_bad_key_stops_the_daemon_before_any_row_is_touched() {
     let app = TestApp::start().await;
     let id = app.insert("untouched", &[ORG]).await;

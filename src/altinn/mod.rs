@@ -17,11 +17,22 @@ use reqwest::{RequestBuilder, StatusCode};
 use uuid::Uuid;
 
 use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
+use crate::metrics::{self, System};
 use crate::outbox::FileContent;
 use wire::{AttachmentOverview, Details, IdList, InitializeAttachment, InitializeRequest, InitializeResponse};
 
 /// Base path of the Correspondence API under the platform URL.
 const API_PATH: &str = "/correspondence/api/v1";
+
+// Endpoint names for the request duration metric: a fixed list, so the label stays bounded.
+const INITIALIZE: &str = "initialize";
+const INITIALIZE_WITH_FILES: &str = "initialize_with_files";
+const CREATE_ATTACHMENT: &str = "create_attachment";
+const UPLOAD_ATTACHMENT: &str = "upload_attachment";
+const ATTACHMENT_STATUS: &str = "attachment_status";
+const FIND_BY_KEY: &str = "find_by_key";
+const DETAILS: &str = "details";
+const PURGE: &str = "purge";
 
 #[derive(Clone)]
 pub struct AltinnClient {
@@ -89,7 +100,7 @@ impl AltinnClient {
     /// Initializes one correspondence. Success is 200 with one element per recipient.
     pub async fn initialize(&self, request: &InitializeRequest) -> Result<Created, ApiError> {
         let url = format!("{}/correspondence", self.api);
-        created(self.send(|http| http.post(&url).json(request)).await)
+        created(self.send(INITIALIZE, |http| http.post(&url).json(request)).await)
     }
 
     /// Initializes one correspondence and uploads its files in the same multipart request,
@@ -116,13 +127,13 @@ impl AltinnClient {
             }
             http.post(&url).multipart(multipart).timeout(self.upload_timeout)
         };
-        created(self.send(build).await)
+        created(self.send(INITIALIZE_WITH_FILES, build).await)
     }
 
     /// Creates an attachment to upload into; its id is the JSON string answered.
     pub async fn create_attachment(&self, request: &InitializeAttachment) -> Result<Uuid, ApiError> {
         let url = format!("{}/attachment", self.api);
-        let body = self.send(|http| http.post(&url).json(request)).await?;
+        let body = self.send(CREATE_ATTACHMENT, |http| http.post(&url).json(request)).await?;
         parse(&body)
     }
 
@@ -131,7 +142,7 @@ impl AltinnClient {
     pub async fn upload_attachment(&self, id: Uuid, content: &FileContent) -> Result<AttachmentOverview, ApiError> {
         let url = format!("{}/attachment/{id}/upload", self.api);
         let body = self
-            .send(|http| {
+            .send(UPLOAD_ATTACHMENT, |http| {
                 http.post(&url)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .header(reqwest::header::CONTENT_LENGTH, content.len())
@@ -145,7 +156,7 @@ impl AltinnClient {
     /// An attachment's status: `Published` once the malware scan passed.
     pub async fn attachment_status(&self, id: Uuid) -> Result<AttachmentOverview, ApiError> {
         let url = format!("{}/attachment/{id}", self.api);
-        let body = self.send(|http| http.get(&url)).await?;
+        let body = self.send(ATTACHMENT_STATUS, |http| http.get(&url)).await?;
         parse(&body)
     }
 
@@ -154,7 +165,7 @@ impl AltinnClient {
         let url = format!("{}/correspondence", self.api);
         let query =
             [("resourceId", resource_id.to_string()), ("role", "Sender".into()), ("idempotentKey", key.to_string())];
-        let body = self.send(|http| http.get(&url).query(&query)).await?;
+        let body = self.send(FIND_BY_KEY, |http| http.get(&url).query(&query)).await?;
         let ids: IdList = parse(&body)?;
         Ok(ids.ids.into_iter().next())
     }
@@ -162,7 +173,7 @@ impl AltinnClient {
     /// Status history and notification outcome of one correspondence.
     pub async fn details(&self, id: Uuid) -> Result<Details, ApiError> {
         let url = format!("{}/correspondence/{id}/details", self.api);
-        let body = self.send(|http| http.get(&url)).await?;
+        let body = self.send(DETAILS, |http| http.get(&url)).await?;
         parse(&body)
     }
 
@@ -170,14 +181,18 @@ impl AltinnClient {
     /// while the status is Initialized, ReadyForPublish or Failed (contract §10).
     pub async fn purge(&self, id: Uuid) -> Result<Purged, ApiError> {
         let url = format!("{}/correspondence/{id}/purge", self.api);
-        purged(self.send(|http| http.delete(&url)).await)
+        purged(self.send(PURGE, |http| http.delete(&url)).await)
     }
 
     /// Sends with a token; a 401 drops the cached token and retries once with a fresh one,
     /// because Altinn validates token lifetime with zero clock skew.
-    async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<bytes::Bytes, ApiError> {
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<bytes::Bytes, ApiError> {
         let pass = self.gate.enter(Instant::now()).map_err(closed)?;
-        let (status, retry_after, body) = match self.answer(&build).await {
+        let (status, retry_after, body) = match self.answer(endpoint, &build).await {
             Ok(answer) => answer,
             // Nothing was sent: says nothing about Altinn (a probe's pass is freed on drop).
             Err(NoAnswer::NoToken(e)) => return Err(e),
@@ -200,14 +215,15 @@ impl AltinnClient {
     /// One request with a token (two after a 401), its body read completely.
     async fn answer(
         &self,
+        endpoint: &'static str,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<(StatusCode, Option<Duration>, bytes::Bytes), NoAnswer> {
         let mut token = self.token().await.map_err(NoAnswer::NoToken)?;
-        let mut response = self.attempt(build, &token).await.map_err(NoAnswer::Lost)?;
+        let mut response = self.attempt(endpoint, build, &token).await.map_err(NoAnswer::Lost)?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate(&token);
             token = self.token().await.map_err(NoAnswer::NoToken)?;
-            response = self.attempt(build, &token).await.map_err(NoAnswer::Lost)?;
+            response = self.attempt(endpoint, build, &token).await.map_err(NoAnswer::Lost)?;
         }
         let status = response.status();
         let retry_after = retry_after(response.headers());
@@ -216,8 +232,10 @@ impl AltinnClient {
         Ok((status, retry_after, body))
     }
 
+    /// One request, timed for [`metrics`] under the endpoint's name.
     async fn attempt(
         &self,
+        endpoint: &'static str,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
         token: &AltinnToken,
     ) -> Result<reqwest::Response, ApiError> {
@@ -225,7 +243,10 @@ impl AltinnClient {
         if let Some(key) = &self.subscription_key {
             request = request.header("Ocp-Apim-Subscription-Key", key);
         }
-        request.send().await.map_err(|e| ApiError::from_transport(&e))
+        let started = Instant::now();
+        let result = request.send().await;
+        metrics::request_done(System::Altinn, endpoint, started, &result);
+        result.map_err(|e| ApiError::from_transport(&e))
     }
 
     async fn token(&self) -> Result<AltinnToken, ApiError> {

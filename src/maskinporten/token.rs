@@ -32,6 +32,7 @@ use super::error::{classify_exchange_failure, classify_maskinporten_failure, tra
 use super::grant::{grant_claims, sign_grant};
 use super::health::{AuthStatus, FailureBackoff, Health};
 use super::key::SigningKey;
+use crate::metrics::{self, System};
 
 /// Per-request timeout for both the grant and the exchange. Both answer in well under a
 /// second when healthy; ten seconds rides out a slow moment without stalling a batch for
@@ -173,10 +174,15 @@ impl TokenClient {
         Some(Ok(token.clone()))
     }
 
-    /// Stores a refresh's outcome for the callers after it, and logs what changed.
+    /// Stores a refresh's outcome for the callers after it, counts it, and logs what changed.
     fn record(&self, result: &Result<AltinnToken, TokenError>) {
         let s = &self.inner.settings;
         let backoff = FailureBackoff { first: s.failure_backoff_first, max: s.failure_backoff_max };
+        metrics::token_refreshed(match result {
+            Ok(_) => "ok",
+            Err(TokenError::Unavailable { .. }) => "unavailable",
+            Err(TokenError::Rejected { .. }) => "rejected",
+        });
         let change = {
             let mut cache = self.lock_cache();
             cache.generation += 1;
@@ -362,7 +368,15 @@ impl TokenClient {
 
 /// Sends a request and reads its body; transport failures are always retryable.
 async fn send(request: reqwest::RequestBuilder, step: Step) -> Result<Reply, TokenError> {
-    let response: Response = request.send().await.map_err(|e| transport_error(step, &e))?;
+    // The exchange is Altinn's endpoint; a grant is never sent on its own.
+    let (system, endpoint) = match step {
+        Step::Exchange => (System::Altinn, "token_exchange"),
+        Step::Maskinporten | Step::Grant => (System::Maskinporten, "token"),
+    };
+    let started = std::time::Instant::now();
+    let result = request.send().await;
+    metrics::request_done(system, endpoint, started, &result);
+    let response: Response = result.map_err(|e| transport_error(step, &e))?;
     // Read the host clock as the answer arrives, the moment closest to the server's Date.
     let measured_offset_s = server_date(response.headers()).map(|date| measured_offset_s(date, Utc::now()));
     let status = response.status();

@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod claim;
+pub mod counts;
 mod files;
 pub mod schedule;
 pub mod uploads;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::altinn::{AltinnClient, ApiError};
 use crate::compose;
+use crate::metrics;
 use crate::outbox::uploads::ClaimedUpload;
 use crate::outbox::{self, ClaimedPoll, ClaimedSend, Outcome, WriteBack};
 use policy::{RetryPolicy, StatusPolicy};
@@ -154,6 +155,7 @@ pub async fn process(ctx: &Context, job: Job) -> Option<WriteBack> {
             Err(_) => job.overran(ctx),
         };
         log_outcome(&job, &outcome);
+        count_outcome(&outcome);
         outcome
     }
     .instrument(span)
@@ -192,6 +194,7 @@ pub async fn reclaim(ctx: &Context) -> Option<(usize, u64)> {
     let deliveries = match outbox::reclaim_expired_leases(&ctx.pool).await {
         Ok(ids) => {
             if !ids.is_empty() {
+                metrics::leases_reclaimed("delivery", ids.len() as u64);
                 warn!(count = ids.len(), ids = ?ids, "expired leases reclaimed");
             }
             ids.len()
@@ -204,6 +207,7 @@ pub async fn reclaim(ctx: &Context) -> Option<(usize, u64)> {
     let uploads = match outbox::uploads::reclaim_dead_uploads(&ctx.pool).await {
         Ok(n) => {
             if n > 0 {
+                metrics::leases_reclaimed("upload", n);
                 warn!(count = n, "uploads of stopped workers start over with new attachments");
             }
             n
@@ -214,6 +218,21 @@ pub async fn reclaim(ctx: &Context) -> Option<(usize, u64)> {
         }
     };
     Some((deliveries, uploads))
+}
+
+/// Counts a send or a status read by outcome and error code (see [`crate::metrics`]).
+fn count_outcome(outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent { .. } => metrics::send_done("sent", ""),
+        Outcome::Retry { code, refund, .. } => metrics::send_done(if *refund { "deferred" } else { "retry" }, code),
+        Outcome::Finished { state, code, .. } => metrics::send_done(state, code),
+        // A read that failed carries no Altinn status; it is read again unless it never can be.
+        Outcome::Polled(u) => match (&u.altinn_status, &u.error) {
+            (None, Some((code, _))) if u.next_poll_at.is_some() => metrics::poll_done("retry", code),
+            (None, Some((code, _))) => metrics::poll_done("failed", code),
+            _ => metrics::poll_done("ok", ""),
+        },
+    }
 }
 
 /// Claims one batch, processes it concurrently and writes it back.

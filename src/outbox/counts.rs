@@ -1,0 +1,62 @@
+//! What the outbox holds right now, for the `/metrics` gauges: deliveries by state, shared
+//! uploads by state, and how long the oldest unsent delivery has waited. Read when a scrape
+//! asks, so the numbers are as fresh as the scrape and cost nothing between scrapes.
+
+use sqlx::PgPool;
+
+/// Every state a delivery can be in (the `delivery_state_known` constraint): each is
+/// reported, with zero when no row is in it, so a state that empties reads 0 instead of
+/// vanishing from the scrape.
+pub const DELIVERY_STATES: [&str; 7] =
+    ["pending", "waiting_files", "sending", "awaiting_status", "delivered", "failed", "cancelled"];
+
+/// The states of a shared upload (`attachment_upload_state_known` less `none`: files sent
+/// inside their multipart request have no upload of their own).
+pub const UPLOAD_STATES: [&str; 6] = ["pending", "initialized", "uploading", "processing", "published", "failed"];
+
+/// One reading of the outbox.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counts {
+    /// Rows per delivery state, in [`DELIVERY_STATES`] order, then any state the constraint
+    /// gained after this binary was built.
+    pub deliveries: Vec<(String, i64)>,
+    /// Shared uploads per state, in [`UPLOAD_STATES`] order.
+    pub uploads: Vec<(String, i64)>,
+    /// Seconds since the oldest delivery that Altinn does not have yet (pending, waiting for
+    /// its files, or being sent) was inserted; 0 when there is none.
+    pub oldest_unsent_age_s: f64,
+}
+
+/// Reads the counts in one round trip. Grouping scans the delivery table: fine for the
+/// millions of rows a year of sending makes, at one scrape every few seconds.
+pub async fn counts(pool: &PgPool) -> Result<Counts, sqlx::Error> {
+    let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
+        "SELECT 'delivery', state, count(*), 0::float8 FROM altinn_outbox.delivery GROUP BY state
+         UNION ALL
+         SELECT 'upload', upload_state, count(*), 0 FROM altinn_outbox.attachment
+         WHERE upload_state <> 'none' GROUP BY upload_state
+         UNION ALL
+         SELECT 'age', '', 0, coalesce(extract(epoch FROM now() - min(m.created_at)), 0)::float8
+         FROM altinn_outbox.delivery d JOIN altinn_outbox.message m ON m.id = d.message_id
+         WHERE d.state IN ('pending', 'waiting_files', 'sending')",
+    )
+    .fetch_all(pool)
+    .await?;
+    let of = |kind: &str| -> Vec<(String, i64)> {
+        rows.iter().filter(|r| r.0 == kind).map(|r| (r.1.clone(), r.2)).collect()
+    };
+    let oldest_unsent_age_s = rows.iter().find(|r| r.0 == "age").map_or(0.0, |r| r.3.max(0.0));
+    Ok(Counts {
+        deliveries: with_zeros(&DELIVERY_STATES, of("delivery")),
+        uploads: with_zeros(&UPLOAD_STATES, of("upload")),
+        oldest_unsent_age_s,
+    })
+}
+
+/// Every known state in its order (zero if absent), then the unknown ones found.
+fn with_zeros(known: &[&str], found: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let count = |state: &str| found.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+    let mut all: Vec<(String, i64)> = known.iter().map(|s| (s.to_string(), count(s))).collect();
+    all.extend(found.iter().filter(|(s, _)| !known.contains(&s.as_str())).cloned());
+    all
+}
