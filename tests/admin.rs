@@ -70,18 +70,6 @@ async fn insert_for(app: &TestApp, resource: &str, reference: &str) -> i64 {
     .unwrap()
 }
 
-/// One small file; for a message to several recipients, its deliveries wait in waiting_files.
-async fn add_file(app: &TestApp, message_id: i64) {
-    sqlx::query(
-        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
-         VALUES ($1, 'vedtak.pdf', 'file-1', '%PDF-1.7 x')",
-    )
-    .bind(message_id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
-}
-
 /// Makes the status read of one message's delivery due and runs it.
 async fn read_status_now(app: &TestApp, message_id: i64) {
     sqlx::query("UPDATE altinn_outbox.delivery SET next_poll_at = now() WHERE message_id = $1")
@@ -276,7 +264,7 @@ async fn retry_starts_a_failed_shared_upload_over_so_that_no_letter_goes_without
     let app = TestApp::start().await;
     app.fake.faults().add(FaultRule::times(Endpoint::AttachmentInit, FaultKind::Status(400), 1));
     let id = app.insert("with-file", &[ORG, PERSON]).await;
-    add_file(&app, id).await;
+    app.add_file(id).await;
     app.drain().await;
     assert_eq!(app.count_in("failed").await, 2, "the failed upload failed both deliveries");
 
@@ -322,7 +310,7 @@ async fn cancel_of_a_pending_message_calls_nobody_and_it_is_never_sent() {
 async fn cancel_of_a_message_waiting_for_its_files_gives_the_upload_up() {
     let app = TestApp::start().await;
     let id = app.insert("with-file", &[ORG, PERSON]).await;
-    add_file(&app, id).await;
+    app.add_file(id).await;
     assert_eq!(app.count_in("waiting_files").await, 2);
 
     assert_eq!(execute(&app, admin::Command::Cancel { id, output: json_flag() }).await.exit, Exit::Success);

@@ -156,14 +156,7 @@ async fn sends_polls_requests_and_the_outbox_gauges_match_what_happened() {
 
     // A file for two recipients is uploaded once, before either is sent: it waits for that.
     let shared = app.insert("shared-file", &[ORG, "13896396174"]).await;
-    sqlx::query(
-        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
-         VALUES ($1, 'vedtak.pdf', 'vedtak', '%PDF-1.7')",
-    )
-    .bind(shared)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.add_file(shared).await;
 
     let s = listener.scrape().await;
     assert_eq!(s.sum("altinn_outbox_database_up", &[]), 1.0);

@@ -101,6 +101,18 @@ impl TestApp {
         .unwrap();
     }
 
+    /// One small file; for a message to several recipients, its deliveries wait in waiting_files.
+    pub async fn add_file(&self, message_id: i64) {
+        sqlx::query(
+            "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
+             VALUES ($1, 'vedtak.pdf', 'file-1', '%PDF-1.7 x')",
+        )
+        .bind(message_id)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
     /// Every initialize request the fake received, faulted ones included.
     pub fn initialize_requests(&self) -> usize {
         self.requests_to("POST", "/correspondence/api/v1/correspondence")
