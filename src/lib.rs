@@ -19,10 +19,12 @@
 //! - [`metrics`]: the Prometheus metrics: what is counted, and the scrape.
 //! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
+//! - [`bench`]: `altinn-outbox bench`, the worker measured against the fake (issue 6).
 
 pub mod admin;
 pub mod altinn;
 pub mod app;
+pub mod bench;
 pub mod compose;
 pub mod config;
 pub mod fake;

@@ -43,6 +43,8 @@ enum Command {
     },
     #[command(flatten)]
     Admin(admin::Command),
+    /// Measure the worker against the in-process fake on a scratch database (issue 6's figures).
+    Bench(altinn_outbox::bench::Args),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +68,7 @@ async fn main() -> ExitCode {
         Command::Admin(command) => return admin_command(cli.config, command).await,
         Command::Fake(args) => fake(args).await,
         Command::Keygen { kid, out_dir } => keygen(&kid, &out_dir),
+        Command::Bench(args) => bench(args).await,
         command => with_config(cli.config, command).await,
     };
     match result {
@@ -84,7 +87,9 @@ async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<
         Command::Migrate => migrate(&config).await,
         Command::Run => run(&config).await,
         Command::Check => check(&config).await,
-        Command::Fake(_) | Command::Keygen { .. } | Command::Admin(_) => unreachable!("handled before"),
+        Command::Fake(_) | Command::Keygen { .. } | Command::Admin(_) | Command::Bench(_) => {
+            unreachable!("handled before")
+        }
     }
 }
 
@@ -221,4 +226,10 @@ fn keygen(kid: &str, out_dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(out_dir.join("public.jwks.json"), public)?;
     println!("wrote {} (keep secret) and public.jwks.json (register it with Maskinporten)", private_path.display());
     Ok(())
+}
+
+/// The bench prints its table; the worker's info lines would only interleave with it.
+async fn bench(args: altinn_outbox::bench::Args) -> anyhow::Result<()> {
+    telemetry::init(&altinn_outbox::config::LogConfig { level: "warn".into(), ..Default::default() });
+    altinn_outbox::bench::run(args).await
 }

@@ -4,9 +4,11 @@
 //! so each is its own short committed transaction and no transaction or row lock is ever
 //! held across an HTTP call. Every write-back is fenced by `lease_no`: a worker whose lease
 //! was taken over writes nothing. Everything is set-based: one statement per batch.
-//! [`admin`] holds the statements of the admin commands (status, show, retry, cancel, prune).
+//! [`admin`] holds the statements of the admin commands (status, show, retry, cancel, prune);
+//! [`bench`] those of `altinn-outbox bench` (scratch databases, bulk loads, measurements).
 
 pub mod admin;
+pub mod bench;
 mod claim;
 pub mod counts;
 mod files;

@@ -1,0 +1,144 @@
+//! One run's world: a fresh database on the server (migrated), the fake Maskinporten and
+//! Altinn in-process with the bench's key registered, and a worker context configured with
+//! the daemon's defaults except for what the bench varies (concurrency, first poll delay).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{Config, Environment, Secret};
+use crate::fake::{Endpoint, FakeClient, FakeConfig, FakeServer, FaultKind, FaultRule};
+use crate::outbox;
+use crate::worker::{self, Context};
+
+/// The Maskinporten client id the fake knows the bench by.
+const CLIENT_ID: &str = "altinn-outbox-bench";
+/// A fixed namespace: keys differ per run anyway, because each run has its own fake.
+const NAMESPACE: Uuid = Uuid::from_u128(0xbe4c_0000_0000_4000_8000_0000_0000_0001);
+
+/// The signing key of one bench invocation, generated at start (no test fixture needed).
+pub struct BenchKey {
+    private_b64: String,
+    public_jwks: serde_json::Value,
+}
+
+impl BenchKey {
+    pub fn generate() -> anyhow::Result<BenchKey> {
+        let (private, public) = crate::maskinporten::generate_jwk("bench", 2048);
+        Ok(BenchKey {
+            private_b64: base64::engine::general_purpose::STANDARD.encode(private),
+            public_jwks: serde_json::from_str(&public)?,
+        })
+    }
+}
+
+/// What one run varies.
+#[derive(Clone, Copy, Debug)]
+pub struct RunSettings {
+    pub concurrency: usize,
+    /// Added to every Correspondence API request by the fake.
+    pub latency: Duration,
+    pub publish_after_ms: u64,
+    pub first_poll_delay_ms: u64,
+}
+
+/// How long the backends of a closed pool may take to exit (and report their statistics).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Env {
+    pub db_name: String,
+    db_url: String,
+    pub fake: FakeServer,
+    /// The worker's context; its pool connects lazily, so only the worker's own statements
+    /// go through it.
+    pub ctx: Arc<Context>,
+    /// On the server's `postgres` database: creates, drops, and reads the run's counters.
+    admin: PgPool,
+}
+
+impl Env {
+    pub async fn start(server: &str, key: &BenchKey, run: RunSettings) -> anyhow::Result<Env> {
+        let admin = PgPoolOptions::new().max_connections(1).connect(&format!("{server}/postgres")).await?;
+        let db_name = format!("altinn_outbox_bench_{}", Uuid::new_v4().simple());
+        outbox::bench::create_database(&admin, &db_name).await?;
+        let db_url = format!("{server}/{db_name}");
+        let fake = FakeServer::start(fake_config(key, run.publish_after_ms)).await;
+        if !run.latency.is_zero() {
+            for endpoint in [Endpoint::Initialize, Endpoint::Lookup, Endpoint::Overview, Endpoint::Details] {
+                fake.faults().add(FaultRule::always(endpoint, FaultKind::Delay(run.latency)));
+            }
+        }
+        let config = worker_config(&db_url, &fake, key, run);
+        let ctx = Arc::new(crate::app::build_context(&config)?);
+        let env = Env { db_name, db_url, fake, ctx, admin };
+        let setup = env.connect().await?;
+        outbox::migrate(&setup).await?;
+        setup.close().await;
+        Ok(env)
+    }
+
+    /// A connection of the bench's own (loading, progress, measuring), apart from the
+    /// worker's pool. No ping before use: every statement on it is one the bench counts.
+    pub async fn connect(&self) -> Result<PgPool, sqlx::Error> {
+        PgPoolOptions::new().max_connections(1).test_before_acquire(false).connect(&self.db_url).await
+    }
+
+    /// Transactions ended in the run's database, once every connection to it is closed:
+    /// backends report their counts when they exit, but may hold them for up to 10 s while idle.
+    pub async fn settled_transactions(&self) -> anyhow::Result<i64> {
+        let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
+        while outbox::bench::backends(&self.admin, &self.db_name).await? > 0 {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "connections to the run's database stay open");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(outbox::bench::transactions(&self.admin, &self.db_name).await?)
+    }
+
+    /// Starts the daemon's own loop in this process; cancel the token to stop it.
+    pub fn start_worker(&self) -> (CancellationToken, JoinHandle<()>) {
+        let shutdown = CancellationToken::new();
+        (shutdown.clone(), tokio::spawn(worker::run(self.ctx.clone(), shutdown)))
+    }
+
+    /// Closes every connection to the run's database (so its backends report their
+    /// statistics as they exit) and drops it.
+    pub async fn finish(self) -> anyhow::Result<()> {
+        self.ctx.pool.close().await;
+        outbox::bench::drop_database(&self.admin, &self.db_name).await?;
+        self.admin.close().await;
+        Ok(())
+    }
+}
+
+fn fake_config(key: &BenchKey, publish_after_ms: u64) -> FakeConfig {
+    FakeConfig {
+        clients: vec![FakeClient {
+            client_id: CLIENT_ID.into(),
+            jwks: key.public_jwks.clone(),
+            scopes: vec!["altinn:serviceowner".into(), "altinn:correspondence.write".into()],
+        }],
+        publish_after_ms,
+        ..FakeConfig::default()
+    }
+}
+
+/// The daemon's defaults, pointed at this run's database and fake.
+fn worker_config(db_url: &str, fake: &FakeServer, key: &BenchKey, run: RunSettings) -> Config {
+    let mut c = Config { environment: Environment::Custom, ..Config::default() };
+    c.database.url = Secret::new(db_url);
+    c.maskinporten.client_id = CLIENT_ID.into();
+    c.maskinporten.key_jwk_base64 = Some(Secret::new(key.private_b64.clone()));
+    c.maskinporten.issuer = Some(fake.issuer());
+    c.altinn.platform_url = Some(fake.base_url());
+    c.outbox.idempotency_namespace = NAMESPACE;
+    c.worker.instance_name = Some("bench".into());
+    c.worker.concurrency = run.concurrency;
+    c.status.first_poll_delay_ms = run.first_poll_delay_ms;
+    c
+}

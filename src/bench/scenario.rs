@@ -1,0 +1,161 @@
+//! The runs. A backlog loaded in bulk and worked off by the daemon's own loop gives the
+//! send and end-to-end throughput and the economy figures; rows inserted one at a time into
+//! an idle worker give the pickup latency. Every run has its own database and fake.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use super::env::{BenchKey, Env, RunSettings};
+use crate::outbox::bench::{self as sql, Progress};
+
+/// Progress is read this often while the worker runs: seldom enough to cost the database
+/// little, and the figures come from the tables' own timestamps, not from this clock.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// A run whose counts have not moved for this long is stuck (a bug, or a server gone).
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// Time for the idle worker to connect its LISTEN and finish its first empty claim.
+const IDLE_SETTLE: Duration = Duration::from_millis(500);
+
+/// When a backlog run is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Every row accepted by Altinn (send phase only).
+    Sent,
+    /// Every row delivered (published), status polling included.
+    Delivered,
+}
+
+/// What one backlog run measured.
+#[derive(Clone, Debug)]
+pub struct BacklogRun {
+    pub rows: u32,
+    pub send_rows_per_s: f64,
+    pub end_to_end_rows_per_s: Option<f64>,
+    pub delivered: i64,
+    /// Overview and details reads the fake answered.
+    pub status_requests: usize,
+    /// Transactions the worker ended in the run's database (the bench's own taken off).
+    pub worker_transactions: i64,
+}
+
+/// Loads `rows` messages (after `preload` finished ones) and runs the worker until `until`.
+pub async fn backlog(
+    server: &str,
+    key: &BenchKey,
+    run: RunSettings,
+    rows: u32,
+    preload: u32,
+    until: Until,
+) -> anyhow::Result<BacklogRun> {
+    let env = Env::start(server, key, run).await?;
+    let setup = env.connect().await?;
+    if preload > 0 {
+        sql::load_finished(&setup, preload).await?;
+    }
+    let first_id = sql::next_delivery_id(&setup).await?;
+    sql::load_messages(&setup, rows).await?;
+    setup.close().await;
+    let before = env.settled_transactions().await?;
+    let own = env.connect().await?;
+    let (shutdown, worker) = env.start_worker();
+    let waited = wait_for(&own, first_id, rows as i64, until).await;
+    shutdown.cancel();
+    worker.await?;
+    let (progress, own_statements) = waited?;
+    let windows = sql::windows(&own, first_id).await?;
+    let status_requests = status_requests(&env);
+    own.close().await;
+    env.ctx.pool.close().await;
+    let after = env.settled_transactions().await?;
+    env.finish().await?;
+    let rate = |seconds: f64| if seconds > 0.0 { rows as f64 / seconds } else { 0.0 };
+    Ok(BacklogRun {
+        rows,
+        send_rows_per_s: rate(windows.send_s),
+        end_to_end_rows_per_s: windows.end_to_end_s.filter(|_| until == Until::Delivered).map(rate),
+        delivered: progress.delivered,
+        status_requests,
+        // The progress reads and the windows query were the bench's.
+        worker_transactions: after - before - own_statements - 1,
+    })
+}
+
+/// Inserts `rate` rows a second for `seconds`, each in its own transaction, into an idle
+/// worker; the milliseconds from each INSERT's commit (as the client saw it) to the fake's
+/// receipt of its initialize request. A request the fake saw before the client had its
+/// commit answer counts as 0.
+pub async fn pickup(
+    server: &str,
+    key: &BenchKey,
+    run: RunSettings,
+    rate: u32,
+    seconds: u32,
+) -> anyhow::Result<Vec<f64>> {
+    let env = Env::start(server, key, run).await?;
+    let own = env.connect().await?;
+    let (shutdown, worker) = env.start_worker();
+    tokio::time::sleep(IDLE_SETTLE).await;
+    let total = rate * seconds;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut committed: HashMap<i64, Instant> = HashMap::new();
+    for i in 0..total {
+        ticker.tick().await;
+        let id = sql::insert_one(&own, &format!("pickup-{i}")).await?;
+        committed.insert(id, Instant::now());
+    }
+    let waited = wait_for(&own, 1, total as i64, Until::Sent).await;
+    shutdown.cancel();
+    worker.await?;
+    waited?;
+    let keys = sql::keys_by_message(&own).await?;
+    own.close().await;
+    let mut arrived: HashMap<uuid::Uuid, Instant> = HashMap::new();
+    for (key, at) in env.fake.state().initialize_arrivals() {
+        if let Some(key) = key {
+            arrived.entry(key).and_modify(|first| *first = (*first).min(at)).or_insert(at);
+        }
+    }
+    env.finish().await?;
+    let mut latencies = Vec::with_capacity(keys.len());
+    for (message_id, key) in keys {
+        let (Some(commit), Some(arrival)) = (committed.get(&message_id), arrived.get(&key)) else {
+            anyhow::bail!("message {message_id}: no commit time or no request at the fake");
+        };
+        latencies.push(arrival.saturating_duration_since(*commit).as_secs_f64() * 1000.0);
+    }
+    Ok(latencies)
+}
+
+/// Waits until every one of `rows` deliveries from `first_id` on has reached `until`; the
+/// final progress and how many statements the waiting took.
+async fn wait_for(own: &PgPool, first_id: i64, rows: i64, until: Until) -> anyhow::Result<(Progress, i64)> {
+    let mut statements = 0;
+    let mut last = Progress::default();
+    let mut last_change = Instant::now();
+    loop {
+        let progress = sql::progress(own, first_id).await?;
+        statements += 1;
+        anyhow::ensure!(progress.given_up == 0, "{} rows failed or were cancelled", progress.given_up);
+        let done = match until {
+            Until::Sent => progress.sent,
+            Until::Delivered => progress.delivered,
+        };
+        if done >= rows {
+            return Ok((progress, statements));
+        }
+        if progress != last {
+            (last, last_change) = (progress, Instant::now());
+        }
+        anyhow::ensure!(last_change.elapsed() < STALL_LIMIT, "no progress for {STALL_LIMIT:?}: {progress:?}");
+        tokio::time::sleep(PROGRESS_EVERY).await;
+    }
+}
+
+/// Status reads (overview and details) the fake answered.
+fn status_requests(env: &Env) -> usize {
+    let prefix = "/correspondence/api/v1/correspondence/";
+    env.fake.state().requests().iter().filter(|r| r.method == "GET" && r.path.starts_with(prefix)).count()
+}
