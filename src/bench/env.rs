@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::ConnectOptions as _;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -85,8 +86,11 @@ impl Env {
 
     /// A connection of the bench's own (loading, progress, measuring), apart from the
     /// worker's pool. No ping before use: every statement on it is one the bench counts.
+    /// Its bulk loads are slow by design: not logged as slow statements.
     pub async fn connect(&self) -> Result<PgPool, sqlx::Error> {
-        PgPoolOptions::new().max_connections(1).test_before_acquire(false).connect(&self.db_url).await
+        let options: PgConnectOptions = self.db_url.parse()?;
+        let options = options.disable_statement_logging();
+        PgPoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await
     }
 
     /// Transactions ended in the run's database, once every connection to it is closed:
