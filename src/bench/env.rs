@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::ConnectOptions as _;
 use sqlx::PgPool;
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -78,27 +78,34 @@ impl Env {
         let config = worker_config(&db_url, &fake, key, run);
         let ctx = Arc::new(crate::app::build_context(&config)?);
         let env = Env { db_name, db_url, fake, ctx, admin };
-        let setup = env.connect().await?;
-        outbox::migrate(&setup).await?;
-        setup.close().await;
+        let mut setup = env.connect().await?;
+        outbox::MIGRATOR.run(&mut setup).await?;
+        setup.close().await?;
         Ok(env)
     }
 
     /// A connection of the bench's own (loading, progress, measuring), apart from the
-    /// worker's pool. No ping before use: every statement on it is one the bench counts.
+    /// worker's pool: every statement on it is one the bench counts.
+    /// A plain connection, not a pool: its `close` has ended the session when it returns.
     /// Its bulk loads are slow by design: not logged as slow statements.
-    pub async fn connect(&self) -> Result<PgPool, sqlx::Error> {
+    pub async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         let options: PgConnectOptions = self.db_url.parse()?;
-        let options = options.disable_statement_logging();
-        PgPoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await
+        options.disable_statement_logging().connect().await
     }
 
     /// Transactions ended in the run's database, once every connection to it is closed:
     /// backends report their counts when they exit, but may hold them for up to 10 s while idle.
     pub async fn settled_transactions(&self) -> anyhow::Result<i64> {
         let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
-        while outbox::bench::backends(&self.admin, &self.db_name).await? > 0 {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "connections to the run's database stay open");
+        loop {
+            let open = outbox::bench::backends(&self.admin, &self.db_name).await?;
+            if open.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "connections to the run's database stay open: {open:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(outbox::bench::transactions(&self.admin, &self.db_name).await?)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgConnection};
 
 use super::env::{BenchKey, Env, RunSettings};
 use crate::outbox::bench::{self as sql, Progress};
@@ -50,23 +50,23 @@ pub async fn backlog(
     until: Until,
 ) -> anyhow::Result<BacklogRun> {
     let env = Env::start(server, key, run).await?;
-    let setup = env.connect().await?;
+    let mut setup = env.connect().await?;
     if preload > 0 {
-        sql::load_finished(&setup, preload).await?;
+        sql::load_finished(&mut setup, preload).await?;
     }
-    let first_id = sql::next_delivery_id(&setup).await?;
-    sql::load_messages(&setup, rows).await?;
-    setup.close().await;
+    let first_id = sql::next_delivery_id(&mut setup).await?;
+    sql::load_messages(&mut setup, rows).await?;
+    setup.close().await?;
     let before = env.settled_transactions().await?;
-    let own = env.connect().await?;
+    let mut own = env.connect().await?;
     let (shutdown, worker) = env.start_worker();
-    let waited = wait_for(&own, first_id, rows as i64, until).await;
+    let waited = wait_for(&mut own, first_id, rows as i64, until).await;
     shutdown.cancel();
     worker.await?;
     let (progress, own_statements) = waited?;
-    let windows = sql::windows(&own, first_id).await?;
+    let windows = sql::windows(&mut own, first_id).await?;
     let status_requests = status_requests(&env);
-    own.close().await;
+    own.close().await?;
     env.ctx.pool.close().await;
     let after = env.settled_transactions().await?;
     env.finish().await?;
@@ -94,7 +94,7 @@ pub async fn pickup(
     seconds: u32,
 ) -> anyhow::Result<Vec<f64>> {
     let env = Env::start(server, key, run).await?;
-    let own = env.connect().await?;
+    let mut own = env.connect().await?;
     let (shutdown, worker) = env.start_worker();
     tokio::time::sleep(IDLE_SETTLE).await;
     let total = rate * seconds;
@@ -103,15 +103,15 @@ pub async fn pickup(
     let mut committed: HashMap<i64, Instant> = HashMap::new();
     for i in 0..total {
         ticker.tick().await;
-        let id = sql::insert_one(&own, &format!("pickup-{i}")).await?;
+        let id = sql::insert_one(&mut own, &format!("pickup-{i}")).await?;
         committed.insert(id, Instant::now());
     }
-    let waited = wait_for(&own, 1, total as i64, Until::Sent).await;
+    let waited = wait_for(&mut own, 1, total as i64, Until::Sent).await;
     shutdown.cancel();
     worker.await?;
     waited?;
-    let keys = sql::keys_by_message(&own).await?;
-    own.close().await;
+    let keys = sql::keys_by_message(&mut own).await?;
+    own.close().await?;
     let mut arrived: HashMap<uuid::Uuid, Instant> = HashMap::new();
     for (key, at) in env.fake.state().initialize_arrivals() {
         if let Some(key) = key {
@@ -131,7 +131,7 @@ pub async fn pickup(
 
 /// Waits until every one of `rows` deliveries from `first_id` on has reached `until`; the
 /// final progress and how many statements the waiting took.
-async fn wait_for(own: &PgPool, first_id: i64, rows: i64, until: Until) -> anyhow::Result<(Progress, i64)> {
+async fn wait_for(own: &mut PgConnection, first_id: i64, rows: i64, until: Until) -> anyhow::Result<(Progress, i64)> {
     let mut statements = 0;
     let mut last = Progress::default();
     let mut last_change = Instant::now();

@@ -3,7 +3,7 @@
 //! (so the timings are the database's own timestamps, not the bench's guesses).
 //! Exercised end to end by `tests/bench.rs`.
 
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 /// The one recipient of every benchmark message: a valid organisation number.
@@ -22,12 +22,12 @@ pub async fn drop_database(admin: &PgPool, name: &str) -> Result<(), sqlx::Error
 }
 
 /// Loads `n` messages in one statement: one recipient each, no attachment.
-pub async fn load_messages(pool: &PgPool, n: u32) -> Result<(), sqlx::Error> {
-    load_series(pool, "bench-", n).await
+pub async fn load_messages(conn: &mut PgConnection, n: u32) -> Result<(), sqlx::Error> {
+    load_series(conn, "bench-", n).await
 }
 
 /// `n` messages referenced `prefix` + 1..n.
-async fn load_series(pool: &PgPool, prefix: &str, n: u32) -> Result<(), sqlx::Error> {
+async fn load_series(conn: &mut PgConnection, prefix: &str, n: u32) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
          SELECT $1, $4 || i, ARRAY[$2], 'Bench ' || i, 'Body ' || i FROM generate_series(1, $3) AS i",
@@ -36,13 +36,13 @@ async fn load_series(pool: &PgPool, prefix: &str, n: u32) -> Result<(), sqlx::Er
     .bind(RECIPIENT)
     .bind(n as i32)
     .bind(prefix)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map(|_| ())
 }
 
 /// One message in its own autocommit statement, as a producer inserts it; its id.
-pub async fn insert_one(pool: &PgPool, reference: &str) -> Result<i64, sqlx::Error> {
+pub async fn insert_one(conn: &mut PgConnection, reference: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
          VALUES ($1, $2, ARRAY[$3], 'Bench', 'Body') RETURNING id",
@@ -50,24 +50,24 @@ pub async fn insert_one(pool: &PgPool, reference: &str) -> Result<i64, sqlx::Err
     .bind(RESOURCE)
     .bind(reference)
     .bind(RECIPIENT)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
 }
 
 /// Loads `n` deliveries that are already finished (delivered), as a table looks after a
 /// year of letters. The finishing UPDATE writes their history too, as the worker would have.
-pub async fn load_finished(pool: &PgPool, n: u32) -> Result<(), sqlx::Error> {
-    load_series(pool, "old-", n).await?;
+pub async fn load_finished(conn: &mut PgConnection, n: u32) -> Result<(), sqlx::Error> {
+    load_series(conn, "old-", n).await?;
     sqlx::query(
         "UPDATE altinn_outbox.delivery SET state = 'delivered', attempts = 1, idempotency_key = gen_random_uuid(),
                 correspondence_id = gen_random_uuid(), sent_at = now(), altinn_status = 'Published',
                 published_at = now(), finished_at = now(), updated_at = now()
          WHERE state = 'pending'",
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
-    sqlx::query("VACUUM ANALYZE altinn_outbox.delivery").execute(pool).await?;
-    sqlx::query("VACUUM ANALYZE altinn_outbox.history").execute(pool).await.map(|_| ())
+    sqlx::query("VACUUM ANALYZE altinn_outbox.delivery").execute(&mut *conn).await?;
+    sqlx::query("VACUUM ANALYZE altinn_outbox.history").execute(&mut *conn).await.map(|_| ())
 }
 
 /// How far the deliveries made after `first_id` have come.
@@ -80,7 +80,7 @@ pub struct Progress {
     pub given_up: i64,
 }
 
-pub async fn progress(pool: &PgPool, first_id: i64) -> Result<Progress, sqlx::Error> {
+pub async fn progress(conn: &mut PgConnection, first_id: i64) -> Result<Progress, sqlx::Error> {
     let row = sqlx::query(
         "SELECT count(*) FILTER (WHERE state IN ('awaiting_status', 'delivered')),
                 count(*) FILTER (WHERE state = 'delivered'),
@@ -88,14 +88,14 @@ pub async fn progress(pool: &PgPool, first_id: i64) -> Result<Progress, sqlx::Er
          FROM altinn_outbox.delivery WHERE id >= $1",
     )
     .bind(first_id)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(Progress { sent: row.get(0), delivered: row.get(1), given_up: row.get(2) })
 }
 
 /// The first id the next insert will get (deliveries made before are not measured).
-pub async fn next_delivery_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM altinn_outbox.delivery").fetch_one(pool).await
+pub async fn next_delivery_id(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM altinn_outbox.delivery").fetch_one(&mut *conn).await
 }
 
 /// Seconds of the send phase (first claim to the last write-back that left `sending`) and
@@ -106,7 +106,7 @@ pub struct Windows {
     pub end_to_end_s: Option<f64>,
 }
 
-pub async fn windows(pool: &PgPool, first_id: i64) -> Result<Windows, sqlx::Error> {
+pub async fn windows(conn: &mut PgConnection, first_id: i64) -> Result<Windows, sqlx::Error> {
     let row = sqlx::query(
         "WITH h AS (SELECT min(at) FILTER (WHERE new_value = 'sending') AS first_claim,
                            max(at) FILTER (WHERE old_value = 'sending') AS last_send
@@ -117,16 +117,16 @@ pub async fn windows(pool: &PgPool, first_id: i64) -> Result<Windows, sqlx::Erro
          FROM h",
     )
     .bind(first_id)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(Windows { send_s: row.get::<Option<f64>, _>(0).unwrap_or(0.0), end_to_end_s: row.get(1) })
 }
 
 /// Each message's idempotency key (one recipient each), to match the fake's arrivals.
-pub async fn keys_by_message(pool: &PgPool) -> Result<Vec<(i64, Uuid)>, sqlx::Error> {
+pub async fn keys_by_message(conn: &mut PgConnection) -> Result<Vec<(i64, Uuid)>, sqlx::Error> {
     let rows =
         sqlx::query("SELECT message_id, idempotency_key FROM altinn_outbox.delivery WHERE idempotency_key IS NOT NULL")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
@@ -142,7 +142,14 @@ pub async fn transactions(admin: &PgPool, name: &str) -> Result<i64, sqlx::Error
         .await
 }
 
-/// Backends connected to database `name` (they report their statistics when they exit).
-pub async fn backends(admin: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1").bind(name).fetch_one(admin).await
+/// Backends connected to database `name` (they report their statistics when they exit):
+/// application name, state and last statement of each.
+pub async fn backends(admin: &PgPool, name: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(application_name, '') || ' ' || coalesce(state, '') || ': ' || left(query, 80)
+         FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(name)
+    .fetch_all(admin)
+    .await
 }
