@@ -50,6 +50,12 @@ pub async fn backlog(
     until: Until,
 ) -> anyhow::Result<BacklogRun> {
     let env = Env::start(server, key, run).await?;
+    let result = backlog_in(&env, rows, preload, until).await;
+    env.finish().await?;
+    result
+}
+
+async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow::Result<BacklogRun> {
     let mut setup = env.connect().await?;
     if preload > 0 {
         sql::load_finished(&mut setup, preload).await?;
@@ -65,11 +71,10 @@ pub async fn backlog(
     worker.await?;
     let (progress, own_statements) = waited?;
     let windows = sql::windows(&mut own, first_id).await?;
-    let status_requests = status_requests(&env);
+    let status_requests = status_requests(env);
     own.close().await?;
     env.ctx.pool.close().await;
     let after = env.settled_transactions().await?;
-    env.finish().await?;
     let rate = |seconds: f64| if seconds > 0.0 { rows as f64 / seconds } else { 0.0 };
     Ok(BacklogRun {
         rows,
@@ -94,6 +99,12 @@ pub async fn pickup(
     seconds: u32,
 ) -> anyhow::Result<Vec<f64>> {
     let env = Env::start(server, key, run).await?;
+    let result = pickup_in(&env, rate, seconds).await;
+    env.finish().await?;
+    result
+}
+
+async fn pickup_in(env: &Env, rate: u32, seconds: u32) -> anyhow::Result<Vec<f64>> {
     let mut own = env.connect().await?;
     let (shutdown, worker) = env.start_worker();
     tokio::time::sleep(IDLE_SETTLE).await;
@@ -118,7 +129,6 @@ pub async fn pickup(
             arrived.entry(key).and_modify(|first| *first = (*first).min(at)).or_insert(at);
         }
     }
-    env.finish().await?;
     let mut latencies = Vec::with_capacity(keys.len());
     for (message_id, key) in keys {
         let (Some(commit), Some(arrival)) = (committed.get(&message_id), arrived.get(&key)) else {
