@@ -1,7 +1,8 @@
 -- altinn-outbox: least-privilege roles for the producers and the worker.
 --
 -- Run it after `altinn-outbox migrate`, at install and again after every upgrade, as a
--- superuser (or the schema's owner with CREATEROLE), connected to the outbox's database:
+-- superuser (it creates roles and grants on the owner's objects and on the database),
+-- connected to the outbox's database:
 --
 --     sudo -u postgres psql -d app -v ON_ERROR_STOP=1 -f deploy/roles.sql
 --
