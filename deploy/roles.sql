@@ -59,8 +59,8 @@ GRANT EXECUTE ON FUNCTION altinn_outbox.insert_request(jsonb, integer), altinn_o
     altinn_outbox.recipient_keys(text[]), altinn_outbox.content_hash(text, text, text, text, text, timestamptz,
     timestamptz, jsonb, jsonb, jsonb, jsonb) TO altinn_outbox_producer;
 
--- Worker: read everything (the admin commands run with the daemon's configuration and show
--- history and the views), claim and write back deliveries and file uploads.
+-- Worker: read everything (the admin commands run with the daemon's settings and show history
+-- and the views), claim and write back deliveries and file uploads, run the housekeeping.
 GRANT SELECT ON altinn_outbox.message, altinn_outbox.attachment, altinn_outbox.delivery, altinn_outbox.history,
     altinn_outbox.delivery_status, altinn_outbox.message_status TO altinn_outbox_worker;
 -- Every column the worker writes, and none that says what is sent to whom (message_id,
@@ -72,9 +72,15 @@ GRANT UPDATE (state, attempts, next_attempt_at, lease_no, locked_by, locked_unti
 -- The shared upload's bookkeeping; never the file or its names.
 GRANT UPDATE (upload_state, altinn_attachment_id, upload_attempts, next_attempt_at, lease_no, locked_by,
     locked_until, error_code, error_message, updated_at) ON altinn_outbox.attachment TO altinn_outbox_worker;
--- Pruning old finished messages; their deliveries, files and history go with them (ON DELETE
--- CASCADE runs as the tables' owner).
+-- Pruning finished messages (the prune schedule, `altinn-outbox prune`); their deliveries,
+-- files and history go with them (ON DELETE CASCADE runs as the tables' owner).
 GRANT DELETE ON altinn_outbox.message TO altinn_outbox_worker;
+
+-- Housekeeping ([schedules]): claiming a scheduled time, recording and pruning its runs.
+GRANT SELECT ON altinn_outbox.schedule, altinn_outbox.schedule_run TO altinn_outbox_worker;
+GRANT INSERT (name, last_slot), UPDATE (last_slot, updated_at) ON altinn_outbox.schedule TO altinn_outbox_worker;
+GRANT INSERT (name, slot, instance), UPDATE (finished_at, outcome, detail), DELETE ON altinn_outbox.schedule_run
+    TO altinn_outbox_worker;
 
 DO $$
 DECLARE
@@ -83,13 +89,9 @@ BEGIN
     IF ledger IS NULL THEN
         RAISE EXCEPTION 'no _sqlx_migrations on the search_path: run `altinn-outbox migrate` as the owner first';
     END IF;
-    -- The daemon refuses to start unless every migration it knows is applied.
+    -- The daemon starts only when every migration it knows is applied.
     EXECUTE format('REVOKE ALL ON %s FROM altinn_outbox_producer, altinn_outbox_worker', ledger);
     EXECUTE format('GRANT SELECT ON %s TO altinn_outbox_worker', ledger);
-    -- Scheduled housekeeping records its runs (the table comes with a later migration).
-    IF to_regclass('altinn_outbox.schedule_run') IS NOT NULL THEN
-        GRANT SELECT, INSERT, DELETE ON altinn_outbox.schedule_run TO altinn_outbox_worker;
-    END IF;
 END $$;
 
 COMMIT;

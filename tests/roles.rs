@@ -8,8 +8,13 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use altinn_outbox::config::SchedulesConfig;
 use altinn_outbox::config::Secret;
+use altinn_outbox::housekeeping::{Scheduler, Schedules};
+use altinn_outbox::outbox::admin::{self, RetryScope};
+use altinn_outbox::worker::Context;
 use altinn_outbox::{app, outbox, worker};
+use chrono::{Timelike, Utc};
 use common::{server_url, TestApp, ORG, RESOURCE};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
@@ -76,6 +81,13 @@ impl Roles {
         url.to_string()
     }
 
+    /// The daemon's context as the worker's login role sees it.
+    fn worker_context(&self, app: &TestApp) -> Context {
+        let mut config = app.config.clone();
+        config.database.url = Secret::new(self.url(WORKER));
+        app::build_context(&config).unwrap()
+    }
+
     async fn pool(&self, role: &str) -> PgPool {
         PgPoolOptions::new().max_connections(4).connect(&self.url(role)).await.expect("login role connects")
     }
@@ -96,6 +108,17 @@ impl Drop for Roles {
         })
         .join();
     }
+}
+
+/// A test database with the roles applied, a producer's pool and the worker's context.
+/// Bound in this order (the roles to a named variable, not `_`), the roles are dropped when
+/// the test ends, before the database.
+async fn start() -> (TestApp, Roles, PgPool, Context) {
+    let app = TestApp::start().await;
+    let roles = Roles::apply(&app).await;
+    let producer = roles.pool(PRODUCER).await;
+    let ctx = roles.worker_context(&app);
+    (app, roles, producer, ctx)
 }
 
 /// Drops roles of earlier runs that died before their own cleanup.
@@ -234,12 +257,7 @@ async fn the_producer_inserts_letters_and_reads_results_and_changes_nothing_else
 
 #[tokio::test]
 async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
-    let app = TestApp::start().await;
-    let roles = Roles::apply(&app).await;
-    let producer = roles.pool(PRODUCER).await;
-    let mut config = app.config.clone();
-    config.database.url = Secret::new(roles.url(WORKER));
-    let ctx = app::build_context(&config).unwrap();
+    let (app, _roles, producer, ctx) = start().await;
     assert!(outbox::migrations_current(&ctx.pool).await.expect("the worker reads the ledger"));
 
     // The wake-up of a producer's insert reaches the worker's LISTEN.
@@ -316,6 +334,65 @@ async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
     assert_eq!(left, shared_history, "the pruned message's history went with it");
     listener.unlisten_all().await.unwrap();
     drop(listener);
+    ctx.pool.close().await;
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn the_worker_role_runs_the_housekeeping_and_the_admin_commands() {
+    let (app, _roles, producer, ctx) = start().await;
+    // One letter delivered, one failed before it was sent, one never claimed.
+    let delivered = insert_with_file(&producer, "hk-delivered", &[ORG]).await;
+    worker::drain_until_empty(&ctx).await.unwrap();
+    app.fake.state().publish_all_now();
+    app.make_all_due().await;
+    worker::drain_until_empty(&ctx).await.unwrap();
+    let failed = insert_with_file(&producer, "hk-failed", &[ORG]).await;
+    sqlx::query(
+        "UPDATE altinn_outbox.delivery SET state = 'failed', error_code = 'http:400', finished_at = now()
+         WHERE message_id = $1",
+    )
+    .bind(failed)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let unsent = insert_with_file(&producer, "hk-unsent", &[ORG]).await;
+
+    let summary = admin::summary(&ctx.pool).await.expect("status");
+    assert_eq!(summary.messages, 3);
+    assert!(admin::message(&ctx.pool, delivered).await.expect("show").is_some());
+    assert_eq!(admin::deliveries(&ctx.pool, delivered).await.expect("show").len(), 1);
+    assert!(!admin::history(&ctx.pool, delivered).await.expect("show").is_empty());
+    outbox::counts::counts(&ctx.pool).await.expect("the metrics' gauges");
+    let retried = admin::retry(&ctx.pool, &RetryScope::Failed { code: None }).await.expect("retry");
+    assert_eq!(retried.iter().map(|r| r.new_state.as_str()).collect::<Vec<_>>(), ["pending"]);
+    assert_eq!(admin::cancel_never_sent(&ctx.pool, unsent).await.expect("cancel").len(), 1);
+    let target = &admin::cancel_targets(&ctx.pool, failed).await.expect("cancel")[0];
+    assert!(admin::mark_purged(&ctx.pool, target.id, Uuid::new_v4()).await.expect("cancel with purge"));
+    assert!(!admin::cancel_unsent(&ctx.pool, target.id, target.lease_no).await.expect("cancel"));
+    admin::prune_preview(&ctx.pool, Duration::ZERO).await.expect("prune --dry-run");
+
+    // Every schedule due at once, and every message finished two days ago.
+    let config = SchedulesConfig {
+        prune: "* * * * * *".into(),
+        sweep: "* * * * * *".into(),
+        summary: "* * * * * *".into(),
+        retention_days: 1,
+        ..Default::default()
+    };
+    let age = "UPDATE altinn_outbox.message SET created_at = now() - interval '2 days';
+               UPDATE altinn_outbox.delivery SET finished_at = now() - interval '2 days'";
+    sqlx::raw_sql(age).execute(&app.pool).await.unwrap();
+    let mut scheduler = Scheduler::new(Schedules::from_config(&config));
+    let t0 = Utc::now().with_nanosecond(0).unwrap();
+    scheduler.register(&ctx, t0).await.expect("register the schedules");
+    let ran = scheduler.tick(&ctx, t0 + chrono::Duration::seconds(2)).await.expect("housekeeping");
+    assert_eq!(ran.len(), 3, "{ran:?}");
+    let outcomes: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT outcome FROM altinn_outbox.schedule_run").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(outcomes, vec![Some("ok".to_string()); 3]);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM altinn_outbox.message").fetch_all(&app.pool).await.unwrap();
+    assert!(left.is_empty(), "every message was finished and is pruned: {left:?}");
     ctx.pool.close().await;
     producer.close().await;
 }
