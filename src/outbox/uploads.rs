@@ -123,14 +123,16 @@ pub async fn reclaim_dead_uploads(pool: &PgPool) -> Result<u64, sqlx::Error> {
 }
 
 /// Ends a file's upload: `Ok(())` published, `Err((code, text))` failed. In one transaction
-/// that locks the message, so that of two files finishing at once, one sees the other.
+/// that locks all of the message's files (in id order, so two finishers never deadlock), so
+/// that of two files finishing at once, one sees the other. The files, not the message: a row
+/// lock needs UPDATE privilege, and the worker's role may not update messages.
 pub async fn finish_upload(
     pool: &PgPool,
     upload: &ClaimedUpload,
     result: Result<(), (&str, &str)>,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT id FROM altinn_outbox.message WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT id FROM altinn_outbox.attachment WHERE message_id = $1 ORDER BY id FOR UPDATE")
         .bind(upload.message_id)
         .execute(&mut *tx)
         .await?;
