@@ -465,3 +465,25 @@ async fn a_message_inserted_as_altinns_json_is_sent_and_checked_like_any_other()
     );
     assert_eq!(app.initialize_requests(), 1);
 }
+
+#[tokio::test]
+async fn status_reads_take_the_room_sends_leave_and_only_half_while_sends_wait() {
+    let app = TestApp::start().await; // concurrency 16
+    app.insert_many(40).await;
+    assert_eq!(app.drain().await, 40, "40 sends");
+    app.make_all_due().await;
+    // Nothing to send: one claim takes as many status reads as there is room for.
+    let jobs = worker::claim(&app.ctx, 16).await.unwrap();
+    assert_eq!(jobs.len(), 16);
+    assert!(jobs.iter().all(|j| matches!(j, worker::Job::Poll(_))));
+    for job in jobs {
+        if let Some(result) = worker::process(&app.ctx, job).await {
+            altinn_outbox::outbox::write_back(&app.pool, &[result]).await.unwrap();
+        }
+    }
+    // With sends waiting, reads get half and sends the rest.
+    app.insert_many_from(100, 20).await;
+    let jobs = worker::claim(&app.ctx, 16).await.unwrap();
+    let polls = jobs.iter().filter(|j| matches!(j, worker::Job::Poll(_))).count();
+    assert_eq!((polls, jobs.len() - polls), (8, 8));
+}

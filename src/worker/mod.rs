@@ -103,13 +103,19 @@ pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Err
     let s = &ctx.settings;
     let uploads = outbox::uploads::claim_uploads(&ctx.pool, capacity.div_ceil(4) as i64, &s.instance, s.lease).await?;
     let capacity = capacity - uploads.len();
-    let polls = outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?;
+    let mut polls = outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?;
     let room = capacity.saturating_sub(polls.len()) as i64;
     let sends = if room > 0 {
         outbox::claim_sends(&ctx.pool, room, &s.instance, s.lease, s.upload_lease).await?
     } else {
         Vec::new()
     };
+    // Room the sends left over goes to further status reads: the half-share only keeps reads
+    // from starving sends, and must not hold reads back when there is nothing to send.
+    let left = capacity.saturating_sub(polls.len() + sends.len()) as i64;
+    if left > 0 && polls.len() == capacity.div_ceil(2) {
+        polls.extend(outbox::claim_polls(&ctx.pool, left, &s.instance, s.lease).await?);
+    }
     let mut new_keys = (Vec::new(), Vec::new());
     let mut jobs: Vec<Job> = uploads.into_iter().map(|u| Job::Upload(Box::new(u))).collect();
     jobs.extend(polls.into_iter().map(Job::Poll));

@@ -89,13 +89,19 @@ impl TestApp {
     }
 
     pub async fn insert_many(&self, n: usize) {
+        self.insert_many_from(1, n).await
+    }
+
+    /// `n` single-recipient messages with references bulk-`first` onwards.
+    pub async fn insert_many_from(&self, first: usize, n: usize) {
         sqlx::query(
             "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
-             SELECT $1, 'bulk-' || i, ARRAY[$2], 'Title ' || i, 'Body ' || i FROM generate_series(1, $3) AS i",
+             SELECT $1, 'bulk-' || i, ARRAY[$2], 'Title ' || i, 'Body ' || i FROM generate_series($4, $4 + $3 - 1) AS i",
         )
         .bind(RESOURCE)
         .bind(ORG)
         .bind(n as i32)
+        .bind(first as i32)
         .execute(&self.pool)
         .await
         .unwrap();
