@@ -100,15 +100,15 @@ impl Scheduler {
     /// Runs every task whose latest due time this instance wins; returns what it ran.
     pub async fn tick(&mut self, ctx: &Context, now: DateTime<Utc>) -> Result<Vec<(Task, DateTime<Utc>)>, sqlx::Error> {
         let mut ran = Vec::new();
-        for (task, schedule) in self.schedules.entries.clone() {
-            let Some(slot) = Schedules::latest_due(&schedule, now) else { continue };
+        for &(task, ref schedule) in &self.schedules.entries {
+            let Some(slot) = Schedules::latest_due(schedule, now) else { continue };
             if self.tried.get(&task).is_some_and(|t| *t >= slot) {
                 continue;
             }
             let claimed = db::claim_slot(&ctx.pool, task.name(), slot, &ctx.settings.instance).await?;
             self.tried.insert(task, slot);
             if let Some(run_id) = claimed {
-                let result = self.perform(ctx, task, now).await;
+                let result = perform(&self.schedules, ctx, task, now).await;
                 let (ok, detail) = match &result {
                     Ok(detail) => (true, detail.as_str()),
                     Err(e) => (false, e.as_str()),
@@ -123,14 +123,6 @@ impl Scheduler {
         Ok(ran)
     }
 
-    async fn perform(&self, ctx: &Context, task: Task, now: DateTime<Utc>) -> Result<String, String> {
-        match task {
-            Task::Sweep => sweep(ctx, now - self.schedules.stuck_after).await,
-            Task::Prune => prune(ctx, self.schedules.retention).await,
-            Task::Summary => summary(ctx).await,
-        }
-    }
-
     /// How long to sleep before the next tick.
     fn sleep_after(&self, now: DateTime<Utc>) -> Duration {
         self.schedules
@@ -138,6 +130,14 @@ impl Scheduler {
             .and_then(|t| (t - now).to_std().ok())
             .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
             .max(Duration::from_millis(10))
+    }
+}
+
+async fn perform(schedules: &Schedules, ctx: &Context, task: Task, now: DateTime<Utc>) -> Result<String, String> {
+    match task {
+        Task::Sweep => sweep(ctx, now - schedules.stuck_after).await,
+        Task::Prune => prune(ctx, schedules.retention).await,
+        Task::Summary => summary(ctx).await,
     }
 }
 

@@ -10,11 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
-/// Every delivery state, in the order a delivery moves through them.
-pub const STATES: [&str; 7] =
-    ["pending", "waiting_files", "sending", "awaiting_status", "delivered", "failed", "cancelled"];
+use super::counts::{with_zeros, DELIVERY_STATES};
+use uuid::Uuid;
 
 /// Messages deleted per prune statement: each batch is its own short transaction, so a
 /// prune of millions of rows never holds one long transaction or a huge set of locks.
@@ -24,7 +22,7 @@ const PRUNE_BATCH: i64 = 500;
 #[derive(Clone, Debug)]
 pub struct Summary {
     pub messages: i64,
-    /// Deliveries per state, every state of [`STATES`] present (zero included), in that order.
+    /// Deliveries per state, every state of [`DELIVERY_STATES`] present (zero included), in that order.
     pub deliveries: Vec<(String, i64)>,
     pub oldest_pending: Option<OldestPending>,
     /// Deliveries that failed in the last 24 hours, by `error_code`, most frequent first.
@@ -45,8 +43,7 @@ pub async fn summary(pool: &PgPool) -> Result<Summary, sqlx::Error> {
     let messages = sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.message").fetch_one(pool).await?;
     let counted: Vec<(String, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM altinn_outbox.delivery GROUP BY state").fetch_all(pool).await?;
-    let deliveries =
-        STATES.iter().map(|s| (s.to_string(), counted.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n))).collect();
+    let deliveries = with_zeros(&DELIVERY_STATES, counted);
     let oldest_pending = sqlx::query_as(
         "SELECT d.id AS delivery_id, d.message_id, d.state, m.created_at,
                 extract(epoch FROM now() - m.created_at)::bigint AS age_s

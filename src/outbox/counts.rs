@@ -54,7 +54,7 @@ pub async fn counts(pool: &PgPool) -> Result<Counts, sqlx::Error> {
 }
 
 /// Every known state in its order (zero if absent), then the unknown ones found.
-fn with_zeros(known: &[&str], found: Vec<(String, i64)>) -> Vec<(String, i64)> {
+pub(crate) fn with_zeros(known: &[&str], found: Vec<(String, i64)>) -> Vec<(String, i64)> {
     let count = |state: &str| found.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
     let mut all: Vec<(String, i64)> = known.iter().map(|s| (s.to_string(), count(s))).collect();
     all.extend(found.iter().filter(|(s, _)| !known.contains(&s.as_str())).cloned());
