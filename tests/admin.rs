@@ -420,8 +420,13 @@ async fn cancel_refuses_what_is_published_and_asks_to_try_again_while_a_worker_s
     assert_eq!(app.delivery_of(published).await.get::<String, _>("state"), "awaiting_status");
 
     let sending = app.insert("sending", &[ORG]).await;
-    let claimed = outbox::claim_sends(&app.pool, 10, "busy-worker", Duration::from_secs(30), Duration::from_secs(30));
-    assert_eq!(claimed.await.unwrap().len(), 1);
+    let lease = outbox::SendLease {
+        worker: "busy-worker",
+        lease: Duration::from_secs(30),
+        upload_lease: Duration::from_secs(30),
+    };
+    let claimed = outbox::claim_sends(&app.pool, 10, &lease, |_| uuid::Uuid::new_v4()).await.unwrap();
+    assert_eq!(claimed.len(), 1);
     let out = run(&app, &["cancel", &sending.to_string()]).await;
     assert_eq!(code(&out), 75);
     assert!(stdout(&out).contains("in_flight"));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use altinn_outbox::fake::{Endpoint, FakeConfig, FaultKind, FaultRule};
 use altinn_outbox::worker;
 use chrono::{DateTime, Utc};
-use common::{TestApp, ORG, RESOURCE};
+use common::{wait_until, TestApp, ORG, RESOURCE};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -372,19 +372,6 @@ async fn statuses_follow_the_highest_value_rule_and_terminal_statuses_end_the_ro
     assert_eq!(d.get::<String, _>("state"), "failed");
     assert_eq!(d.get::<String, _>("error_code"), "altinn:Failed");
     assert_eq!(app.initialize_requests(), 2);
-}
-
-/// Polls the database until `done` (the worker runs in the background meanwhile).
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

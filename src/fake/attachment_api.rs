@@ -89,7 +89,7 @@ pub(crate) async fn upload(
 
 /// Claims the one upload attempt of attachment `id`.
 fn start_upload(app: &App, id: Uuid) -> Result<(), Problem> {
-    let mut state = app.state.lock_advanced();
+    let mut state = app.state.lock_attachments_advanced();
     let record = state.attachments.iter_mut().find(|a| a.id == id).ok_or_else(not_found)?;
     let earlier = record.upload_attempts;
     record.upload_attempts += 1;
@@ -136,7 +136,7 @@ async fn upload_checked(app: &App, id: &str, headers: &HeaderMap, body: Body) ->
 fn finish_upload(app: &App, id: Uuid, sink: Sink, broken: Option<String>) -> Result<Value, Problem> {
     let received = sink.finish();
     let now = app.now();
-    let mut state = app.state.lock_advanced();
+    let mut state = app.state.lock_attachments_advanced();
     let record = state.attachments.iter_mut().find(|a| a.id == id).ok_or_else(not_found)?;
     if let Some(error) = broken {
         tracing::info!(%error, "attachment upload broken off");
@@ -158,7 +158,7 @@ fn finish_upload(app: &App, id: Uuid, sink: Sink, broken: Option<String>) -> Res
 
 fn with_attachment(app: &App, id: &str, view: fn(&AttachmentRecord) -> Value) -> Result<Value, Problem> {
     let id = parse_id(id)?;
-    let state = app.state.lock_advanced();
+    let state = app.state.lock_attachments_advanced();
     state.attachments.iter().find(|a| a.id == id).map(view).ok_or_else(not_found)
 }
 
@@ -180,7 +180,7 @@ pub(crate) async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -
 fn purge_checked(app: &App, id: &str) -> Result<Value, Problem> {
     let id = parse_id(id)?;
     let now = app.now();
-    let mut state = app.state.lock_advanced();
+    let mut state = app.state.lock_attachments_advanced();
     let record = state.attachments.iter_mut().find(|a| a.id == id).ok_or_else(not_found)?;
     if record.status() == AttachmentStatus::Purged {
         return Err(Problem::domain(2006, "File has already been purged"));

@@ -86,7 +86,7 @@ pub(crate) fn initialize_with_files(app: &App, original: Value, files: Vec<FileP
     let key = idempotency_precheck(app, &body)?;
     let mut valid = validate(&body, &app.config, app.now())?;
     let metadata = std::mem::take(&mut valid.attachments);
-    let plan = linking::plan(&body, metadata, files, &app.state.lock_advanced().attachments)?;
+    let plan = linking::plan(&body, metadata, files, &app.state.lock_attachments_advanced().attachments)?;
     commit(app, key, valid, plan, original, body)
 }
 
@@ -264,18 +264,21 @@ async fn lookup(State(app): State<Arc<App>>, Query(query): Query<HashMap<String,
     }
     // Ids only: no status is shown, so nothing needs advancing.
     let state = app.state.lock();
-    let mut found: Vec<&Record> = state
-        .records
-        .iter()
-        .filter(|r| match search.key {
-            // The real lookup by key ignores resource and role filters (contract §8.8).
-            Some(key) => r.public.idempotent_key == Some(key),
-            None => {
+    let mut found: Vec<&Record> = match search.key {
+        // The real lookup by key ignores resource and role filters (contract §8.8); the key
+        // index keeps it one map lookup however many correspondences the fake holds.
+        Some(key) => {
+            state.keys.get(&key).and_then(|id| state.by_id.get(id)).map(|&i| &state.records[i]).into_iter().collect()
+        }
+        None => state
+            .records
+            .iter()
+            .filter(|r| {
                 r.public.resource_id == search.resource
                     && search.senders_reference.as_ref().is_none_or(|s| *s == r.public.senders_reference)
-            }
-        })
-        .collect();
+            })
+            .collect(),
+    };
     found.sort_by_key(|r| std::cmp::Reverse(r.requested_publish));
     let ids: Vec<Uuid> = found.iter().take(MAX_SEARCH_RESULTS).map(|r| r.public.id).collect();
     json_response(200, &json!({ "ids": ids }))

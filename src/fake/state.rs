@@ -306,6 +306,15 @@ impl FakeState {
         guard
     }
 
+    /// As [`FakeState::lock_advanced`] for the attachments only: what the initialize and
+    /// attachment endpoints look at. Advancing every correspondence on each request would
+    /// make a request's cost grow with the number of correspondences the fake holds.
+    pub(crate) fn lock_attachments_advanced(&self) -> MutexGuard<'_, Inner> {
+        let mut guard = self.lock();
+        guard.advance(self.now(), &self.config, std::iter::empty());
+        guard
+    }
+
     /// As [`FakeState::lock_advanced`] for the one correspondence `id` (with its position):
     /// the others advance when they are looked at, so a status read costs the same with a
     /// hundred or a million correspondences. Transitions are stamped with the time they were

@@ -80,14 +80,23 @@ const FILE_TOTALS: &str = "LEFT JOIN LATERAL (
                coalesce(sum(octet_length(a.content)), 0)::bigint AS attachment_bytes
         FROM altinn_outbox.attachment a WHERE a.message_id = m.id) f ON true";
 
-/// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease.
-/// A message with files gets the longer `upload_lease`.
+/// How a claim is leased and which idempotency key a delivery without one gets.
+pub struct SendLease<'a> {
+    pub worker: &'a str,
+    pub lease: Duration,
+    /// The lease of a message with files: its request may take the upload timeout.
+    pub upload_lease: Duration,
+}
+
+/// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease, and the
+/// idempotency key (`key_of`, for deliveries that have none yet) stored in the same UPDATE,
+/// so the key is committed before any call and the row gets one new version per claim.
+/// One short transaction: lock (`SKIP LOCKED`), read, update, commit; no call inside it.
 pub async fn claim_sends(
     pool: &PgPool,
     limit: i64,
-    worker: &str,
-    lease: Duration,
-    upload_lease: Duration,
+    lease: &SendLease<'_>,
+    key_of: impl Fn(&ClaimedSend) -> Uuid,
 ) -> Result<Vec<ClaimedSend>, sqlx::Error> {
     let sql = format!(
         "WITH picked AS (
@@ -96,26 +105,42 @@ pub async fn claim_sends(
             ORDER BY next_attempt_at
             LIMIT $1
             FOR UPDATE SKIP LOCKED
-         ), claimed AS (
-            UPDATE altinn_outbox.delivery d
-            SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
-                locked_by = $2, updated_at = now(),
-                locked_until = now() + interval '1 millisecond' * CASE
-                    WHEN EXISTS (SELECT 1 FROM altinn_outbox.attachment a WHERE a.message_id = d.message_id) THEN $4
-                    ELSE $3 END
-            FROM picked WHERE d.id = picked.id
-            RETURNING d.id, d.message_id, d.lease_no, d.attempts, d.recipient, d.idempotency_key
          )
-         SELECT c.id AS delivery_id, c.lease_no, c.attempts, c.recipient, c.idempotency_key, {MESSAGE_COLUMNS}
-         FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id {FILE_TOTALS}"
+         SELECT d.id AS delivery_id, d.lease_no + 1 AS lease_no, d.attempts + 1 AS attempts, d.recipient,
+                d.idempotency_key, {MESSAGE_COLUMNS}
+         FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id
+         JOIN altinn_outbox.message m ON m.id = d.message_id {FILE_TOTALS}"
     );
-    sqlx::query_as(&sql)
-        .bind(limit)
-        .bind(worker)
-        .bind(lease.as_millis() as f64)
-        .bind(upload_lease.as_millis() as f64)
-        .fetch_all(pool)
-        .await
+    let mut tx = pool.begin().await?;
+    let mut claimed: Vec<ClaimedSend> = sqlx::query_as(&sql).bind(limit).fetch_all(&mut *tx).await?;
+    if claimed.is_empty() {
+        tx.rollback().await?;
+        return Ok(claimed);
+    }
+    for send in &mut claimed {
+        send.idempotency_key = Some(send.idempotency_key.unwrap_or_else(|| key_of(send)));
+    }
+    let ids: Vec<i64> = claimed.iter().map(|s| s.delivery_id).collect();
+    let keys: Vec<Uuid> = claimed.iter().filter_map(|s| s.idempotency_key).collect();
+    let files: Vec<bool> = claimed.iter().map(|s| s.message.attachment_count > 0).collect();
+    sqlx::query(
+        "UPDATE altinn_outbox.delivery d
+         SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
+             locked_by = $4, updated_at = now(), idempotency_key = coalesce(d.idempotency_key, u.key),
+             locked_until = now() + interval '1 millisecond' * CASE WHEN u.files THEN $6 ELSE $5 END
+         FROM unnest($1::bigint[], $2::uuid[], $3::bool[]) AS u(id, key, files)
+         WHERE d.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&keys)
+    .bind(&files)
+    .bind(lease.worker)
+    .bind(lease.lease.as_millis() as f64)
+    .bind(lease.upload_lease.as_millis() as f64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(claimed)
 }
 
 /// Claims up to `limit` due status reads. The lease is `next_poll_at` itself, pushed one

@@ -1,8 +1,8 @@
 //! The outbox tables: every SQL statement of the worker lives in this module.
 //!
-//! Claims are single statements (`FOR UPDATE SKIP LOCKED` inside an `UPDATE … RETURNING`),
-//! so each is its own short committed transaction and no transaction or row lock is ever
-//! held across an HTTP call. Every write-back is fenced by `lease_no`: a worker whose lease
+//! Claims are short transactions (`FOR UPDATE SKIP LOCKED`, then the UPDATE that leases the
+//! rows, in one statement or two) committed before any call: no transaction or row lock is
+//! ever held across an HTTP call. Every write-back is fenced by `lease_no`: a worker whose lease
 //! was taken over writes nothing. Everything is set-based: one statement per batch.
 //! [`admin`] holds the statements of the admin commands (status, show, retry, cancel, prune);
 //! [`bench`] those of `altinn-outbox bench` (scratch databases, bulk loads, measurements).
@@ -16,7 +16,7 @@ pub mod schedule;
 pub mod uploads;
 mod write;
 
-pub use claim::{claim_polls, claim_sends};
+pub use claim::{claim_polls, claim_sends, SendLease};
 pub use claim::{ClaimedPoll, ClaimedSend, MessageRow};
 pub use files::{message_files, File, FileContent};
 pub use write::{write_back, Outcome, PollUpdate, WriteBack};
@@ -55,21 +55,6 @@ pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
             Err(e) => return Err(e),
         };
     Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
-}
-
-/// Stores idempotency keys before the first call. A key already stored wins (it is what
-/// Altinn may have seen), so a changed namespace can never make a second correspondence.
-pub async fn store_idempotency_keys(pool: &PgPool, ids: &[i64], keys: &[uuid::Uuid]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE altinn_outbox.delivery d SET idempotency_key = u.key
-         FROM unnest($1::bigint[], $2::uuid[]) AS u(id, key)
-         WHERE d.id = u.id AND d.idempotency_key IS NULL",
-    )
-    .bind(ids)
-    .bind(keys)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// Returns deliveries whose sending lease expired (their worker died) to the queue at once,

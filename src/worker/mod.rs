@@ -89,6 +89,17 @@ impl Job {
             Job::Upload(_) => unreachable!("uploads bound their own requests"),
         }
     }
+
+    /// The outcome of a job that waited in the queue too long to start: nothing was sent,
+    /// so the row waits without using an attempt.
+    fn not_started(&self, ctx: &Context) -> Outcome {
+        let e = ApiError::deferred("not_started", "claimed but not started before half of its lease was gone");
+        match self {
+            Job::Send(send, _) => send::failure(ctx, send.attempts, e, chrono::Utc::now()),
+            Job::Poll(poll) => poll::read_failed(poll, &ctx.settings.status, e, chrono::Utc::now()),
+            Job::Upload(_) => unreachable!("uploads bound their own requests"),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -106,7 +117,8 @@ pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Err
     let mut polls = outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?;
     let room = capacity.saturating_sub(polls.len()) as i64;
     let sends = if room > 0 {
-        outbox::claim_sends(&ctx.pool, room, &s.instance, s.lease, s.upload_lease).await?
+        let lease = outbox::SendLease { worker: &s.instance, lease: s.lease, upload_lease: s.upload_lease };
+        outbox::claim_sends(&ctx.pool, room, &lease, |send| key_for(s.namespace, send)).await?
     } else {
         Vec::new()
     };
@@ -116,28 +128,31 @@ pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Err
     if left > 0 && polls.len() == capacity.div_ceil(2) {
         polls.extend(outbox::claim_polls(&ctx.pool, left, &s.instance, s.lease).await?);
     }
-    let mut new_keys = (Vec::new(), Vec::new());
     let mut jobs: Vec<Job> = uploads.into_iter().map(|u| Job::Upload(Box::new(u))).collect();
     jobs.extend(polls.into_iter().map(Job::Poll));
     for send in sends {
-        let key = send.idempotency_key.unwrap_or_else(|| {
-            let m = &send.message;
-            let urn = compose::recipient_urn(&send.recipient).unwrap_or_else(|| send.recipient.clone());
-            let key = compose::idempotency_key(s.namespace, &m.resource_id, &m.senders_reference, m.resend, &urn);
-            new_keys.0.push(send.delivery_id);
-            new_keys.1.push(key);
-            key
-        });
+        let key = send.idempotency_key.expect("claim_sends stores a key for every delivery");
         jobs.push(Job::Send(Box::new(send), key));
-    }
-    if !new_keys.0.is_empty() {
-        outbox::store_idempotency_keys(&ctx.pool, &new_keys.0, &new_keys.1).await?;
     }
     Ok(jobs)
 }
 
+/// The idempotency key of a delivery's first attempt; later attempts reuse the stored one.
+fn key_for(namespace: Uuid, send: &ClaimedSend) -> Uuid {
+    let m = &send.message;
+    let urn = compose::recipient_urn(&send.recipient).unwrap_or_else(|| send.recipient.clone());
+    compose::idempotency_key(namespace, &m.resource_id, &m.senders_reference, m.resend, &urn)
+}
+
 /// Does one job's HTTP work; the result is what to write back (uploads write their own).
 pub async fn process(ctx: &Context, job: Job) -> Option<WriteBack> {
+    process_claimed(ctx, job, std::time::Instant::now()).await
+}
+
+/// As [`process`] for a job claimed at `claimed_at` and queued since: its budget counts from
+/// the claim, and a job that waited past half of it is given back unstarted, since what is
+/// left of its lease might not cover a slow request.
+pub async fn process_claimed(ctx: &Context, job: Job, claimed_at: std::time::Instant) -> Option<WriteBack> {
     let (delivery_id, lease_no) = match &job {
         Job::Upload(upload) => {
             let span = tracing::info_span!("attachment", attachment_id = upload.id, lease_no = upload.lease_no);
@@ -156,9 +171,15 @@ pub async fn process(ctx: &Context, job: Job) -> Option<WriteBack> {
             }
         };
         // Never work on a row past its lease: another worker may own it by then.
-        let outcome = match tokio::time::timeout(job.budget(&ctx.settings), work).await {
-            Ok(outcome) => outcome,
-            Err(_) => job.overran(ctx),
+        let budget = job.budget(&ctx.settings);
+        let left = budget.saturating_sub(claimed_at.elapsed());
+        let outcome = if left < budget / 2 {
+            job.not_started(ctx)
+        } else {
+            match tokio::time::timeout(left, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => job.overran(ctx),
+            }
         };
         log_outcome(&job, &outcome);
         count_outcome(&outcome);

@@ -1,18 +1,23 @@
-//! The daemon's loop: keeps up to `concurrency` requests in flight, claims as permits free
-//! up, wakes on NOTIFY (or every `idle_poll_interval`), and writes results back in batches
-//! from a single writer task.
+//! The daemon's loop: keeps up to `concurrency` requests in flight from a queue of claimed
+//! work, claims the next batch while requests run, wakes on NOTIFY (or every
+//! `idle_poll_interval`), and writes results back in batches from a single writer task.
+//!
+//! Claiming ahead keeps claims large (half the concurrency at least, while there is a
+//! backlog) and keeps the requests flowing while the next claim runs: a claim per freed
+//! request would cost a round of queries per row. Claimed work waiting in the queue holds
+//! its lease, and shutdown releases it like work in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::{claim, process, Context, Job};
+use super::{claim, process_claimed, Context, Job};
 use crate::outbox::{self, WriteBack};
 use crate::systemd::Part;
 
@@ -32,8 +37,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(listen(ctx.pool.clone(), wake.clone(), shutdown.clone()));
     let mut work = InFlight::start(ctx.clone());
-    let mut db_wait = DB_RETRY_FIRST;
+    let mut feed = Feed::default();
     let mut next_sweep = Instant::now();
+    let idle_poll = ctx.settings.idle_poll_interval;
     info!(instance = ctx.settings.instance, concurrency = ctx.settings.concurrency, "worker started");
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_sweep {
@@ -41,34 +47,121 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             super::reclaim(&ctx).await;
             next_sweep = Instant::now() + ctx.settings.sweep_interval;
         }
-        let Some(free) = work.wait_for_room(&shutdown).await else { break };
-        let claimed = {
+        let throttled = ctx.altinn.throttled_for();
+        if throttled.is_zero() {
+            work.start_ready(&mut feed.ready);
+            feed.top_up(&ctx, work.in_flight());
+        } else if !feed.ready.is_empty() {
+            // Held back (429, no token, Altinn down): queued rows go back to the queue for
+            // whichever instance is free first, with their attempt given back.
             let _busy = ctx.liveness.busy(Part::Loop);
-            claim(&ctx, free).await
-        };
-        let jobs = match claimed {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                error!(error = %e, wait_ms = db_wait.as_millis() as u64, "claiming failed; the database may be down");
-                pause(&shutdown, db_wait).await;
-                db_wait = (db_wait * 2).min(DB_RETRY_CAP);
-                continue;
-            }
-        };
-        db_wait = DB_RETRY_FIRST;
-        let claimed = jobs.len();
-        jobs.into_iter().for_each(|job| work.spawn(job));
-        // Fewer than asked for: the queue is empty for now, so wait for news.
-        if claimed < free {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(ctx.settings.idle_poll_interval) => {}
-            }
+            work.give_back(&mut feed.ready).await;
         }
+        let idle_for = feed.idle_until.map(|t| t.saturating_duration_since(Instant::now()));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            claimed = feed.claimed(), if feed.claiming() => feed.receive(claimed, &work.leases, idle_poll),
+            _ = work.permit_freed(), if !feed.ready.is_empty() && throttled.is_zero() => {}
+            _ = wake.notified() => feed.idle_until = None,
+            _ = tokio::time::sleep(idle_for.unwrap_or_default()), if idle_for.is_some() => feed.idle_until = None,
+            _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
+            _ = tokio::time::sleep(next_sweep.saturating_duration_since(Instant::now())) => {}
+        }
+    }
+    // A claim under way is waited for, so that its rows are released with the rest.
+    if feed.claiming() {
+        let claimed = feed.claimed().await;
+        feed.receive(claimed, &work.leases, idle_poll);
     }
     work.finish().await;
     listener.abort();
+}
+
+/// What a claim task returns: the jobs, how many it asked for, and when it began.
+type Claimed = (Result<Vec<Job>, sqlx::Error>, usize, Instant);
+
+/// Claimed work not yet started, and the claim that tops it up.
+#[derive(Default)]
+struct Feed {
+    ready: VecDeque<(Job, Instant)>,
+    claim: Option<JoinHandle<Claimed>>,
+    /// Set when a claim found less than it asked for (the queue is empty for now) or failed
+    /// (the database is away): no claim before then unless a NOTIFY comes.
+    idle_until: Option<Instant>,
+    /// The pause after the next database error: doubles per error, resets on success.
+    db_wait: Option<Duration>,
+}
+
+impl Feed {
+    fn claiming(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// Starts a claim when the queue runs low. The target is twice the concurrency (one round
+    /// in flight, one waiting), claimed in batches of at least half the concurrency unless
+    /// nothing at all is outstanding. While Altinn looks down only what may start is claimed
+    /// (one probe at a time).
+    fn top_up(&mut self, ctx: &Arc<Context>, in_flight: usize) {
+        if self.claim.is_some() || self.idle_until.is_some() {
+            return;
+        }
+        let c = ctx.settings.concurrency;
+        let outstanding = in_flight + self.ready.len();
+        let target = match ctx.altinn.room() {
+            usize::MAX => 2 * c,
+            room => room,
+        };
+        let want = target.saturating_sub(outstanding);
+        let batch = if outstanding == 0 { 1 } else { (c / 2).clamp(1, target) };
+        if want < batch {
+            return;
+        }
+        let ctx = ctx.clone();
+        self.claim = Some(tokio::spawn(async move {
+            let _busy = ctx.liveness.busy(Part::Loop);
+            let at = Instant::now();
+            (claim(&ctx, want).await, want, at)
+        }));
+    }
+
+    /// The running claim's result (pending until there is one).
+    async fn claimed(&mut self) -> Claimed {
+        let task = self.claim.as_mut().expect("only polled while a claim runs");
+        let claimed = match task.await {
+            Ok(claimed) => claimed,
+            Err(e) => (Err(sqlx::Error::Protocol(format!("the claim task failed: {e}"))), 0, Instant::now()),
+        };
+        self.claim = None;
+        claimed
+    }
+
+    /// Queues what a claim brought (holding its leases); a short claim means the queue is
+    /// empty for now, a failed one that the database is away.
+    fn receive(&mut self, (jobs, asked, at): Claimed, leases: &Leases, idle_poll: Duration) {
+        match jobs {
+            Ok(jobs) => {
+                let ms = at.elapsed().as_millis() as u64;
+                debug!(claimed = jobs.len(), asked, queued = self.ready.len(), ms, "claimed");
+                self.db_wait = None;
+                if jobs.len() < asked {
+                    self.idle_until = Some(Instant::now() + idle_poll);
+                }
+                let mut held = leases.lock().expect("leases lock");
+                for job in jobs {
+                    if let Some((id, lease_no)) = job.lease() {
+                        held.insert(id, lease_no);
+                    }
+                    self.ready.push_back((job, at));
+                }
+            }
+            Err(e) => {
+                let wait = self.db_wait.unwrap_or(DB_RETRY_FIRST);
+                error!(error = %e, wait_ms = wait.as_millis() as u64, "claiming failed; the database may be down");
+                self.idle_until = Some(Instant::now() + wait);
+                self.db_wait = Some((wait * 2).min(DB_RETRY_CAP));
+            }
+        }
+    }
 }
 
 /// Requests in flight: bounded by permits, each result handed to the single writer.
@@ -91,33 +184,48 @@ impl InFlight {
         InFlight { ctx, tx, permits, leases: Arc::default(), tasks: JoinSet::new(), writer, writer_stop }
     }
 
-    /// Waits until a request may start (a free permit, no 429 wait pending); returns how
-    /// many may start, or None on shutdown.
-    async fn wait_for_room(&mut self, shutdown: &CancellationToken) -> Option<usize> {
-        loop {
-            while self.tasks.try_join_next().is_some() {}
-            let free = self.permits.available_permits();
-            let throttled = self.ctx.altinn.throttled_for();
-            if free > 0 && throttled.is_zero() {
-                return Some(free.min(self.ctx.altinn.room()));
-            }
-            let permit_freed = self.permits.clone().acquire_owned();
-            tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                _ = permit_freed, if free == 0 => {}
-                _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
-            }
+    /// Requests running now.
+    fn in_flight(&mut self) -> usize {
+        while self.tasks.try_join_next().is_some() {}
+        self.tasks.len()
+    }
+
+    /// Starts queued jobs while permits are free; only one (a probe) while Altinn looks down.
+    fn start_ready(&mut self, ready: &mut VecDeque<(Job, Instant)>) {
+        let room = self.permits.available_permits().min(self.ctx.altinn.room());
+        for _ in 0..room {
+            let Some((job, claimed_at)) = ready.pop_front() else { break };
+            self.spawn(job, claimed_at);
         }
     }
 
-    fn spawn(&mut self, job: Job) {
-        let permit = self.permits.clone().try_acquire_owned().expect("claimed no more than the free permits");
-        if let Some((id, lease_no)) = job.lease() {
-            self.leases.lock().expect("leases lock").insert(id, lease_no);
+    /// Releases the leases of queued sends and status reads (never started) and forgets
+    /// them; on a database error they stay queued and are tried again.
+    async fn give_back(&self, ready: &mut VecDeque<(Job, Instant)>) {
+        let held: Vec<(i64, i64)> = ready.iter().filter_map(|(job, _)| job.lease()).collect();
+        let (ids, lease_nos): (Vec<i64>, Vec<i64>) = held.iter().copied().unzip();
+        match outbox::release(&self.ctx.pool, &ids, &lease_nos).await {
+            Ok(n) => {
+                debug!(released = n, "queued work given back while requests are held back");
+                let mut leases = self.leases.lock().expect("leases lock");
+                ids.iter().for_each(|id| _ = leases.remove(id));
+                // Upload steps keep their place: their leases are the attachment's own.
+                ready.retain(|(job, _)| job.lease().is_none());
+            }
+            Err(e) => warn!(error = %e, "could not give back queued work; keeping it"),
         }
+    }
+
+    /// Completes when a permit is free: at once if one freed since the last start.
+    async fn permit_freed(&self) {
+        let _ = self.permits.acquire().await;
+    }
+
+    fn spawn(&mut self, job: Job, claimed_at: Instant) {
+        let permit = self.permits.clone().try_acquire_owned().expect("started no more than the free permits");
         let (ctx, tx, leases) = (self.ctx.clone(), self.tx.clone(), self.leases.clone());
         self.tasks.spawn(async move {
-            if let Some(result) = process(&ctx, job).await {
+            if let Some(result) = process_claimed(&ctx, job, claimed_at).await {
                 let id = result.delivery_id;
                 // Forgotten only once the writer has it: shutdown releases whatever is left.
                 let _ = tx.send(result).await;
@@ -128,7 +236,8 @@ impl InFlight {
     }
 
     /// Shutdown: requests in flight get the grace period; their results are written; the
-    /// leases of anything unfinished are released so the next instance takes it at once.
+    /// leases of anything unfinished or never started are released so the next instance
+    /// takes it at once.
     async fn finish(self) {
         let InFlight { ctx, tx, leases, mut tasks, writer, writer_stop, .. } = self;
         drop(tx);
@@ -175,7 +284,10 @@ async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, sto
         }
         let written = {
             let _busy = ctx.liveness.busy(Part::Writer);
-            outbox::write_back(&ctx.pool, &batch).await
+            let began = Instant::now();
+            let written = outbox::write_back(&ctx.pool, &batch).await;
+            debug!(results = batch.len(), ms = began.elapsed().as_millis() as u64, "results written");
+            written
         };
         match written {
             Ok(written) => {

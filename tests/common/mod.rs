@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use altinn_outbox::config::{Config, Environment, Secret};
 use altinn_outbox::fake::{FakeClient, FakeConfig, FakeServer};
@@ -237,4 +238,17 @@ pub fn test_config(db_url: &str, fake: &FakeServer) -> Config {
     c.status.first_poll_delay_ms = 10_000;
     c.status.max_poll_interval_ms = 20_000;
     c
+}
+
+/// Polls the database until `done` (the worker runs in the background meanwhile).
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
