@@ -4,6 +4,7 @@
 //! [`process_next_batch`] is the unit tests drive; [`run`] (in `run.rs`) keeps requests
 //! flowing continuously with the same claim, process and write-back functions.
 
+mod feed;
 pub mod policy;
 mod poll;
 mod run;
@@ -108,13 +109,37 @@ pub enum Batch {
     Empty,
 }
 
+/// Which kinds of work besides sends a claim looks for (each look is a round trip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Looks {
+    pub uploads: bool,
+    pub polls: bool,
+}
+
+impl Looks {
+    pub const ALL: Looks = Looks { uploads: true, polls: true };
+}
+
 /// Claims up to `capacity` jobs: due status reads first (at most half, so sends are never
 /// starved), then sends. Idempotency keys are stored before this returns, so before any call.
 pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Error> {
+    claim_looking(ctx, capacity, Looks::ALL).await
+}
+
+/// As [`claim`], leaving out the kinds `looks` says not to look for.
+pub async fn claim_looking(ctx: &Context, capacity: usize, looks: Looks) -> Result<Vec<Job>, sqlx::Error> {
     let s = &ctx.settings;
-    let uploads = outbox::uploads::claim_uploads(&ctx.pool, capacity.div_ceil(4) as i64, &s.instance, s.lease).await?;
+    let uploads = if looks.uploads {
+        outbox::uploads::claim_uploads(&ctx.pool, capacity.div_ceil(4) as i64, &s.instance, s.lease).await?
+    } else {
+        Vec::new()
+    };
     let capacity = capacity - uploads.len();
-    let mut polls = outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?;
+    let mut polls = if looks.polls {
+        outbox::claim_polls(&ctx.pool, capacity.div_ceil(2) as i64, &s.instance, s.lease).await?
+    } else {
+        Vec::new()
+    };
     let room = capacity.saturating_sub(polls.len()) as i64;
     let sends = if room > 0 {
         let lease = outbox::SendLease { worker: &s.instance, lease: s.lease, upload_lease: s.upload_lease };

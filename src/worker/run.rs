@@ -1,11 +1,8 @@
 //! The daemon's loop: keeps up to `concurrency` requests in flight from a queue of claimed
-//! work, claims the next batch while requests run, wakes on NOTIFY (or every
+//! work ([`Feed`], which claims ahead while requests run), wakes on NOTIFY (or every
 //! `idle_poll_interval`), and writes results back in batches from a single writer task.
-//!
-//! Claiming ahead keeps claims large (half the concurrency at least, while there is a
-//! backlog) and keeps the requests flowing while the next claim runs: a claim per freed
-//! request would cost a round of queries per row. Claimed work waiting in the queue holds
-//! its lease, and shutdown releases it like work in flight.
+//! Claimed work waiting in the queue holds its lease, and shutdown releases it like work in
+//! flight.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, Notify, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{claim, process_claimed, Context, Job};
+use super::feed::Feed;
+use super::{process_claimed, Context, Job};
 use crate::outbox::{self, WriteBack};
 use crate::systemd::Part;
 
@@ -25,11 +23,11 @@ use crate::systemd::Part;
 const MAX_WRITE_BATCH: usize = 256;
 /// Waits after a database error, doubling up to the cap: no hot loop while it is down, and
 /// back at work within a few seconds of its return.
-const DB_RETRY_FIRST: Duration = Duration::from_millis(200);
-const DB_RETRY_CAP: Duration = Duration::from_secs(4);
+pub(super) const DB_RETRY_FIRST: Duration = Duration::from_millis(200);
+pub(super) const DB_RETRY_CAP: Duration = Duration::from_secs(4);
 
 /// Leases of claimed work not yet handed to the writer, so shutdown can release them at once.
-type Leases = Arc<Mutex<HashMap<i64, i64>>>;
+pub(super) type Leases = Arc<Mutex<HashMap<i64, i64>>>;
 
 /// Runs until `shutdown` is cancelled; then stops claiming, lets requests in flight finish
 /// within the grace period, writes their results, and releases what remains.
@@ -62,106 +60,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             claimed = feed.claimed(), if feed.claiming() => feed.receive(claimed, &work.leases, idle_poll),
             _ = work.permit_freed(), if !feed.ready.is_empty() && throttled.is_zero() => {}
-            _ = wake.notified() => feed.idle_until = None,
+            _ = wake.notified() => feed.wake(),
             _ = tokio::time::sleep(idle_for.unwrap_or_default()), if idle_for.is_some() => feed.idle_until = None,
             _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
             _ = tokio::time::sleep(next_sweep.saturating_duration_since(Instant::now())) => {}
         }
     }
-    // A claim under way is waited for, so that its rows are released with the rest.
-    if feed.claiming() {
+    // Claims under way are waited for, so that their rows are released with the rest.
+    while feed.claiming() {
         let claimed = feed.claimed().await;
         feed.receive(claimed, &work.leases, idle_poll);
     }
     work.finish().await;
     listener.abort();
-}
-
-/// What a claim task returns: the jobs, how many it asked for, and when it began.
-type Claimed = (Result<Vec<Job>, sqlx::Error>, usize, Instant);
-
-/// Claimed work not yet started, and the claim that tops it up.
-#[derive(Default)]
-struct Feed {
-    ready: VecDeque<(Job, Instant)>,
-    claim: Option<JoinHandle<Claimed>>,
-    /// Set when a claim found less than it asked for (the queue is empty for now) or failed
-    /// (the database is away): no claim before then unless a NOTIFY comes.
-    idle_until: Option<Instant>,
-    /// The pause after the next database error: doubles per error, resets on success.
-    db_wait: Option<Duration>,
-}
-
-impl Feed {
-    fn claiming(&self) -> bool {
-        self.claim.is_some()
-    }
-
-    /// Starts a claim when the queue runs low. The target is twice the concurrency (one round
-    /// in flight, one waiting), claimed in batches of at least half the concurrency unless
-    /// nothing at all is outstanding. While Altinn looks down only what may start is claimed
-    /// (one probe at a time).
-    fn top_up(&mut self, ctx: &Arc<Context>, in_flight: usize) {
-        if self.claim.is_some() || self.idle_until.is_some() {
-            return;
-        }
-        let c = ctx.settings.concurrency;
-        let outstanding = in_flight + self.ready.len();
-        let target = match ctx.altinn.room() {
-            usize::MAX => 2 * c,
-            room => room,
-        };
-        let want = target.saturating_sub(outstanding);
-        let batch = if outstanding == 0 { 1 } else { (c / 2).clamp(1, target) };
-        if want < batch {
-            return;
-        }
-        let ctx = ctx.clone();
-        self.claim = Some(tokio::spawn(async move {
-            let _busy = ctx.liveness.busy(Part::Loop);
-            let at = Instant::now();
-            (claim(&ctx, want).await, want, at)
-        }));
-    }
-
-    /// The running claim's result (pending until there is one).
-    async fn claimed(&mut self) -> Claimed {
-        let task = self.claim.as_mut().expect("only polled while a claim runs");
-        let claimed = match task.await {
-            Ok(claimed) => claimed,
-            Err(e) => (Err(sqlx::Error::Protocol(format!("the claim task failed: {e}"))), 0, Instant::now()),
-        };
-        self.claim = None;
-        claimed
-    }
-
-    /// Queues what a claim brought (holding its leases); a short claim means the queue is
-    /// empty for now, a failed one that the database is away.
-    fn receive(&mut self, (jobs, asked, at): Claimed, leases: &Leases, idle_poll: Duration) {
-        match jobs {
-            Ok(jobs) => {
-                let ms = at.elapsed().as_millis() as u64;
-                debug!(claimed = jobs.len(), asked, queued = self.ready.len(), ms, "claimed");
-                self.db_wait = None;
-                if jobs.len() < asked {
-                    self.idle_until = Some(Instant::now() + idle_poll);
-                }
-                let mut held = leases.lock().expect("leases lock");
-                for job in jobs {
-                    if let Some((id, lease_no)) = job.lease() {
-                        held.insert(id, lease_no);
-                    }
-                    self.ready.push_back((job, at));
-                }
-            }
-            Err(e) => {
-                let wait = self.db_wait.unwrap_or(DB_RETRY_FIRST);
-                error!(error = %e, wait_ms = wait.as_millis() as u64, "claiming failed; the database may be down");
-                self.idle_until = Some(Instant::now() + wait);
-                self.db_wait = Some((wait * 2).min(DB_RETRY_CAP));
-            }
-        }
-    }
 }
 
 /// Requests in flight: bounded by permits, each result handed to the single writer.
