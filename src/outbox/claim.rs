@@ -112,6 +112,7 @@ pub async fn claim_sends(
          JOIN altinn_outbox.message m ON m.id = d.message_id {FILE_TOTALS}"
     );
     let mut tx = pool.begin().await?;
+    in_index_order(&mut tx).await?;
     let mut claimed: Vec<ClaimedSend> = sqlx::query_as(&sql).bind(limit).fetch_all(&mut *tx).await?;
     if claimed.is_empty() {
         tx.rollback().await?;
@@ -152,7 +153,9 @@ pub async fn claim_polls(
     worker: &str,
     lease: Duration,
 ) -> Result<Vec<ClaimedPoll>, sqlx::Error> {
-    sqlx::query_as(
+    let mut tx = pool.begin().await?;
+    in_index_order(&mut tx).await?;
+    let claimed = sqlx::query_as(
         "WITH picked AS (
             SELECT id FROM altinn_outbox.delivery
             WHERE next_poll_at IS NOT NULL AND next_poll_at <= now() AND correspondence_id IS NOT NULL
@@ -174,6 +177,17 @@ pub async fn claim_polls(
     .bind(limit)
     .bind(worker)
     .bind(lease.as_millis() as f64)
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Makes the claim's `ORDER BY … LIMIT` walk its partial index in order, whatever the
+/// planner's row estimate. Statistics taken while the queue was nearly empty (the usual
+/// case, until a batch of a million letters arrives) make the planner expect a handful of
+/// due rows, and it then reads and sorts every due row on each claim: measured on 20,000
+/// pending rows, 11.5 ms a claim instead of 0.4, and quadratic in the backlog.
+async fn in_index_order(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL enable_sort = off").execute(tx).await.map(|_| ())
 }
