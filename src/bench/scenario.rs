@@ -17,6 +17,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 const STALL_LIMIT: Duration = Duration::from_secs(120);
 /// Time for the idle worker to connect its LISTEN and finish its first empty claim.
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
+/// Finished rows loaded per statement: a million rows take a minute or more, and a part this
+/// size shows progress every few seconds without slowing the load.
+const PRELOAD_PART: u32 = 100_000;
 
 /// When a backlog run is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +61,7 @@ pub async fn backlog(
 async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow::Result<BacklogRun> {
     let mut setup = env.connect().await?;
     if preload > 0 {
-        sql::load_finished(&mut setup, preload).await?;
+        load_finished(&mut setup, preload).await?;
     }
     let first_id = sql::next_delivery_id(&mut setup).await?;
     sql::load_messages(&mut setup, rows).await?;
@@ -85,6 +88,21 @@ async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow:
         // The progress reads and the windows query were the bench's.
         worker_transactions: after - before - own_statements - 1,
     })
+}
+
+/// Loads `n` finished rows in parts, with progress on stderr (the bench's table is on stdout).
+async fn load_finished(conn: &mut PgConnection, n: u32) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut loaded = 0;
+    while loaded < n {
+        let part = PRELOAD_PART.min(n - loaded);
+        sql::load_finished(conn, loaded + 1, part).await?;
+        loaded += part;
+        eprintln!("  loaded {loaded} of {n} finished rows ({:.0} s)", started.elapsed().as_secs_f64());
+    }
+    sql::analyze_finished(conn).await?;
+    eprintln!("  vacuumed and analysed ({:.0} s)", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Inserts `rate` rows a second for `seconds`, each in its own transaction, into an idle
