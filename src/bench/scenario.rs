@@ -36,6 +36,8 @@ pub struct BacklogRun {
     pub rows: u32,
     pub send_rows_per_s: f64,
     pub end_to_end_rows_per_s: Option<f64>,
+    /// Rows accepted by Altinn (delivered ones included) when the run ended.
+    pub sent: i64,
     pub delivered: i64,
     /// Overview and details reads the fake answered.
     pub status_requests: usize,
@@ -83,6 +85,7 @@ async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow:
         rows,
         send_rows_per_s: rate(windows.send_s),
         end_to_end_rows_per_s: windows.end_to_end_s.filter(|_| until == Until::Delivered).map(rate),
+        sent: progress.sent,
         delivered: progress.delivered,
         status_requests,
         // The progress reads and the windows query were the bench's.
