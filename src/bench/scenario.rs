@@ -67,6 +67,7 @@ async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow:
     }
     let first_id = sql::next_delivery_id(&mut setup).await?;
     sql::load_messages(&mut setup, rows).await?;
+    sql::checkpoint(&mut setup).await?;
     setup.close().await?;
     let before = env.settled_transactions().await?;
     let mut own = env.connect().await?;
