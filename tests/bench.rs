@@ -3,14 +3,16 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+use altinn_outbox::bench::anchors::{parse_results, summarise};
 
 const BIN: &str = env!("CARGO_BIN_EXE_altinn-outbox");
 
 #[test]
 fn bench_prints_every_figure_and_delivers_every_row() {
     let output = Command::new(BIN)
-        .args(["bench", "--rows", "40", "--runs", "1", "--little-rows", "64"])
+        .args(["bench", "--rows", "40", "--runs", "1", "--little-rows", "64", "--figures", "1,2,3,4,7,8"])
         .args(["--pickup-rate", "40", "--pickup-seconds", "1"])
         .args(["--publish-after-ms", "0", "--first-poll-delay-ms", "100"])
         .args(["--database-url", &common::server_url()])
@@ -43,7 +45,7 @@ fn bench_prints_every_figure_and_delivers_every_row() {
 #[test]
 fn bench_json_has_every_figure() {
     let output = Command::new(BIN)
-        .args(["bench", "--rows", "10", "--runs", "1", "--little-rows", "8", "--json"])
+        .args(["bench", "--rows", "10", "--runs", "1", "--little-rows", "8", "--json", "--figures", "1,2,3,4,7,8"])
         .args(["--pickup-rate", "10", "--pickup-seconds", "1", "--publish-after-ms", "0"])
         .args(["--first-poll-delay-ms", "100", "--database-url", &common::server_url()])
         .output()
@@ -55,4 +57,114 @@ fn bench_json_has_every_figure() {
     let economy = &report["figures"][5];
     assert_eq!(economy["name"], "status requests per delivered");
     assert!(economy["median"].as_f64().unwrap() >= 1.0, "every delivered row was read at least once");
+}
+
+/// Runs the bench with `args` on the test server and returns its JSON report.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let output: Output = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .args(["--runs", "1", "--json", "--database-url", &common::server_url()])
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+fn numbers(report: &serde_json::Value) -> Vec<&str> {
+    report["figures"].as_array().unwrap().iter().map(|f| f["number"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn only_the_selected_figures_are_measured_and_figure_1_alone_stops_at_sent() {
+    let report = bench_json(&["--figures", "6,1", "--rows", "30", "--scale-rows", "500"]);
+    assert_eq!(report["selected"], serde_json::json!([1, 6]));
+    assert_eq!(numbers(&report), ["1", "6"], "{report:#}");
+    assert_eq!(report["backlog_until"], "sent", "figures 2 and 7 not asked for: no waiting for delivery");
+    assert_eq!(report["sent"], serde_json::json!([30]));
+    assert_eq!(report["anchors"], serde_json::json!([]), "figure 8 not asked for");
+    assert_eq!(report["memory"], serde_json::json!([]), "figure 5 not asked for");
+    let scale = &report["figures"][1];
+    assert_eq!(scale["unit"], "% of empty");
+    assert!(scale["median"].as_f64().unwrap() > 0.0, "the preloaded run sent rows: {scale}");
+}
+
+#[test]
+fn figure_5_measures_a_worker_process_that_sends_every_row() {
+    let report = bench_json(&["--figures", "5", "--rss-rows", "200", "--rss-file-rows", "6", "--rss-file-kib", "256"]);
+    assert_eq!(numbers(&report), ["5", "5", "5"], "{report:#}");
+    let runs = report["memory"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "the backlog and the files: {report:#}");
+    for (run, (load, rows, file_bytes)) in runs.iter().zip([("backlog", 200, 0), ("files", 6, 256 * 1024)]) {
+        assert_eq!(run["load"], load);
+        assert_eq!(run["sent"], rows, "every row sent before the process was stopped: {run}");
+        assert_eq!(run["file_bytes"], file_bytes);
+        let pid = run["pid"].as_u64().unwrap();
+        assert!(pid > 0 && pid != u64::from(std::process::id()), "a process of its own: {run}");
+        assert!(run["peak_rss_kib"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["samples"].as_u64().unwrap() > 0, "its /proc status was read while it ran: {run}");
+        assert_eq!(run["exit_code"], 0, "it stopped on SIGTERM: {run}");
+    }
+    let peak = report["figures"][0]["median"].as_f64().unwrap();
+    assert_eq!(peak, runs[0]["peak_rss_kib"].as_f64().unwrap() / 1024.0, "the figure is the process's VmHWM in MiB");
+}
+
+#[test]
+fn anchors_run_their_script_with_our_n_and_c_and_stand_beside_figure_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.tsv");
+    // A stand-in for run-all.sh: writes one result line with the N and C it was given.
+    let script = format!(
+        "#!/bin/sh\nprintf 'pgqueuer\\thttp\\t%s\\t%s\\t2.00\\t1000\\tok\\n' \"$N\" \"$C\" > {}\necho 'Results file: {}'\n",
+        results.display(),
+        results.display()
+    );
+    let path = dir.path().join("run-all.sh");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let anchors_dir = dir.path().to_str().unwrap();
+    let report = bench_json(&[
+        "--figures",
+        "1,8",
+        "--rows",
+        "20",
+        "--concurrency",
+        "4",
+        "--anchors",
+        "--anchors-dir",
+        anchors_dir,
+    ]);
+    let anchors = report["anchors"].as_array().unwrap();
+    assert_eq!(anchors.len(), 1, "{report:#}");
+    assert_eq!(anchors[0]["name"], "pgqueuer http, C=4", "C passed on");
+    assert_eq!(anchors[0]["source"], "this run: N=20, 1 pass(es)", "N passed on");
+    assert_eq!(anchors[0]["rows_per_s"], 1000.0);
+}
+
+#[test]
+fn anchors_results_file_is_parsed_and_passes_are_summarised_by_median() {
+    let tsv = "sink(wrk -t1)\thttp-only\t78205\t32\t5.00\t15641\treqs=78205\n\
+               pgbench-ceiling(k=32)\tnoop\t20000\t32\t1.14\t17508\tclients=32; cpu busy 97% steal 0%\n\
+               graphile-worker(batched)\thttp\t20000\t32\t4.76\t4206\tmode=batched; errors=0\n\
+               graphile-worker(batched)\thttp\t20000\t32\t7.21\t2775\tmode=batched; errors=0\n\
+               \n\
+               graphile-worker(batched)\thttp\t20000\t32\t3.97\t5039\tmode=batched; errors=0\n";
+    let lines = parse_results(tsv).expect("valid results");
+    assert_eq!(lines.len(), 5, "the empty line is skipped");
+    assert_eq!(lines[1].system, "pgbench-ceiling(k=32)");
+    assert_eq!(lines[1].workload, "noop");
+    assert_eq!((lines[1].n, lines[1].concurrency), (20000, 32));
+    assert_eq!((lines[1].seconds, lines[1].rows_per_s), (1.14, 17508.0));
+    assert_eq!(lines[1].notes, "clients=32; cpu busy 97% steal 0%");
+    let anchors = summarise(&lines);
+    let names: Vec<&str> = anchors.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["sink(wrk -t1) http-only, C=32", "pgbench-ceiling(k=32) noop, C=32", "graphile-worker(batched) http, C=32"]
+    );
+    assert_eq!(anchors[2].rows_per_s, 4206.0, "the median of three passes");
+    assert_eq!(anchors[2].source, "this run: N=20000, 3 pass(es)");
+    let broken = parse_results("pgqueuer\thttp\t20000\tmany\t1.0\t100\tnote\n").unwrap_err();
+    assert!(format!("{broken:#}").contains("line 1"), "{broken:#}");
 }

@@ -2,6 +2,9 @@
 //! Altinn in-process with the bench's key registered, and a worker context configured with
 //! the daemon's defaults except for what the bench varies (concurrency, first poll delay).
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ const NAMESPACE: Uuid = Uuid::from_u128(0xbe4c_0000_0000_4000_8000_0000_0000_000
 
 /// The signing key of one bench invocation, generated at start (no test fixture needed).
 pub struct BenchKey {
+    /// The private JWK (JSON), for a worker process's key file.
+    private_jwk: String,
     private_b64: String,
     public_jwks: serde_json::Value,
 }
@@ -33,9 +38,16 @@ impl BenchKey {
     pub fn generate() -> anyhow::Result<BenchKey> {
         let (private, public) = crate::maskinporten::generate_jwk("bench", 2048);
         Ok(BenchKey {
-            private_b64: base64::engine::general_purpose::STANDARD.encode(private),
+            private_b64: base64::engine::general_purpose::STANDARD.encode(&private),
+            private_jwk: private,
             public_jwks: serde_json::from_str(&public)?,
         })
+    }
+
+    /// Writes the private JWK to a new file that only this user can read (it is a signing key).
+    pub fn write_private(&self, path: &Path) -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        file.write_all(self.private_jwk.as_bytes())
     }
 }
 
@@ -65,7 +77,9 @@ pub struct Env {
 
 impl Env {
     pub async fn start(server: &str, key: &BenchKey, run: RunSettings) -> anyhow::Result<Env> {
-        let admin = PgPoolOptions::new().max_connections(1).connect(&format!("{server}/postgres")).await?;
+        // Creating and dropping a database is slow by nature: not logged as a slow statement.
+        let options: PgConnectOptions = format!("{server}/postgres").parse()?;
+        let admin = PgPoolOptions::new().max_connections(1).connect_with(options.disable_statement_logging()).await?;
         let db_name = format!("altinn_outbox_bench_{}", Uuid::new_v4().simple());
         outbox::bench::create_database(&admin, &db_name).await?;
         let db_url = format!("{server}/{db_name}");
@@ -109,6 +123,24 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(outbox::bench::transactions(&self.admin, &self.db_name).await?)
+    }
+
+    /// The run's database URL, for a worker process's environment.
+    pub fn database_url(&self) -> &str {
+        &self.db_url
+    }
+
+    /// The configuration of a worker in a process of its own: the in-process worker's, but
+    /// with the key read from `key_file`, the database URL left to the environment (where
+    /// the daemon's secrets belong, see `worker.toml`) and only warnings logged.
+    pub fn process_config(&self, key: &BenchKey, run: RunSettings, key_file: &Path) -> Config {
+        let mut c = worker_config(&self.db_url, &self.fake, key, run);
+        c.database.url = Secret::default();
+        c.maskinporten.key_jwk_base64 = None;
+        c.maskinporten.key_jwk_file = Some(key_file.to_path_buf());
+        c.worker.instance_name = Some("bench-process".into());
+        c.log.level = "warn".into();
+        c
     }
 
     /// Starts the daemon's own loop in this process; cancel the token to stop it.

@@ -1,33 +1,32 @@
 //! `altinn-outbox bench`: measures the worker (issue 6). Each run makes a fresh database,
 //! migrates, loads rows, starts the fake Maskinporten and Altinn and the daemon's own loop
 //! in this process, and reads the figures back from the tables the worker wrote and the
-//! requests the fake saw. Every figure is the median of `--runs` runs, with min and max.
+//! requests the fake saw. Figure 5 (memory) runs the daemon as a process of its own instead.
+//! Every figure is the median of `--runs` runs, with min and max.
 //!
-//! - `env`: one run's database, fake and worker context. `scenario`: the runs (a bulk
-//!   backlog; rows inserted one at a time). `report`: the table and JSON.
+//! - `env`: one run's database, fake and worker context. `scenario`: the in-process runs (a
+//!   bulk backlog, with or without finished rows loaded first; rows inserted one at a time).
+//!   `memory`: the worker process's peak memory. `anchors`: other queues' figures.
+//!   `figures`: which figures, and how each is computed. `report`: the table and JSON.
 
+pub mod anchors;
 mod env;
+mod figures;
+mod memory;
 mod report;
 mod scenario;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use env::{BenchKey, RunSettings};
-use report::{Anchor, Figure, Report};
-use scenario::{BacklogRun, Until};
+use figures::{Measured, Scale, Selection, LITTLE_CONCURRENCY, LITTLE_LATENCY_MS};
+use memory::Load;
+use report::Report;
+use scenario::Until;
 
-/// Figure 4's set-up, from the issue: 100 ms per request and 64 in flight allow 640 rows/s.
-const LITTLE_LATENCY_MS: u64 = 100;
-const LITTLE_CONCURRENCY: usize = 64;
-/// The anchors' figures measured for issue 6 on 2026-11-21 (N=20,000, C=32, medians of 8
-/// passes), shown when this run did not measure them itself.
-const ISSUE_ANCHORS: [(&str, f64); 5] = [
-    ("graphile-worker 0.17.3 batched, HTTP jobs", 4206.0),
-    ("graphile-worker 0.17.3 default, HTTP jobs", 1184.0),
-    ("pgqueuer 1.6.0, HTTP jobs", 1486.0),
-    ("pgbench ceiling, 32-row claims", 17508.0),
-    ("pgbench ceiling, one row at a time", 1786.0),
-];
+/// Figure 5's files at most: PostgreSQL holds at most 1 GiB in a value; half that is plenty.
+const MAX_RSS_FILE_KIB: u32 = 512 * 1024;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -61,6 +60,31 @@ pub struct Args {
     /// Rows of the Little's-law runs (100 ms, concurrency 64); 6,400 is 10 s at the limit.
     #[arg(long, default_value_t = 6_400)]
     pub little_rows: u32,
+    /// The figures to measure, by issue 6's numbers: 1 send throughput, 2 end to end, 3 pickup
+    /// latency, 4 Little's law, 5 peak RSS, 6 scale, 7 economy, 8 anchors. With 1 but neither 2
+    /// nor 7, the backlog runs only until every row is sent.
+    #[arg(long, value_delimiter = ',', default_values_t = figures::ALL)]
+    #[arg(value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub figures: Vec<u8>,
+    /// Figure 5: rows of the backlog the worker process works off.
+    #[arg(long, default_value_t = 100_000)]
+    pub rss_rows: u32,
+    /// Figure 5: rows with one file each (sent in multipart requests); 0 leaves them out.
+    #[arg(long, default_value_t = 2_000)]
+    pub rss_file_rows: u32,
+    /// Figure 5: the size of each of those files, in KiB.
+    #[arg(long, default_value_t = 1_024)]
+    pub rss_file_kib: u32,
+    /// Figure 6: finished rows loaded into the tables before the backlog.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_rows: u32,
+    /// Figure 8: run the anchors' `run-all.sh` with --rows and --concurrency after our runs
+    /// (about two minutes; needs Node, npm, Python and PyPI) instead of showing the issue's figures.
+    #[arg(long)]
+    pub anchors: bool,
+    /// The anchors' folder (holding run-all.sh).
+    #[arg(long, env = "ALTINN_OUTBOX_ANCHORS_DIR", default_value = anchors::DEFAULT_DIR)]
+    pub anchors_dir: PathBuf,
     /// Print the report as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +92,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0 && args.rows > 0, "--runs and --rows must be at least 1");
+    anyhow::ensure!(
+        (1..=MAX_RSS_FILE_KIB).contains(&args.rss_file_kib),
+        "--rss-file-kib must be between 1 and {MAX_RSS_FILE_KIB}"
+    );
+    let selection = Selection::new(&args.figures);
+    anyhow::ensure!(!args.anchors || selection.has(8), "--anchors measures figure 8: add 8 to --figures");
     let key = BenchKey::generate()?;
     let server = args.database_url.trim_end_matches('/').to_string();
     let main = RunSettings {
@@ -76,23 +106,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         publish_after_ms: args.publish_after_ms,
         first_poll_delay_ms: args.first_poll_delay_ms,
     };
-    let mut backlogs = Vec::new();
-    let mut pickups = Vec::new();
-    let mut littles = Vec::new();
+    let setup = Setup { args: &args, selection: &selection, server: &server, key: &key, main };
+    let mut measured = Measured::default();
     for i in 1..=args.runs {
-        let b = scenario::backlog(&server, &key, main, args.rows, 0, Until::Delivered).await?;
-        eprintln!("run {i}/{}: backlog: send {:.0} rows/s, delivered {}", args.runs, b.send_rows_per_s, b.delivered);
-        backlogs.push(b);
-        let p = scenario::pickup(&server, &key, main, args.pickup_rate, args.pickup_seconds).await?;
-        eprintln!("run {i}/{}: pickup: {} rows", args.runs, p.len());
-        pickups.push(p);
-        let little =
-            RunSettings { concurrency: LITTLE_CONCURRENCY, latency: Duration::from_millis(LITTLE_LATENCY_MS), ..main };
-        let l = scenario::backlog(&server, &key, little, args.little_rows, 0, Until::Sent).await?;
-        eprintln!("run {i}/{}: Little's law: send {:.0} rows/s", args.runs, l.send_rows_per_s);
-        littles.push(l);
+        setup.measure_run(&format!("run {i}/{}", args.runs), &mut measured).await?;
     }
-    let report = assemble(&args, &backlogs, &pickups, &littles);
+    let anchors = match (selection.has(8), args.anchors) {
+        (false, _) => Vec::new(),
+        (true, false) => anchors::from_issue(),
+        (true, true) => anchors::measure(&args.anchors_dir, args.rows, args.concurrency, &server).await?,
+    };
+    let report = assemble(&args, &selection, &measured, anchors);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -101,64 +125,100 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn assemble(args: &Args, backlogs: &[BacklogRun], pickups: &[Vec<f64>], littles: &[BacklogRun]) -> Report {
-    let of = |f: fn(&BacklogRun) -> f64| backlogs.iter().map(f).collect::<Vec<f64>>();
-    let pickup = |p: f64| {
-        pickups
-            .iter()
-            .map(|l| {
-                let mut sorted = l.clone();
-                sorted.sort_by(f64::total_cmp);
-                report::percentile(&sorted, p)
-            })
-            .collect()
-    };
-    let limit = (LITTLE_CONCURRENCY as f64) * 1000.0 / LITTLE_LATENCY_MS as f64;
-    let figures = vec![
-        Figure::new(
-            "1",
-            "send throughput",
-            "rows/s",
-            of(|b| b.send_rows_per_s),
-            "≥ 8412 (2 × graphile batched), ≥ 8754 (50 % pgbench-32)",
-        ),
-        Figure::new("2", "end-to-end throughput", "rows/s", of(|b| b.end_to_end_rows_per_s.unwrap_or(f64::NAN)), "-"),
-        Figure::new("3", "pickup latency p50", "ms", pickup(50.0), "< 10"),
-        Figure::new("3", "pickup latency p99", "ms", pickup(99.0), "< 50"),
-        Figure::new(
-            "4",
-            format!("Little's law (100 ms, C=64, {} rows)", args.little_rows),
-            "% of 640/s",
-            littles.iter().map(|l| 100.0 * l.send_rows_per_s / limit).collect(),
-            "≥ 90",
-        ),
-        Figure::new(
-            "7",
-            "status requests per delivered",
-            "req/row",
-            of(|b| b.status_requests as f64 / b.delivered.max(1) as f64),
-            "≤ 1.5 (publish within 5 s)",
-        ),
-        Figure::new(
-            "7",
-            "worker transactions per row",
-            "xact/row",
-            of(|b| b.worker_transactions as f64 / b.rows as f64),
-            "-",
-        ),
-    ];
-    let anchors = ISSUE_ANCHORS
-        .iter()
-        .map(|&(name, rows_per_s)| Anchor { name, rows_per_s, source: "issue 6, 2026-11-21 (not this run)".into() })
-        .collect();
+/// What every run shares.
+struct Setup<'a> {
+    args: &'a Args,
+    selection: &'a Selection,
+    server: &'a str,
+    key: &'a BenchKey,
+    main: RunSettings,
+}
+
+impl Setup<'_> {
+    /// One run of each selected measurement, one after another (never two at once: they
+    /// share the machine), with progress on stderr.
+    async fn measure_run(&self, run: &str, m: &mut Measured) -> anyhow::Result<()> {
+        let (args, server, key, main) = (self.args, self.server, self.key, self.main);
+        if let Some(until) = self.selection.backlog() {
+            let b = scenario::backlog(server, key, main, args.rows, 0, until).await?;
+            let (sent, delivered) = (b.sent, b.delivered);
+            eprintln!("{run}: backlog: send {:.0} rows/s, sent {sent}, delivered {delivered}", b.send_rows_per_s);
+            m.backlogs.push(b);
+        }
+        if self.selection.has(3) {
+            let p = scenario::pickup(server, key, main, args.pickup_rate, args.pickup_seconds).await?;
+            eprintln!("{run}: pickup: {} rows", p.len());
+            m.pickups.push(p);
+        }
+        if self.selection.has(4) {
+            let little = RunSettings {
+                concurrency: LITTLE_CONCURRENCY,
+                latency: Duration::from_millis(LITTLE_LATENCY_MS),
+                ..main
+            };
+            let l = scenario::backlog(server, key, little, args.little_rows, 0, Until::Sent).await?;
+            eprintln!("{run}: Little's law: send {:.0} rows/s", l.send_rows_per_s);
+            m.littles.push(l);
+        }
+        if self.selection.has(5) {
+            self.measure_memory(run, m).await?;
+        }
+        if self.selection.has(6) {
+            self.measure_scale(run, m).await?;
+        }
+        Ok(())
+    }
+
+    /// Figure 5: the worker process on a plain backlog, then on rows with files.
+    async fn measure_memory(&self, run: &str, m: &mut Measured) -> anyhow::Result<()> {
+        let (args, server, key, main) = (self.args, self.server, self.key, self.main);
+        let plain = memory::measure(server, key, main, args.rss_rows, Load::Plain).await?;
+        eprintln!("{run}: memory: {} rows, worker process peak RSS {:.1} MiB", plain.rows, plain.peak_mib());
+        m.memory.push(plain);
+        if args.rss_file_rows > 0 {
+            let load = Load::Files { bytes: args.rss_file_kib * 1024 };
+            eprintln!("{run}: memory: loading {} rows with a {} KiB file each", args.rss_file_rows, args.rss_file_kib);
+            let files = memory::measure(server, key, main, args.rss_file_rows, load).await?;
+            eprintln!(
+                "{run}: memory: {} rows with files, worker process peak RSS {:.1} MiB",
+                files.rows,
+                files.peak_mib()
+            );
+            m.memory.push(files);
+        }
+        Ok(())
+    }
+
+    /// Figure 6: the same backlog with the finished rows loaded first, against empty tables.
+    async fn measure_scale(&self, run: &str, m: &mut Measured) -> anyhow::Result<()> {
+        let (args, server, key, main) = (self.args, self.server, self.key, self.main);
+        let empty = match m.backlogs.last() {
+            // This run's backlog run went only until sent on empty tables: the same run.
+            Some(b) if self.selection.backlog() == Some(Until::Sent) => b.send_rows_per_s,
+            _ => scenario::backlog(server, key, main, args.rows, 0, Until::Sent).await?.send_rows_per_s,
+        };
+        eprintln!("{run}: scale: send {empty:.0} rows/s on empty tables; loading {} finished rows", args.scale_rows);
+        let preloaded = scenario::backlog(server, key, main, args.rows, args.scale_rows, Until::Sent).await?;
+        eprintln!("{run}: scale: send {:.0} rows/s with them", preloaded.send_rows_per_s);
+        m.scales.push(Scale { empty_rows_per_s: empty, preloaded_rows_per_s: preloaded.send_rows_per_s });
+        Ok(())
+    }
+}
+
+fn assemble(args: &Args, selection: &Selection, m: &Measured, anchors: Vec<anchors::Anchor>) -> Report {
+    let until = selection.backlog().map(|u| if u == Until::Delivered { "delivered" } else { "sent" });
     Report {
         rows: args.rows,
         concurrency: args.concurrency,
         latency_ms: args.latency_ms,
         publish_after_ms: args.publish_after_ms,
         runs: args.runs,
-        figures,
-        delivered: backlogs.iter().map(|b| b.delivered).collect(),
+        selected: selection.numbers().to_vec(),
+        figures: figures::figures(args, selection, m),
+        backlog_until: until,
+        sent: m.backlogs.iter().map(|b| b.sent).collect(),
+        delivered: m.backlogs.iter().map(|b| b.delivered).collect(),
+        memory: m.memory.clone(),
         anchors,
     }
 }

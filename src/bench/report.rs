@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use super::anchors::Anchor;
+use super::memory::MemoryRun;
+
 /// One figure over all runs.
 #[derive(Clone, Debug, Serialize)]
 pub struct Figure {
@@ -42,15 +45,6 @@ impl Figure {
     }
 }
 
-/// A figure of another queue on the same kind of job, to set ours beside.
-#[derive(Clone, Debug, Serialize)]
-pub struct Anchor {
-    pub name: &'static str,
-    pub rows_per_s: f64,
-    /// Where the figure comes from (this run, or the measurement).
-    pub source: String,
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub rows: u32,
@@ -58,9 +52,17 @@ pub struct Report {
     pub latency_ms: u64,
     pub publish_after_ms: u64,
     pub runs: usize,
+    /// The figures measured (`--figures`).
+    pub selected: Vec<u8>,
     pub figures: Vec<Figure>,
-    /// Rows delivered in each backlog run, and rows loaded: equal when nothing was lost.
+    /// How far each backlog run went: "delivered", or "sent" when only figure 1 needed it;
+    /// none when no figure needed the backlog run.
+    pub backlog_until: Option<&'static str>,
+    /// Rows sent and delivered in each backlog run, beside `rows` loaded: equal when nothing was lost.
+    pub sent: Vec<i64>,
     pub delivered: Vec<i64>,
+    /// Figure 5's worker processes, every run.
+    pub memory: Vec<MemoryRun>,
     pub anchors: Vec<Anchor>,
 }
 
@@ -87,23 +89,57 @@ impl Report {
             .collect();
         let header = ["figure".to_string(), "median".into(), "(min .. max)".into(), "unit".into(), "target".into()];
         out.push_str(&aligned(&header, &rows));
-        let loaded = self.rows as i64;
-        let delivered = self.delivered.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
-        out.push_str(&format!("\ndelivered per run: {delivered} of {loaded}\n"));
-        if let Some(send) = self.figures.first() {
-            out.push_str("\nanchors (HTTP jobs or rows per second) beside our send throughput:\n");
-            let rows: Vec<[String; 5]> = self
-                .anchors
-                .iter()
-                .map(|a| {
-                    let ratio = format!("{:.2}", send.median / a.rows_per_s);
-                    [a.name.to_string(), num(a.rows_per_s), ratio, String::new(), a.source.clone()]
-                })
-                .collect();
-            let header = ["anchor".to_string(), "rows/s".into(), "ours ÷ it".into(), String::new(), "source".into()];
-            out.push_str(&aligned(&header, &rows));
+        out.push_str(&self.counts());
+        out.push_str(&self.anchor_table());
+        out
+    }
+
+    /// What each run got through: the backlog runs' rows, figure 5's worker processes.
+    fn counts(&self) -> String {
+        let mut out = String::new();
+        let joined = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        let per_run = match self.backlog_until {
+            Some("delivered") => Some(("delivered", joined(&self.delivered))),
+            Some(_) => Some(("sent", joined(&self.sent))),
+            None => None,
+        };
+        if let Some((what, counts)) = per_run {
+            out.push_str(&format!("\n{what} per run: {counts} of {}\n", self.rows));
+        }
+        if !self.memory.is_empty() {
+            out.push('\n');
+        }
+        for m in &self.memory {
+            let file =
+                if m.file_bytes > 0 { format!(" with a {} KiB file each", m.file_bytes / 1024) } else { String::new() };
+            out.push_str(&format!(
+                "worker process {} ({} rows{file}): sent {}, peak RSS {} KiB, exit code {}\n",
+                m.pid,
+                m.rows,
+                m.sent,
+                m.peak_rss_kib,
+                m.exit_code.map_or("-".into(), |c| c.to_string())
+            ));
         }
         out
+    }
+
+    /// The anchors with our send throughput's (figure 1's median) ratio to each.
+    fn anchor_table(&self) -> String {
+        if self.anchors.is_empty() {
+            return String::new();
+        }
+        let send = self.figures.iter().find(|f| f.number == "1").map(|f| f.median);
+        let rows: Vec<[String; 5]> = self
+            .anchors
+            .iter()
+            .map(|a| {
+                let ratio = send.map_or("-".into(), |s| format!("{:.2}", s / a.rows_per_s));
+                [a.name.clone(), num(a.rows_per_s), ratio, String::new(), a.source.clone()]
+            })
+            .collect();
+        let header = ["anchor".to_string(), "rows/s".into(), "ours ÷ it".into(), String::new(), "source".into()];
+        "\nanchors (HTTP jobs or rows per second) beside our send throughput:\n".to_string() + &aligned(&header, &rows)
     }
 }
 

@@ -17,6 +17,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 const STALL_LIMIT: Duration = Duration::from_secs(120);
 /// Time for the idle worker to connect its LISTEN and finish its first empty claim.
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
+/// Finished rows loaded per statement: a million rows take a minute or more, and a part this
+/// size shows progress every few seconds without slowing the load.
+const PRELOAD_PART: u32 = 100_000;
 
 /// When a backlog run is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct BacklogRun {
     pub rows: u32,
     pub send_rows_per_s: f64,
     pub end_to_end_rows_per_s: Option<f64>,
+    /// Rows accepted by Altinn (delivered ones included) when the run ended.
+    pub sent: i64,
     pub delivered: i64,
     /// Overview and details reads the fake answered.
     pub status_requests: usize,
@@ -58,10 +63,11 @@ pub async fn backlog(
 async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow::Result<BacklogRun> {
     let mut setup = env.connect().await?;
     if preload > 0 {
-        sql::load_finished(&mut setup, preload).await?;
+        load_finished(&mut setup, preload).await?;
     }
     let first_id = sql::next_delivery_id(&mut setup).await?;
     sql::load_messages(&mut setup, rows).await?;
+    sql::checkpoint(&mut setup).await?;
     setup.close().await?;
     let before = env.settled_transactions().await?;
     let mut own = env.connect().await?;
@@ -80,11 +86,27 @@ async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow:
         rows,
         send_rows_per_s: rate(windows.send_s),
         end_to_end_rows_per_s: windows.end_to_end_s.filter(|_| until == Until::Delivered).map(rate),
+        sent: progress.sent,
         delivered: progress.delivered,
         status_requests,
         // The progress reads and the windows query were the bench's.
         worker_transactions: after - before - own_statements - 1,
     })
+}
+
+/// Loads `n` finished rows in parts, with progress on stderr (the bench's table is on stdout).
+async fn load_finished(conn: &mut PgConnection, n: u32) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut loaded = 0;
+    while loaded < n {
+        let part = PRELOAD_PART.min(n - loaded);
+        sql::load_finished(conn, loaded + 1, part).await?;
+        loaded += part;
+        eprintln!("  loaded {loaded} of {n} finished rows ({:.0} s)", started.elapsed().as_secs_f64());
+    }
+    sql::analyze_finished(conn).await?;
+    eprintln!("  vacuumed and analysed ({:.0} s)", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Inserts `rate` rows a second for `seconds`, each in its own transaction, into an idle

@@ -3,7 +3,7 @@
 //! (so the timings are the database's own timestamps, not the bench's guesses).
 //! Exercised end to end by `tests/bench.rs`.
 
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection as _, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 /// The one recipient of every benchmark message: a valid organisation number.
@@ -23,19 +23,39 @@ pub async fn drop_database(admin: &PgPool, name: &str) -> Result<(), sqlx::Error
 
 /// Loads `n` messages in one statement: one recipient each, no attachment.
 pub async fn load_messages(conn: &mut PgConnection, n: u32) -> Result<(), sqlx::Error> {
-    load_series(conn, "bench-", n).await
+    load_series(conn, "bench-", 1, n).await
 }
 
-/// `n` messages referenced `prefix` + 1..n.
-async fn load_series(conn: &mut PgConnection, prefix: &str, n: u32) -> Result<(), sqlx::Error> {
+/// Loads `n` messages with one recipient and one file of `file_bytes` bytes each, in one
+/// transaction as a producer would (a delivery is never seen without its file). One
+/// recipient each, so every file goes in its message's multipart request.
+pub async fn load_messages_with_files(conn: &mut PgConnection, n: u32, file_bytes: u32) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    load_series(&mut tx, "files-", 1, n).await?;
+    // Each file differs (its message id), as real files do; PostgreSQL computes their MD5.
+    sqlx::query(
+        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
+         SELECT id, 'bench-' || id || '.pdf', 'file-' || id,
+                convert_to(rpad('%PDF-1.7 ' || id || ' ', $1, '.'), 'UTF8')
+         FROM altinn_outbox.message WHERE senders_reference LIKE 'files-%'",
+    )
+    .bind(file_bytes as i32)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// `n` messages referenced `prefix` + first..first + n - 1.
+async fn load_series(conn: &mut PgConnection, prefix: &str, first: u32, n: u32) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
-         SELECT $1, $4 || i, ARRAY[$2], 'Bench ' || i, 'Body ' || i FROM generate_series(1, $3) AS i",
+         SELECT $1, $4 || i, ARRAY[$2], 'Bench ' || i, 'Body ' || i FROM generate_series($5, $5 + $3 - 1) AS i",
     )
     .bind(RESOURCE)
     .bind(RECIPIENT)
     .bind(n as i32)
     .bind(prefix)
+    .bind(first as i32)
     .execute(&mut *conn)
     .await
     .map(|_| ())
@@ -54,10 +74,11 @@ pub async fn insert_one(conn: &mut PgConnection, reference: &str) -> Result<i64,
     .await
 }
 
-/// Loads `n` deliveries that are already finished (delivered), as a table looks after a
-/// year of letters. The finishing UPDATE writes their history too, as the worker would have.
-pub async fn load_finished(conn: &mut PgConnection, n: u32) -> Result<(), sqlx::Error> {
-    load_series(conn, "old-", n).await?;
+/// Loads `n` deliveries that are already finished (delivered), numbered from `first`, as a
+/// table looks after a year of letters. The finishing UPDATE writes their history too, as the
+/// worker would have. Call [`analyze_finished`] after the last part.
+pub async fn load_finished(conn: &mut PgConnection, first: u32, n: u32) -> Result<(), sqlx::Error> {
+    load_series(conn, "old-", first, n).await?;
     sqlx::query(
         "UPDATE altinn_outbox.delivery SET state = 'delivered', attempts = 1, idempotency_key = gen_random_uuid(),
                 correspondence_id = gen_random_uuid(), sent_at = now(), altinn_status = 'Published',
@@ -65,9 +86,22 @@ pub async fn load_finished(conn: &mut PgConnection, n: u32) -> Result<(), sqlx::
          WHERE state = 'pending'",
     )
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map(|_| ())
+}
+
+/// Vacuums and analyses the loaded tables, so the worker starts on the plans and visibility
+/// map a long-running database would have, not on a bloated, unanalysed table.
+pub async fn analyze_finished(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("VACUUM ANALYZE altinn_outbox.delivery").execute(&mut *conn).await?;
     sqlx::query("VACUUM ANALYZE altinn_outbox.history").execute(&mut *conn).await.map(|_| ())
+}
+
+/// Writes every dirty buffer of the server to disk, so that a timed run pays neither for the
+/// writes of its own load nor for those of the run before it (a 1,000,000-row load, a database
+/// of files dropped). Needs a superuser or `pg_checkpoint`, as the bench's server gives.
+pub async fn checkpoint(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("CHECKPOINT").execute(&mut *conn).await.map(|_| ())
 }
 
 /// How far the deliveries made after `first_id` have come.
