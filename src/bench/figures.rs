@@ -12,6 +12,8 @@ pub const ALL: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 /// Figure 4's set-up, from the issue: 100 ms per request and 64 in flight allow 640 rows/s.
 pub const LITTLE_LATENCY_MS: u64 = 100;
 pub const LITTLE_CONCURRENCY: usize = 64;
+/// Figure 4's first status read: after the run, so that no read competes with the sends.
+pub const LITTLE_FIRST_POLL_MS: u64 = 3_600_000;
 
 /// The figures chosen, sorted, each once.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -189,7 +189,7 @@ async fn watch(
         if let Ok(resident) = read_resident(pid) {
             sampled = Sampled { samples: sampled.samples + 1, max_kib: sampled.max_kib.max(resident.now_kib) };
         }
-        let progress = sql::progress(own, first_id).await?;
+        let progress = sql::progress(own, first_id, rows as i64).await?;
         anyhow::ensure!(progress.given_up == 0, "{} rows failed or were cancelled", progress.given_up);
         if progress.sent >= rows as i64 {
             return Ok((progress.sent, sampled));

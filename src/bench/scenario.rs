@@ -168,7 +168,7 @@ async fn wait_for(own: &mut PgConnection, first_id: i64, rows: i64, until: Until
     let mut last = Progress::default();
     let mut last_change = Instant::now();
     loop {
-        let progress = sql::progress(own, first_id).await?;
+        let progress = sql::progress(own, first_id, rows).await?;
         statements += 1;
         anyhow::ensure!(progress.given_up == 0, "{} rows failed or were cancelled", progress.given_up);
         let done = match until {
