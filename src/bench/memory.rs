@@ -8,7 +8,7 @@
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -16,12 +16,9 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::process::{Child, Command};
 
 use super::env::{BenchKey, Env, RunSettings};
+use super::scenario::{self, Until};
 use crate::outbox::bench as sql;
 
-/// Progress and memory are read this often; the peak is the kernel's, not these samples'.
-const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-/// A run whose sent count has not moved for this long is stuck (a bug, or a server gone).
-const STALL_LIMIT: Duration = Duration::from_secs(120);
 /// From SIGTERM to exit at most: the daemon's default shutdown grace (10 s) and some.
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
 /// Lines of the worker's log shown when its run fails.
@@ -171,8 +168,8 @@ struct Sampled {
     max_kib: u64,
 }
 
-/// Samples the worker's resident set and the rows' progress until all `rows` are sent; the
-/// rows sent and the samples.
+/// Samples the worker's resident set with every progress read until all `rows` are sent;
+/// the rows sent and the samples.
 async fn watch(
     own: &mut PgConnection,
     child: &mut Child,
@@ -181,25 +178,17 @@ async fn watch(
     rows: u32,
 ) -> anyhow::Result<(i64, Sampled)> {
     let mut sampled = Sampled::default();
-    let (mut last, mut last_change) = (-1, Instant::now());
-    loop {
+    let sample = || {
         if let Some(status) = child.try_wait()? {
             anyhow::bail!("the worker process exited before every row was sent: {status}");
         }
         if let Ok(resident) = read_resident(pid) {
             sampled = Sampled { samples: sampled.samples + 1, max_kib: sampled.max_kib.max(resident.now_kib) };
         }
-        let progress = sql::progress(own, first_id, rows as i64).await?;
-        anyhow::ensure!(progress.given_up == 0, "{} rows failed or were cancelled", progress.given_up);
-        if progress.sent >= rows as i64 {
-            return Ok((progress.sent, sampled));
-        }
-        if progress.sent != last {
-            (last, last_change) = (progress.sent, Instant::now());
-        }
-        anyhow::ensure!(last_change.elapsed() < STALL_LIMIT, "no row sent for {STALL_LIMIT:?}: {progress:?}");
-        tokio::time::sleep(SAMPLE_EVERY).await;
-    }
+        Ok(())
+    };
+    let (progress, _) = scenario::wait_for_with(own, first_id, rows as i64, Until::Sent, sample).await?;
+    Ok((progress.sent, sampled))
 }
 
 /// SIGTERM, as systemd stops the daemon; then waits for the exit (SIGKILL after the limit).

@@ -164,10 +164,22 @@ async fn pickup_in(env: &Env, rate: u32, seconds: u32) -> anyhow::Result<Vec<f64
 /// Waits until every one of `rows` deliveries from `first_id` on has reached `until`; the
 /// final progress and how many statements the waiting took.
 async fn wait_for(own: &mut PgConnection, first_id: i64, rows: i64, until: Until) -> anyhow::Result<(Progress, i64)> {
+    wait_for_with(own, first_id, rows, until, || Ok(())).await
+}
+
+/// As [`wait_for`], calling `each` before every progress read (an error ends the wait).
+pub(super) async fn wait_for_with(
+    own: &mut PgConnection,
+    first_id: i64,
+    rows: i64,
+    until: Until,
+    mut each: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Progress, i64)> {
     let mut statements = 0;
     let mut last = Progress::default();
     let mut last_change = Instant::now();
     loop {
+        each()?;
         let progress = sql::progress(own, first_id, rows).await?;
         statements += 1;
         anyhow::ensure!(progress.given_up == 0, "{} rows failed or were cancelled", progress.given_up);

@@ -83,18 +83,16 @@ impl Job {
     /// The outcome of a job that ran out of its budget: like a timeout, retried with the
     /// same idempotency key (Altinn may have committed it).
     fn overran(&self, ctx: &Context) -> Outcome {
-        let e = ApiError::transient("timeout", "no answer before the row's lease ran out");
-        match self {
-            Job::Send(send, _) => send::failure(ctx, send.attempts, e, chrono::Utc::now()),
-            Job::Poll(poll) => poll::read_failed(poll, &ctx.settings.status, e, chrono::Utc::now()),
-            Job::Upload(_) => unreachable!("uploads bound their own requests"),
-        }
+        self.failed(ctx, ApiError::transient("timeout", "no answer before the row's lease ran out"))
     }
 
     /// The outcome of a job that waited in the queue too long to start: nothing was sent,
     /// so the row waits without using an attempt.
     fn not_started(&self, ctx: &Context) -> Outcome {
-        let e = ApiError::deferred("not_started", "claimed but not started before half of its lease was gone");
+        self.failed(ctx, ApiError::deferred("not_started", "claimed but not started before half of its lease was gone"))
+    }
+
+    fn failed(&self, ctx: &Context, e: ApiError) -> Outcome {
         match self {
             Job::Send(send, _) => send::failure(ctx, send.attempts, e, chrono::Utc::now()),
             Job::Poll(poll) => poll::read_failed(poll, &ctx.settings.status, e, chrono::Utc::now()),

@@ -113,8 +113,10 @@ impl InFlight {
     /// Releases the leases of queued sends and status reads (never started) and forgets
     /// them; on a database error they stay queued and are tried again.
     async fn give_back(&self, ready: &mut VecDeque<(Job, Instant)>) {
-        let held: Vec<(i64, i64)> = ready.iter().filter_map(|(job, _)| job.lease()).collect();
-        let (ids, lease_nos): (Vec<i64>, Vec<i64>) = held.iter().copied().unzip();
+        let (ids, lease_nos): (Vec<i64>, Vec<i64>) = ready.iter().filter_map(|(job, _)| job.lease()).unzip();
+        if ids.is_empty() {
+            return; // only upload steps are queued: nothing to release, no query
+        }
         match outbox::release(&self.ctx.pool, &ids, &lease_nos).await {
             Ok(n) => {
                 debug!(released = n, "queued work given back while requests are held back");
