@@ -533,6 +533,37 @@ async fn prune_works_in_batches_until_everything_old_is_gone() {
     assert_eq!(count(&app, "message").await, 0);
 }
 
+#[tokio::test]
+async fn a_delivery_deleted_by_hand_takes_its_own_history_and_no_other() {
+    let app = TestApp::start().await;
+    let id = app.insert("by-hand", &[ORG, PERSON]).await;
+    app.drain().await;
+    let deliveries: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM altinn_outbox.delivery WHERE message_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let history_of = |delivery: i64| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM altinn_outbox.history WHERE delivery_id = $1")
+                .bind(delivery)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let kept = history_of(deliveries[1]).await;
+    assert!(history_of(deliveries[0]).await >= 2 && kept >= 2);
+    sqlx::query("DELETE FROM altinn_outbox.delivery WHERE id = $1")
+        .bind(deliveries[0])
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!((history_of(deliveries[0]).await, history_of(deliveries[1]).await), (0, kept));
+}
+
 async fn count(app: &TestApp, table: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT count(*) FROM altinn_outbox.{table}")).fetch_one(&app.pool).await.unwrap()
 }
