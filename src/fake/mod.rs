@@ -129,6 +129,8 @@ pub(crate) struct App {
     pub secret: [u8; 32],
     pub state: Arc<FakeState>,
     pub faults: Arc<Faults>,
+    /// The last Altinn token whose signature and issuer were checked, with its claims.
+    pub checked_token: auth::CheckedToken,
 }
 
 impl App {
@@ -139,6 +141,7 @@ impl App {
             base_url,
             secret: rand::random(),
             faults: Arc::new(Faults::default()),
+            checked_token: auth::CheckedToken::default(),
         }
     }
 

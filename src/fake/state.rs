@@ -462,9 +462,13 @@ async fn note_initialize(app: &App, request: Request) -> Request {
     let (parts, body) = request.into_parts();
     let arrived = std::time::Instant::now();
     let bytes = axum::body::to_bytes(body, 32 << 20).await.unwrap_or_default();
-    let key = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v["idempotentKey"].as_str().and_then(|k| Uuid::parse_str(k).ok()));
+    // Only the key is read: the handler parses the whole body once more for itself.
+    #[derive(serde::Deserialize)]
+    struct KeyOnly<'a> {
+        #[serde(rename = "idempotentKey", borrow)]
+        key: Option<std::borrow::Cow<'a, str>>,
+    }
+    let key = serde_json::from_slice::<KeyOnly>(&bytes).ok().and_then(|k| k.key).and_then(|k| Uuid::parse_str(&k).ok());
     app.state.lock().initialize_arrivals.push((key, arrived));
     Request::from_parts(parts, axum::body::Body::from(bytes))
 }
