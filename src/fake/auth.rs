@@ -190,10 +190,12 @@ impl IntoResponse for Refusal {
 /// visible share of the benchmark's CPU, which the fake shares with the worker. Lifetime,
 /// scope and org are still checked on every call.
 #[derive(Default)]
-pub(crate) struct CheckedToken(std::sync::Mutex<Option<(String, Arc<Map<String, Value>>)>>);
+pub(crate) struct CheckedToken(std::sync::Mutex<Option<(String, Claims)>>);
+
+type Claims = Arc<Map<String, Value>>;
 
 impl CheckedToken {
-    fn claims(&self, app: &App, token: &str) -> Result<Arc<Map<String, Value>>, Refusal> {
+    fn claims(&self, app: &App, token: &str) -> Result<Claims, Refusal> {
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, claims)) = last.as_ref().filter(|(known, _)| known == token) {
             return Ok(claims.clone());
