@@ -72,8 +72,9 @@ GRANT UPDATE (state, attempts, next_attempt_at, lease_no, locked_by, locked_unti
 -- The shared upload's bookkeeping; never the file or its names.
 GRANT UPDATE (upload_state, altinn_attachment_id, upload_attempts, next_attempt_at, lease_no, locked_by,
     locked_until, error_code, error_message, updated_at) ON altinn_outbox.attachment TO altinn_outbox_worker;
--- Pruning finished messages (the prune schedule, `altinn-outbox prune`); their deliveries,
--- files and history go with them (ON DELETE CASCADE runs as the tables' owner).
+-- Pruning finished messages (the prune schedule, `altinn-outbox prune`): their deliveries and
+-- files go with them (ON DELETE CASCADE runs as the tables' owner), and so do the deliveries'
+-- history and references (a trigger that runs as its owner).
 GRANT DELETE ON altinn_outbox.message TO altinn_outbox_worker;
 
 -- Housekeeping ([schedules]): claiming a scheduled time, recording and pruning its runs.

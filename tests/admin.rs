@@ -534,7 +534,7 @@ async fn prune_works_in_batches_until_everything_old_is_gone() {
 }
 
 #[tokio::test]
-async fn a_delivery_deleted_by_hand_takes_its_own_history_and_no_other() {
+async fn a_delivery_deleted_by_hand_takes_its_own_history_and_reference_and_no_other() {
     let app = TestApp::start().await;
     let id = app.insert("by-hand", &[ORG, PERSON]).await;
     app.drain().await;
@@ -554,14 +554,22 @@ async fn a_delivery_deleted_by_hand_takes_its_own_history_and_no_other() {
                 .unwrap()
         }
     };
+    let references = || async {
+        sqlx::query_scalar::<_, i64>("SELECT delivery_id FROM altinn_outbox.delivery_reference ORDER BY 1")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap()
+    };
     let kept = history_of(deliveries[1]).await;
     assert!(history_of(deliveries[0]).await >= 2 && kept >= 2);
+    assert_eq!(references().await, deliveries);
     sqlx::query("DELETE FROM altinn_outbox.delivery WHERE id = $1")
         .bind(deliveries[0])
         .execute(&app.pool)
         .await
         .unwrap();
     assert_eq!((history_of(deliveries[0]).await, history_of(deliveries[1]).await), (0, kept));
+    assert_eq!(references().await, [deliveries[1]], "the deleted delivery's reference went with it");
 }
 
 async fn count(app: &TestApp, table: &str) -> i64 {
