@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use altinn_outbox::bench::anchors::{parse_results, summarise};
 
@@ -44,14 +44,22 @@ fn bench_prints_every_figure_and_delivers_every_row() {
 
 #[test]
 fn bench_json_has_every_figure() {
-    let output = Command::new(BIN)
-        .args(["bench", "--rows", "10", "--runs", "1", "--little-rows", "8", "--json", "--figures", "1,2,3,4,7,8"])
-        .args(["--pickup-rate", "10", "--pickup-seconds", "1", "--publish-after-ms", "0"])
-        .args(["--first-poll-delay-ms", "100", "--database-url", &common::server_url()])
-        .output()
-        .expect("the binary runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let report = bench_json(&[
+        "--rows",
+        "10",
+        "--little-rows",
+        "8",
+        "--figures",
+        "1,2,3,4,7,8",
+        "--pickup-rate",
+        "10",
+        "--pickup-seconds",
+        "1",
+        "--publish-after-ms",
+        "0",
+        "--first-poll-delay-ms",
+        "100",
+    ]);
     assert_eq!(report["figures"].as_array().unwrap().len(), 7);
     assert_eq!(report["delivered"], serde_json::json!([10]));
     let economy = &report["figures"][5];
@@ -61,7 +69,7 @@ fn bench_json_has_every_figure() {
 
 /// Runs the bench with `args` on the test server and returns its JSON report.
 fn bench_json(args: &[&str]) -> serde_json::Value {
-    let output: Output = Command::new(BIN)
+    let output = Command::new(BIN)
         .arg("bench")
         .args(args)
         .args(["--runs", "1", "--json", "--database-url", &common::server_url()])
