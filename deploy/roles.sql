@@ -72,6 +72,8 @@ GRANT UPDATE (state, attempts, next_attempt_at, lease_no, locked_by, locked_unti
 -- The shared upload's bookkeeping; never the file or its names.
 GRANT UPDATE (upload_state, altinn_attachment_id, upload_attempts, next_attempt_at, lease_no, locked_by,
     locked_until, error_code, error_message, updated_at) ON altinn_outbox.attachment TO altinn_outbox_worker;
+-- A claim looks a new idempotency key up before storing it (a trigger records it, as the owner).
+GRANT SELECT ON altinn_outbox.delivery_key TO altinn_outbox_worker;
 -- Pruning finished messages (the prune schedule, `altinn-outbox prune`): their deliveries and
 -- files go with them (ON DELETE CASCADE runs as the tables' owner), and so do the deliveries'
 -- history and references (a trigger that runs as its owner).

@@ -113,7 +113,7 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
         config.pool_size(),
         Duration::from_millis(config.database.connect_timeout_ms),
     )?;
-    Ok(Context { pool, altinn, settings: settings(config), liveness: Default::default() })
+    Ok(Context { pool, altinn, settings: settings(config), liveness: Default::default(), claims: Default::default() })
 }
 
 fn default_instance_name() -> String {

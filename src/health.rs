@@ -31,6 +31,8 @@ pub struct Readiness {
     pub token: AuthStatus,
     /// `up`, `throttled` (a 429 wait) or `looks down` (requests held back and probed).
     pub altinn: &'static str,
+    /// `ok`, or why claiming work keeps failing (letters wait meanwhile).
+    pub claims: String,
 }
 
 /// The exposition format's content type, which Prometheus negotiates by.
@@ -74,8 +76,9 @@ async fn scrape(State(probes): State<Probes>) -> ([(header::HeaderName, &'static
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text)
 }
 
-/// Ready when the database answers and a token can be had (from the cache, or one refresh;
-/// during a failure cool-down the last error is reported without a request).
+/// Ready when the database answers, a token can be had (from the cache, or one refresh;
+/// during a failure cool-down the last error is reported without a request) and claims of
+/// work are not failing again and again.
 pub async fn readiness(ctx: &Context) -> Readiness {
     let database = match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&ctx.pool)).await
     {
@@ -92,5 +95,7 @@ pub async fn readiness(ctx: &Context) -> Readiness {
     } else {
         "up"
     };
-    Readiness { ready: database == "ok" && token_ok, database, token: tokens.status(), altinn }
+    let claims = ctx.claims.problem().unwrap_or_else(|| "ok".to_string());
+    let ready = database == "ok" && token_ok && claims == "ok";
+    Readiness { ready, database, token: tokens.status(), altinn, claims }
 }

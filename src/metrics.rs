@@ -18,6 +18,9 @@
 //! - `altinn_outbox_leases_reclaimed_total{kind}`: leases of stopped workers taken back by
 //!   the sweep. `delivery` (sent again with the same idempotency key) or `upload` (a shared
 //!   upload starts over). Anything above zero means a worker died mid-request.
+//! - `altinn_outbox_claim_failures_total`: claims of work that failed (the database away, or
+//!   refusing the claim). Letters wait while it grows; `/readyz` names the reason once
+//!   several fail in a row.
 //! - `altinn_outbox_request_duration_seconds{system, endpoint, status}`: histogram of every
 //!   HTTP request, until the answer's headers (an upload includes sending the file). `system`
 //!   is `altinn` or `maskinporten`; `endpoint` a name from the clients' fixed list
@@ -51,6 +54,7 @@ const SENDS: &str = "altinn_outbox_sends_total";
 const STATUS_POLLS: &str = "altinn_outbox_status_polls_total";
 const TOKEN_REFRESHES: &str = "altinn_outbox_token_refreshes_total";
 const LEASES_RECLAIMED: &str = "altinn_outbox_leases_reclaimed_total";
+const CLAIM_FAILURES: &str = "altinn_outbox_claim_failures_total";
 const REQUEST_DURATION: &str = "altinn_outbox_request_duration_seconds";
 
 /// Upper bounds in seconds: from a token served in milliseconds to an upload that may take
@@ -110,6 +114,8 @@ pub fn describe() {
     describe_counter!(STATUS_POLLS, "Status reads, by outcome and error code");
     describe_counter!(TOKEN_REFRESHES, "Altinn token refreshes (Maskinporten grant and exchange), by outcome");
     describe_counter!(LEASES_RECLAIMED, "Expired leases of stopped workers taken back by the sweep");
+    describe_counter!(CLAIM_FAILURES, "Claims of work that failed");
+    ::metrics::counter!(CLAIM_FAILURES).increment(0);
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "HTTP requests to Altinn and Maskinporten, to the headers");
     ::metrics::counter!(SENDS, "outcome" => "sent", "error_code" => "").increment(0);
     ::metrics::counter!(STATUS_POLLS, "outcome" => "ok", "error_code" => "").increment(0);
@@ -119,6 +125,11 @@ pub fn describe() {
     for kind in ["delivery", "upload"] {
         ::metrics::counter!(LEASES_RECLAIMED, "kind" => kind).increment(0);
     }
+}
+
+/// One claim of work failed.
+pub fn claim_failed() {
+    ::metrics::counter!(CLAIM_FAILURES).increment(1);
 }
 
 /// One send processed: `outcome` from the fixed list above.

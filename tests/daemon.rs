@@ -169,6 +169,7 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
         [
             "attachment",
             "delivery",
+            "delivery_key",
             "delivery_reference",
             "delivery_status",
             "history",

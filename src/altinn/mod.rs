@@ -19,7 +19,9 @@ use uuid::Uuid;
 use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
 use crate::metrics::{self, System};
 use crate::outbox::FileContent;
-use wire::{AttachmentOverview, Details, IdList, InitializeAttachment, InitializeRequest, InitializeResponse};
+use wire::{
+    AttachmentOverview, Details, IdList, Identity, InitializeAttachment, InitializeRequest, InitializeResponse,
+};
 
 /// Base path of the Correspondence API under the platform URL.
 const API_PATH: &str = "/correspondence/api/v1";
@@ -31,6 +33,7 @@ const CREATE_ATTACHMENT: &str = "create_attachment";
 const UPLOAD_ATTACHMENT: &str = "upload_attachment";
 const ATTACHMENT_STATUS: &str = "attachment_status";
 const FIND_BY_KEY: &str = "find_by_key";
+const OVERVIEW: &str = "overview";
 const DETAILS: &str = "details";
 const PURGE: &str = "purge";
 
@@ -168,6 +171,21 @@ impl AltinnClient {
         let body = self.send(FIND_BY_KEY, |http| http.get(&url).query(&query)).await?;
         let ids: IdList = parse(&body)?;
         Ok(ids.ids.into_iter().next())
+    }
+
+    /// Which letter a correspondence is (resource, sender's reference, recipient), from the
+    /// overview; from the details when the overview no longer shows it (404/1001 after a
+    /// purge, while details still does).
+    pub async fn identity(&self, id: Uuid) -> Result<Identity, ApiError> {
+        let url = format!("{}/correspondence/{id}", self.api);
+        match self.send(OVERVIEW, |http| http.get(&url)).await {
+            Ok(body) => parse(&body),
+            Err(e) if e.code == "altinn:1001" || e.code == "http:404" => {
+                let url = format!("{url}/details");
+                parse(&self.send(DETAILS, |http| http.get(&url)).await?)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Status history and notification outcome of one correspondence.

@@ -112,6 +112,17 @@ pub struct IdList {
     pub ids: Vec<Uuid>,
 }
 
+/// Which letter a correspondence is: the fields overview and details both carry (and keep
+/// after publication, when the content is blanked for the sender).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub resource_id: String,
+    pub senders_reference: String,
+    /// The recipient's URN, lower case.
+    pub recipient: String,
+}
+
 /// `GET /correspondence/{id}/details`, the parts the outbox records. Content is blank
 /// after publication, so it is not read.
 #[derive(Clone, Debug, Deserialize)]

@@ -101,9 +101,26 @@ pub fn initialize_request(
     })
 }
 
-/// The recipient's URN, for the key; invalid recipients are reported by `initialize_request`.
+/// The recipient's URN as this program reads it; invalid recipients are reported by
+/// `initialize_request`.
 pub fn recipient_urn(recipient: &str) -> Option<String> {
     Recipient::parse(recipient).ok().map(|r| r.urn())
+}
+
+/// A delivery goes to the party its reference and idempotency key were made for: the
+/// database's normalisation of the recipient (`recipient_key`). Were this program to read
+/// the recipient as another party, two deliveries the database holds apart could meet at
+/// Altinn under one key; such a row fails instead. Unreadable recipients are left to
+/// `initialize_request`, which names what is wrong with them.
+pub fn check_identity(recipient: &str, recipient_key: &str) -> Result<(), Invalid> {
+    match recipient_urn(recipient) {
+        Some(urn) if urn != recipient_key => Err(invalid(
+            "recipients",
+            "the recipient reads as another party than the database's normalisation of it (recipient_key); \
+             write it in canonical form",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {

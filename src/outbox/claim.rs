@@ -37,16 +37,27 @@ pub struct MessageRow {
     pub attachment_bytes: i64,
 }
 
-/// A delivery claimed for sending; `lease_no` fences its write-back.
+/// A delivery claimed for sending: to whom and under which key, not what it says. The
+/// content is read once per send ([`message_content`]), so a claim holds no bodies and
+/// memory does not grow with a message's size or its recipient count, and a message that
+/// cannot be decoded fails its own deliveries instead of every claim.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ClaimedSend {
     pub delivery_id: i64,
     pub lease_no: i64,
     pub attempts: i32,
+    pub message_id: i64,
+    /// The recipient as the producer wrote it.
     pub recipient: String,
+    /// The recipient as the database normalised it (`recipient_key()`): the identity that
+    /// uniqueness and the idempotency key stand on.
+    pub recipient_key: String,
+    pub resource_id: String,
+    pub senders_reference: String,
+    pub resend: i32,
     pub idempotency_key: Option<Uuid>,
-    #[sqlx(flatten)]
-    pub message: MessageRow,
+    /// The message has files: its request may take the upload timeout.
+    pub has_files: bool,
 }
 
 /// A delivery claimed for a status read.
@@ -91,6 +102,8 @@ pub struct SendLease<'a> {
 /// Claims up to `limit` due sends: state `sending`, one more attempt, a new lease, and the
 /// idempotency key (`key_of`, for deliveries that have none yet) stored in the same UPDATE,
 /// so the key is committed before any call and the row gets one new version per claim.
+/// A new key that another delivery already holds fails its delivery instead (it is never
+/// sent), and the claim goes on with the others.
 /// One short transaction: lock (`SKIP LOCKED`), read, update, commit; no call inside it.
 pub async fn claim_sends(
     pool: &PgPool,
@@ -98,7 +111,9 @@ pub async fn claim_sends(
     lease: &SendLease<'_>,
     key_of: impl Fn(&ClaimedSend) -> Uuid,
 ) -> Result<Vec<ClaimedSend>, sqlx::Error> {
-    let sql = format!(
+    let mut tx = pool.begin().await?;
+    in_index_order(&mut tx).await?;
+    let mut claimed: Vec<ClaimedSend> = sqlx::query_as(
         "WITH picked AS (
             SELECT id FROM altinn_outbox.delivery
             WHERE state = 'pending' AND next_attempt_at <= now()
@@ -106,24 +121,22 @@ pub async fn claim_sends(
             LIMIT $1
             FOR UPDATE SKIP LOCKED
          )
-         SELECT d.id AS delivery_id, d.lease_no + 1 AS lease_no, d.attempts + 1 AS attempts, d.recipient,
-                d.idempotency_key, {MESSAGE_COLUMNS}
-         FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id
-         JOIN altinn_outbox.message m ON m.id = d.message_id {FILE_TOTALS}"
-    );
-    let mut tx = pool.begin().await?;
-    in_index_order(&mut tx).await?;
-    let mut claimed: Vec<ClaimedSend> = sqlx::query_as(&sql).bind(limit).fetch_all(&mut *tx).await?;
+         SELECT d.id AS delivery_id, d.lease_no + 1 AS lease_no, d.attempts + 1 AS attempts, d.message_id,
+                d.recipient, d.recipient_key, d.resource_id, d.senders_reference, d.resend, d.idempotency_key,
+                EXISTS (SELECT 1 FROM altinn_outbox.attachment a WHERE a.message_id = d.message_id) AS has_files
+         FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id",
+    )
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
     if claimed.is_empty() {
         tx.rollback().await?;
         return Ok(claimed);
     }
-    for send in &mut claimed {
-        send.idempotency_key = Some(send.idempotency_key.unwrap_or_else(|| key_of(send)));
-    }
+    let taken = new_keys(&mut tx, &mut claimed, key_of).await?;
     let ids: Vec<i64> = claimed.iter().map(|s| s.delivery_id).collect();
     let keys: Vec<Uuid> = claimed.iter().filter_map(|s| s.idempotency_key).collect();
-    let files: Vec<bool> = claimed.iter().map(|s| s.message.attachment_count > 0).collect();
+    let files: Vec<bool> = claimed.iter().map(|s| s.has_files).collect();
     sqlx::query(
         "UPDATE altinn_outbox.delivery d
          SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
@@ -140,8 +153,73 @@ pub async fn claim_sends(
     .bind(lease.upload_lease.as_millis() as f64)
     .execute(&mut *tx)
     .await?;
+    if !taken.is_empty() {
+        sqlx::query(
+            "UPDATE altinn_outbox.delivery
+             SET state = 'failed', finished_at = now(), updated_at = now(), error_code = 'idempotency_key_taken',
+                 error_message = 'its idempotency key is held by another delivery; it was not sent (two deliveries \
+                                  must never share a key: check outbox.idempotency_namespace and rows copied by hand)'
+             WHERE id = ANY($1)",
+        )
+        .bind(&taken)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(claimed)
+}
+
+/// Gives each claimed delivery without a key its key, and takes out of `claimed` (returning
+/// their ids) those whose new key another delivery holds, in the database or in this batch.
+async fn new_keys(
+    tx: &mut sqlx::PgConnection,
+    claimed: &mut Vec<ClaimedSend>,
+    key_of: impl Fn(&ClaimedSend) -> Uuid,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let fresh: Vec<(i64, Uuid)> =
+        claimed.iter().filter(|s| s.idempotency_key.is_none()).map(|s| (s.delivery_id, key_of(s))).collect();
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Uuid> = fresh.iter().map(|(_, key)| *key).collect();
+    let held: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT idempotency_key FROM altinn_outbox.delivery_key WHERE idempotency_key = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut seen: std::collections::HashSet<Uuid> = held.into_iter().collect();
+    let mut taken = Vec::new();
+    for (id, key) in fresh {
+        if seen.insert(key) {
+            if let Some(send) = claimed.iter_mut().find(|s| s.delivery_id == id) {
+                send.idempotency_key = Some(key);
+            }
+        } else {
+            taken.push(id);
+        }
+    }
+    claimed.retain(|s| !taken.contains(&s.delivery_id));
+    Ok(taken)
+}
+
+/// Reads a claimed delivery's message for its send: the content and its files' totals.
+/// `Ok(Err(column))` when a column cannot be decoded (JSON nested beyond what the decoder
+/// takes, say): the delivery fails naming the column, and nothing else is held up.
+pub async fn message_content(pool: &PgPool, message_id: i64) -> Result<Result<MessageRow, String>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM altinn_outbox.message m {FILE_TOTALS} WHERE m.id = $1"))
+        .bind(message_id)
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else {
+        return Ok(Err("message_id".to_string()));
+    };
+    match <MessageRow as sqlx::FromRow<_>>::from_row(&row) {
+        Ok(message) => Ok(Ok(message)),
+        Err(sqlx::Error::ColumnDecode { index, .. }) => Ok(Err(index.trim_matches('"').to_string())),
+        Err(sqlx::Error::ColumnNotFound(column)) => Ok(Err(column)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Claims up to `limit` due status reads. The lease is `next_poll_at` itself, pushed one

@@ -16,7 +16,7 @@ pub mod schedule;
 pub mod uploads;
 mod write;
 
-pub use claim::{claim_polls, claim_sends, SendLease};
+pub use claim::{claim_polls, claim_sends, message_content, SendLease};
 pub use claim::{ClaimedPoll, ClaimedSend, MessageRow};
 pub use files::{message_files, File, FileContent};
 pub use write::{write_back, Outcome, PollUpdate, WriteBack};

@@ -4,6 +4,7 @@
 //! [`process_next_batch`] is the unit tests drive; [`run`] (in `run.rs`) keeps requests
 //! flowing continuously with the same claim, process and write-back functions.
 
+mod claims;
 mod feed;
 pub mod policy;
 mod poll;
@@ -11,6 +12,7 @@ mod run;
 mod send;
 mod upload;
 
+pub use claims::ClaimHealth;
 pub use run::run;
 
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub struct Context {
     pub settings: Settings,
     /// What the systemd watchdog checks: the loop and the writer are not stuck.
     pub liveness: std::sync::Arc<crate::systemd::Liveness>,
+    /// Whether claims keep failing, for `/readyz`.
+    pub claims: ClaimHealth,
 }
 
 #[derive(Clone, Debug)]
@@ -74,7 +78,7 @@ impl Job {
     /// back (or the work abandoned) before the lease can pass to another worker.
     fn budget(&self, s: &Settings) -> Duration {
         let lease = match self {
-            Job::Send(send, _) if send.message.attachment_count > 0 => s.upload_lease,
+            Job::Send(send, _) if send.has_files => s.upload_lease,
             _ => s.lease,
         };
         lease - lease / 10
@@ -126,6 +130,12 @@ pub async fn claim(ctx: &Context, capacity: usize) -> Result<Vec<Job>, sqlx::Err
 
 /// As [`claim`], leaving out the kinds `looks` says not to look for.
 pub async fn claim_looking(ctx: &Context, capacity: usize, looks: Looks) -> Result<Vec<Job>, sqlx::Error> {
+    let claimed = claim_kinds(ctx, capacity, looks).await;
+    ctx.claims.record(&claimed);
+    claimed
+}
+
+async fn claim_kinds(ctx: &Context, capacity: usize, looks: Looks) -> Result<Vec<Job>, sqlx::Error> {
     let s = &ctx.settings;
     let uploads = if looks.uploads {
         outbox::uploads::claim_uploads(&ctx.pool, capacity.div_ceil(4) as i64, &s.instance, s.lease).await?
@@ -161,10 +171,11 @@ pub async fn claim_looking(ctx: &Context, capacity: usize, looks: Looks) -> Resu
 }
 
 /// The idempotency key of a delivery's first attempt; later attempts reuse the stored one.
+/// It stands on the database's normalisation of the recipient, the same that makes the
+/// reference unique, so two deliveries the database tells apart never share a key (the send
+/// refuses a recipient whose URN would differ from it).
 fn key_for(namespace: Uuid, send: &ClaimedSend) -> Uuid {
-    let m = &send.message;
-    let urn = compose::recipient_urn(&send.recipient).unwrap_or_else(|| send.recipient.clone());
-    compose::idempotency_key(namespace, &m.resource_id, &m.senders_reference, m.resend, &urn)
+    compose::idempotency_key(namespace, &send.resource_id, &send.senders_reference, send.resend, &send.recipient_key)
 }
 
 /// Does one job's HTTP work; the result is what to write back (uploads write their own).
@@ -216,7 +227,7 @@ pub async fn process_claimed(ctx: &Context, job: Job, claimed_at: std::time::Ins
 /// One line per state change, with ids only: never titles, bodies or recipients.
 fn log_outcome(job: &Job, outcome: &Outcome) {
     let message_id = match job {
-        Job::Send(s, _) => s.message.message_id,
+        Job::Send(s, _) => s.message_id,
         Job::Poll(p) => p.message_id,
         Job::Upload(u) => u.message_id,
     };

@@ -1,26 +1,37 @@
-//! Sending one delivery: compose, initialize, and on 409/1034 find the id by key.
+//! Sending one delivery: read its message, compose, initialize, and on 409/1034 find the
+//! correspondence by key and make sure it is this letter before taking it as sent.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::policy::after;
 use super::Context;
+use crate::altinn::wire::Identity;
 use crate::altinn::{ApiError, Created, ErrorClass, FilePart};
 use crate::compose;
 use crate::compose::attachment::FileMeta;
-use crate::outbox::{self, ClaimedSend, Outcome};
+use crate::outbox::{self, ClaimedSend, MessageRow, Outcome};
 
 /// Sends one claimed delivery and says what to write back. Never fails: every error
 /// becomes an outcome on the row.
 pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
     let now = Utc::now();
-    let request = match compose::initialize_request(&job.message, &job.recipient, key, now) {
+    let message = match outbox::message_content(&ctx.pool, job.message_id).await {
+        Ok(Ok(message)) => message,
+        Ok(Err(column)) => return undecodable(&column),
+        Err(e) => {
+            return failure(ctx, job.attempts, ApiError::deferred("database", format!("reading the message: {e}")), now)
+        }
+    };
+    let request = match compose::check_identity(&job.recipient, &job.recipient_key)
+        .and_then(|()| compose::initialize_request(&message, &job.recipient, key, now))
+    {
         Ok(r) => r,
         Err(invalid) => return invalid_row(invalid),
     };
-    let created = if job.message.shared_file_count > 0 {
+    let created = if message.shared_file_count > 0 {
         // Uploaded once for every recipient: refer to them by id.
-        match outbox::uploads::published_attachment_ids(&ctx.pool, job.message.message_id).await {
+        match outbox::uploads::published_attachment_ids(&ctx.pool, message.message_id).await {
             Ok(ids) => {
                 let mut request = request;
                 request.existing_attachments.extend(ids);
@@ -28,8 +39,8 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
             }
             Err(e) => Err(ApiError::deferred("database", format!("reading the attachment ids: {e}"))),
         }
-    } else if job.message.attachment_count > 0 {
-        let files = match outbox::message_files(&ctx.pool, job.message.message_id).await {
+    } else if message.attachment_count > 0 {
+        let files = match outbox::message_files(&ctx.pool, message.message_id).await {
             Ok(files) => files,
             Err(e) => {
                 return failure(
@@ -54,15 +65,15 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
     };
     let result = match created {
         Ok(Created::New { correspondence_id, status }) => Ok((correspondence_id, Some(status))),
-        Ok(Created::AlreadyExists) => find_existing(ctx, &job.message.resource_id, key).await,
+        Ok(Created::AlreadyExists) => find_existing(ctx, job, key).await,
         Err(e) => Err(e),
     };
     match result {
         Ok((correspondence_id, altinn_status)) => Outcome::Sent {
             correspondence_id,
             altinn_status,
-            notification: if job.message.notification.is_some() { "pending" } else { "none" },
-            next_poll_at: first_poll(ctx, job.message.requested_publish_time, now),
+            notification: if has_notification(&message) { "pending" } else { "none" },
+            next_poll_at: first_poll(ctx, message.requested_publish_time, now),
         },
         Err(e) => failure(ctx, job.attempts, e, now),
     }
@@ -72,16 +83,59 @@ fn invalid_row(invalid: compose::Invalid) -> Outcome {
     Outcome::Finished { state: "failed", code: invalid.code(), message: invalid.to_string() }
 }
 
-/// An earlier attempt (ours, lost on the way back) created it: the key says which.
-async fn find_existing(ctx: &Context, resource_id: &str, key: Uuid) -> Result<(Uuid, Option<String>), ApiError> {
-    match ctx.altinn.find_by_key(resource_id, key).await? {
-        Some(id) => Ok((id, None)),
-        None => Err(ApiError::permanent(
+/// A message column this program cannot read fails the delivery naming the column.
+fn undecodable(column: &str) -> Outcome {
+    Outcome::Finished {
+        state: "failed",
+        code: format!("validation:{column}"),
+        message: format!("{column}: the stored value cannot be read (malformed or nested too deep)"),
+    }
+}
+
+fn has_notification(message: &MessageRow) -> bool {
+    message.notification.as_ref().is_some_and(|n| !n.is_null())
+}
+
+/// Altinn says the key is taken (409/1034). The key is ours only if the correspondence
+/// holding it is this letter: same resource, sender's reference and recipient. An earlier
+/// attempt of ours whose answer was lost is; anything else (a key made twice, another
+/// sender's) is not, and taking it would mark this letter delivered without sending it.
+async fn find_existing(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Result<(Uuid, Option<String>), ApiError> {
+    let Some(id) = ctx.altinn.find_by_key(&job.resource_id, key).await? else {
+        return Err(ApiError::permanent(
             "idempotency_conflict",
             "Altinn says the idempotency key is taken (1034) but no correspondence of this resource has it: \
              the key was used by another sender or resource; check outbox.idempotency_namespace",
+        ));
+    };
+    let found = ctx.altinn.identity(id).await?;
+    match mismatch(job, &found) {
+        None => Ok((id, None)),
+        Some(fields) => Err(ApiError::permanent(
+            "idempotency_key_foreign",
+            format!(
+                "Altinn says the idempotency key is taken (1034) by correspondence {id}, which is another letter \
+                 (its {fields} differ); this delivery was not sent and nothing was marked delivered"
+            ),
         )),
     }
+}
+
+/// Which of resource, sender's reference and recipient differ between this delivery and
+/// the correspondence Altinn holds under its key (names only: the recipient may be a person).
+fn mismatch(job: &ClaimedSend, found: &Identity) -> Option<String> {
+    let bare = |r: &str| r.strip_prefix("urn:altinn:resource:").unwrap_or(r).to_string();
+    let mut fields = Vec::new();
+    if bare(&found.resource_id) != bare(&job.resource_id) {
+        fields.push("resource");
+    }
+    if found.senders_reference != job.senders_reference {
+        fields.push("sender's reference");
+    }
+    if !found.recipient.eq_ignore_ascii_case(&job.recipient_key) {
+        fields.push("recipient");
+    }
+    (!fields.is_empty()).then(|| fields.join(", "))
 }
 
 /// Altinn publishes at the requested time, so there is nothing to read before it.
