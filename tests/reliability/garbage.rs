@@ -1,6 +1,8 @@
 //! Scenario 7: poison and garbage. Half the rows are invalid in every way their columns
-//! allow; each must end failed with its error naming the field, while the valid half is
-//! delivered as if the garbage were not there.
+//! allow once the database has let them in; each must end failed with its error naming the
+//! field, while the valid half is delivered as if the garbage were not there. The ways the
+//! database refuses at INSERT (oversized texts, JSON of the wrong shape, a recipient with
+//! white space) are tried too: each must be refused naming its column.
 
 use std::time::{Duration, Instant};
 
@@ -16,25 +18,30 @@ struct Variant {
     /// A file to attach in the same transaction (file name, content).
     file: Option<(&'static str, &'static [u8])>,
     field: &'static str,
+    /// Refused at INSERT (naming `field`) rather than failed on the row.
+    refused: bool,
 }
 
 fn variants() -> Vec<Variant> {
-    let v = |name, patch, field| Variant { name, patch, file: None, field };
+    let v = |name, patch, field| Variant { name, patch, file: None, field, refused: false };
+    let r = |name, patch, field| Variant { name, patch, file: None, field, refused: true };
     let long_text = |n: usize| "ø".repeat(n);
     vec![
         v("bad organisation number", json!({"recipients": ["991825828"]}), "recipients"),
+        r("recipient with a tab", json!({"recipients": ["991825827\t"]}), "recipients"),
+        r("properties nested 200 deep", json!({"property_list": nested(200)}), "property_list"),
         v("bad national identity number", json!({"recipients": ["01010112345"]}), "recipients"),
         v("not a party at all", json!({"recipients": ["someone@example.com"]}), "recipients"),
-        v("empty recipient", json!({"recipients": [""]}), "recipients"),
+        r("empty recipient", json!({"recipients": [""]}), "recipients"),
         v("empty resource", json!({"resource_id": ""}), "resource_id"),
         v("resource with spaces", json!({"resource_id": "my resource"}), "resource_id"),
         v("empty title", json!({"title": ""}), "title"),
         v("blank title", json!({"title": "  \n "}), "title"),
-        v("oversized title", json!({"title": long_text(256)}), "title"),
-        v("oversized summary", json!({"summary": long_text(256)}), "summary"),
+        r("oversized title", json!({"title": long_text(256)}), "title"),
+        r("oversized summary", json!({"summary": long_text(256)}), "summary"),
         v("empty body", json!({"body": ""}), "body"),
-        v("oversized body", json!({"body": long_text(30_001)}), "body"),
-        v("oversized message sender", json!({"message_sender": long_text(257)}), "message_sender"),
+        r("oversized body", json!({"body": long_text(30_001)}), "body"),
+        r("oversized message sender", json!({"message_sender": long_text(257)}), "message_sender"),
         v("unknown language", json!({"language": "sv"}), "language"),
         v("due date in the past", json!({"due_date_time": "2001-01-01T00:00:00Z"}), "due_date_time"),
         v(
@@ -43,16 +50,16 @@ fn variants() -> Vec<Variant> {
             "due_date_time",
         ),
         v("confirmation without due date", json!({"is_confirmation_needed": true}), "due_date_time"),
-        v("references not an array", json!({"external_references": {"a": 1}}), "external_references"),
+        r("references not an array", json!({"external_references": {"a": 1}}), "external_references"),
         v(
             "unknown reference type",
             json!({"external_references": [{"referenceValue": "1", "referenceType": "Nope"}]}),
             "external_references",
         ),
-        v("properties not strings", json!({"property_list": {"case": 17}}), "property_list"),
-        v("properties an array", json!({"property_list": ["a"]}), "property_list"),
+        r("properties not strings", json!({"property_list": {"case": 17}}), "property_list"),
+        r("properties an array", json!({"property_list": ["a"]}), "property_list"),
         v("reply option not https", json!({"reply_options": [{"linkURL": "http://example.com"}]}), "reply_options"),
-        v("notification a string", json!({"notification": "e-mail please"}), "notification"),
+        r("notification a string", json!({"notification": "e-mail please"}), "notification"),
         v("unknown notification template", json!({"notification": {"notificationTemplate": "Nope"}}), "notification"),
         v(
             "unknown notification channel",
@@ -69,9 +76,20 @@ fn variants() -> Vec<Variant> {
             patch: json!({}),
             file: Some(("payload.exe", b"MZ")),
             field: "attachment",
+            refused: false,
         },
-        Variant { name: "empty file", patch: json!({}), file: Some(("empty.pdf", b"")), field: "attachment" },
+        Variant {
+            name: "empty file",
+            patch: json!({}),
+            file: Some(("empty.pdf", b"")),
+            field: "attachment",
+            refused: false,
+        },
     ]
+}
+
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!([]), |inner, _| json!([inner]))
 }
 
 fn valid_row(reference: String) -> Value {
@@ -79,10 +97,10 @@ fn valid_row(reference: String) -> Value {
            "title": "Vedtak", "body": "# Vedtak\nTekst", "language": "nb"})
 }
 
-/// Inserts `n` rows, even ones valid and odd ones invalid (cycling through the variants),
-/// with their files, in one transaction.
+/// Inserts `n` rows, even ones valid and odd ones invalid (cycling through the variants the
+/// database lets in), with their files, in one transaction.
 async fn insert_garbage(c: &Cluster, n: usize) {
-    let variants = variants();
+    let variants: Vec<Variant> = variants().into_iter().filter(|v| !v.refused).collect();
     let mut rows = Vec::with_capacity(n);
     let mut files = Vec::new();
     for i in 0..n {
@@ -115,6 +133,39 @@ async fn insert_garbage(c: &Cluster, n: usize) {
     .execute(&mut *tx)
     .await
     .expect("every generated row fits its columns");
+    insert_files(&mut tx, files).await;
+    tx.commit().await.unwrap();
+}
+
+const INSERT_ONE: &str = "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, summary, body,
+        language, message_sender, external_references, property_list, notification)
+    SELECT resource_id, senders_reference, recipients, title, summary, body, language, message_sender,
+           external_references, property_list, notification
+    FROM jsonb_to_record($1) AS x(resource_id text, senders_reference text, recipients text[], title text,
+        summary text, body text, language text, message_sender text, external_references jsonb,
+        property_list jsonb, notification jsonb)";
+
+/// Tries each variant the database refuses `times` times, each as an INSERT of its own; every
+/// one must be refused naming its column. Returns how many were tried.
+async fn insert_refused(c: &Cluster, times: usize) -> usize {
+    let mut tried = 0;
+    for variant in variants().iter().filter(|v| v.refused) {
+        for i in 0..times {
+            let mut row = valid_row(format!("refused-{tried}-{i}"));
+            for (k, v) in variant.patch.as_object().unwrap() {
+                row[k] = v.clone();
+            }
+            let e = sqlx::query(INSERT_ONE).bind(&row).execute(&c.app.pool).await.expect_err(variant.name);
+            let message = e.as_database_error().map(|d| d.message().to_string()).unwrap_or_default();
+            let named = format!("altinn_outbox.message.{}: ", variant.field);
+            assert!(message.starts_with(&named), "{}: refused naming {}: {message}", variant.name, variant.field);
+            tried += 1;
+        }
+    }
+    tried
+}
+
+async fn insert_files(tx: &mut sqlx::PgConnection, files: Vec<(String, &'static str, Vec<u8>)>) {
     for (reference, name, content) in files {
         sqlx::query(
             "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
@@ -127,13 +178,13 @@ async fn insert_garbage(c: &Cluster, n: usize) {
         .await
         .unwrap();
     }
-    tx.commit().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_7_poison_and_garbage() {
     let n = if long() { 50_000 } else { 10_000 };
     let mut c = Cluster::start(fake(), |_| {}).await;
+    let refused = insert_refused(&c, 10).await;
     insert_garbage(&c, n).await;
     let started = Instant::now();
     c.spawn(2);
@@ -146,7 +197,8 @@ async fn scenario_7_poison_and_garbage() {
     // Every worker started once: the daemon never restarted.
     assert_eq!(logs.matches("worker started").count(), 2);
 
-    let variants = variants();
+    let refused_kinds = variants().iter().filter(|v| v.refused).count();
+    let variants: Vec<Variant> = variants().into_iter().filter(|v| !v.refused).collect();
     let outcomes: Vec<(String, String, String, i32)> = sqlx::query_as(
         "SELECT m.senders_reference, d.state, coalesce(d.error_code, '') || ' ' || coalesce(d.error_message, ''),
                 d.attempts
@@ -191,7 +243,11 @@ async fn scenario_7_poison_and_garbage() {
     report(
         "7 poison and garbage",
         &t,
-        &format!("{} invalid rows, {} kinds", n / 2, variants.len()),
+        &format!(
+            "{} invalid rows of {} kinds; {refused} refused at INSERT ({refused_kinds} kinds)",
+            n / 2,
+            variants.len()
+        ),
         &format!(
             "all failed at the first attempt naming the field; valid rows all sent within {:.1} s of insert; \
              done in {:.1} s ({:.1} s from start)",
