@@ -463,3 +463,18 @@ fn forwarding_allows_at_most_10_mb_of_files() {
     );
     accepted(&with(|m| m.attachment_bytes = 10_000_001));
 }
+
+#[test]
+fn a_recipient_must_read_as_the_party_the_database_normalised_it_to() {
+    assert!(check_identity(ORG, ORG_URN).is_ok());
+    assert!(check_identity("0192:991825827", ORG_URN).is_ok());
+    assert!(check_identity("URN:ALTINN:ORGANIZATION:IDENTIFIER-NO:991825827", ORG_URN).is_ok());
+    // The database kept a form this program reads as another party (or the key was edited).
+    let e = check_identity(ORG, "urn:altinn:organization:identifier-no:974760223").unwrap_err();
+    assert_eq!(e.field, "recipients");
+    assert!(e.to_string().contains("recipient_key"), "{e}");
+    let e = check_identity("  991825827", "  991825827").unwrap_err();
+    assert_eq!(e.field, "recipients", "a trimmed reading differs from an untrimmed key: {e}");
+    // What this program cannot read at all is left to initialize_request to name.
+    assert!(check_identity("someone@example.com", "someone@example.com").is_ok());
+}
