@@ -123,6 +123,17 @@ async fn a_letter_is_never_marked_delivered_under_another_letters_key() {
     assert_eq!(sent[0].request["correspondence"]["sendersReference"], "case-9");
 }
 
+/// Creates message `id`'s letter at Altinn under `key`, as an earlier attempt (or someone
+/// else) would have; returns the correspondence id.
+async fn plant(app: &TestApp, id: i64, key: Uuid) -> Uuid {
+    let content = outbox::message_content(&app.pool, id).await.unwrap().unwrap();
+    let request = compose::initialize_request(&content, ORG, key, chrono::Utc::now()).unwrap();
+    match app.ctx.altinn.initialize(&request).await.unwrap() {
+        Created::New { correspondence_id, .. } => correspondence_id,
+        other => panic!("created, not {other:?}"),
+    }
+}
+
 /// Altinn holds this delivery's key for a correspondence with another reference (made by a
 /// key derived twice, or by someone else): 409/1034, and the lookup finds it. The delivery
 /// fails with a code of its own; nothing is marked delivered.
@@ -131,9 +142,7 @@ async fn a_key_altinn_holds_for_another_letter_fails_the_delivery() {
     let app = TestApp::start().await;
     // Someone else's correspondence under the key "mine" will have.
     let other = insert_recipient(&app, "someone-else", ORG).await.unwrap();
-    let content = outbox::message_content(&app.pool, other).await.unwrap().unwrap();
-    let request = compose::initialize_request(&content, ORG, key_of(&app, "mine"), chrono::Utc::now()).unwrap();
-    assert!(matches!(app.ctx.altinn.initialize(&request).await.unwrap(), Created::New { .. }));
+    plant(&app, other, key_of(&app, "mine")).await;
     sqlx::query("DELETE FROM altinn_outbox.message WHERE id = $1").bind(other).execute(&app.pool).await.unwrap();
 
     let mine = insert_recipient(&app, "mine", ORG).await.unwrap();
@@ -153,11 +162,7 @@ async fn a_key_altinn_holds_for_another_letter_fails_the_delivery() {
 async fn a_key_altinn_holds_for_this_letter_is_taken_as_sent() {
     let app = TestApp::start().await;
     let mine = insert_recipient(&app, "mine", ORG).await.unwrap();
-    let content = outbox::message_content(&app.pool, mine).await.unwrap().unwrap();
-    let request = compose::initialize_request(&content, ORG, key_of(&app, "mine"), chrono::Utc::now()).unwrap();
-    let Created::New { correspondence_id, .. } = app.ctx.altinn.initialize(&request).await.unwrap() else {
-        panic!("created")
-    };
+    let correspondence_id = plant(&app, mine, key_of(&app, "mine")).await;
     app.drain().await;
     let d = app.delivery_of(mine).await;
     assert_eq!(d.get::<String, _>("state"), "awaiting_status");
