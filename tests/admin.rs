@@ -173,6 +173,34 @@ async fn show_prints_the_message_its_deliveries_masked_and_their_history() {
 }
 
 #[tokio::test]
+async fn show_hides_numbers_in_texts_stored_before_they_were_scrubbed() {
+    let app = TestApp::start().await;
+    let id = app.insert("old-row", &[PERSON]).await;
+    // As a version that stored Altinn's text unscrubbed left it; the trigger copies it to history.
+    sqlx::query(
+        "UPDATE altinn_outbox.delivery SET state = 'failed', error_code = 'altinn:1030',
+                error_message = 'Recipient ' || $2 || ' has reserved themselves from public correspondences.'
+         WHERE message_id = $1",
+    )
+    .bind(id)
+    .bind(PERSON)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let j = execute(&app, admin::Command::Show { id, output: json_flag() }).await.json;
+    let d = &j["deliveries"][0];
+    assert_eq!(d["error_message"], "Recipient *********74 has reserved themselves from public correspondences.");
+    let details: Vec<&str> = d["history"].as_array().unwrap().iter().filter_map(|h| h["detail"].as_str()).collect();
+    assert_eq!(details, ["altinn:1030: Recipient *********74 has reserved themselves from public correspondences."]);
+    let out = run(&app, &["show", &id.to_string()]).await;
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert!(text.contains("Recipient *********74 has reserved") && !text.contains(&PERSON[..6]), "{text}");
+    assert_eq!(app.initialize_requests(), 0, "show calls nobody");
+}
+
+#[tokio::test]
 async fn retry_puts_failed_deliveries_back_by_code_and_never_makes_a_second_correspondence() {
     let app = TestApp::start().await;
     app.fake.faults().add(FaultRule::times(Endpoint::Initialize, FaultKind::Status(400), 2));
