@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::altinn::AltinnClient;
 use crate::config::Config;
-use crate::maskinporten::{KeySource, SigningKey, TokenClient, TokenSettings};
+use crate::maskinporten::{key_file, KeySource, OpenKeyFile, SigningKey, TokenClient, TokenSettings};
 use crate::outbox;
 use crate::worker::policy::{RetryPolicy, StatusPolicy};
 use crate::worker::{Context, Settings};
@@ -40,6 +40,18 @@ pub fn key_source(config: &Config) -> KeySource {
         let path = m.key_pem_file.clone().unwrap_or_default();
         KeySource::PemFile { path, kid: m.key_id.clone().unwrap_or_default() }
     }
+}
+
+/// Whether the key file, if the key comes from one, is private to its owner: `check` refuses
+/// it otherwise and `run` warns. Under systemd the key is a credential, and systemd names the
+/// directory it put it in (`$CREDENTIALS_DIRECTORY`), where its ACL shows as group read.
+pub fn key_file_permissions(config: &Config) -> Result<(), OpenKeyFile> {
+    let source = key_source(config);
+    let Some(path) = source.file() else {
+        return Ok(());
+    };
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    key_file::check_permissions(path, credentials.as_deref())
 }
 
 /// One HTTP client for everything: connection reuse (keep-alive) and named timeouts.

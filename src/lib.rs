@@ -8,7 +8,8 @@
 //! - [`app`]: start-up: builds the worker's context from the configuration.
 //! - [`telemetry`]: logging set-up.
 //! - [`outbox`]: the outbox tables; all SQL lives here.
-//! - [`identifiers`]: organisation and national identity numbers, recipient URNs.
+//! - [`identifiers`]: organisation and national identity numbers, recipient URNs, their mask
+//!   and the scrub that keeps personal data out of stored and logged texts.
 //! - [`compose`]: a message and a recipient become an initialize request, or a field error.
 //! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
 //! - [`altinn`]: the Correspondence API client, its wire types and error classes.

@@ -122,6 +122,11 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 async fn run(config: &Config) -> anyhow::Result<()> {
     let ctx = Arc::new(app::build_context(config)?);
+    if let Err(open) = app::key_file_permissions(config) {
+        // A warning, not a refusal: a key installed that way before this check existed would
+        // otherwise stop every delivery at the upgrade. `check` refuses it.
+        tracing::warn!("{open}");
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     if let Some(listen) = &config.health.listen {
@@ -176,6 +181,9 @@ async fn check(config: &Config) -> anyhow::Result<()> {
         }
     };
     let mut failed = false;
+    if let Err(open) = app::key_file_permissions(config) {
+        (failed, ()) = (true, step("key file", false, open.to_string()));
+    }
     match outbox::migrations_current(&ctx.pool).await {
         Ok(true) => step("database", true, "reachable, migrations current".into()),
         Ok(false) => {

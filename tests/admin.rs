@@ -141,7 +141,7 @@ async fn show_prints_the_message_its_deliveries_masked_and_their_history() {
     let deliveries = j["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2);
     assert_eq!(deliveries[0]["recipient"], ORG);
-    assert_eq!(deliveries[1]["recipient"], "138963*****");
+    assert_eq!(deliveries[1]["recipient"], "*********74");
     for d in deliveries {
         assert_eq!(d["state"], "awaiting_status");
         assert_eq!(d["attempts"], 1);
@@ -164,12 +164,40 @@ async fn show_prints_the_message_its_deliveries_masked_and_their_history() {
     let out = run(&app, &["show", &id.to_string()]).await;
     assert_eq!(code(&out), 0);
     let text = stdout(&out);
-    assert!(text.contains("138963*****") && !text.contains(PERSON), "{text}");
+    assert!(text.contains("*********74") && !text.contains(&PERSON[..6]), "{text}");
     assert!(text.contains("pending → sending") && text.contains("ReadyForPublish"), "{text}");
     let out = run(&app, &["show", "999999", "--json"]).await;
     assert_eq!(code(&out), 3);
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("altinn-outbox: no message with id 999999"));
+}
+
+#[tokio::test]
+async fn show_hides_numbers_in_texts_stored_before_they_were_scrubbed() {
+    let app = TestApp::start().await;
+    let id = app.insert("old-row", &[PERSON]).await;
+    // As a version that stored Altinn's text unscrubbed left it; the trigger copies it to history.
+    sqlx::query(
+        "UPDATE altinn_outbox.delivery SET state = 'failed', error_code = 'altinn:1030',
+                error_message = 'Recipient ' || $2 || ' has reserved themselves from public correspondences.'
+         WHERE message_id = $1",
+    )
+    .bind(id)
+    .bind(PERSON)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let j = execute(&app, admin::Command::Show { id, output: json_flag() }).await.json;
+    let d = &j["deliveries"][0];
+    assert_eq!(d["error_message"], "Recipient *********74 has reserved themselves from public correspondences.");
+    let details: Vec<&str> = d["history"].as_array().unwrap().iter().filter_map(|h| h["detail"].as_str()).collect();
+    assert_eq!(details, ["altinn:1030: Recipient *********74 has reserved themselves from public correspondences."]);
+    let out = run(&app, &["show", &id.to_string()]).await;
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert!(text.contains("Recipient *********74 has reserved") && !text.contains(&PERSON[..6]), "{text}");
+    assert_eq!(app.initialize_requests(), 0, "show calls nobody");
 }
 
 #[tokio::test]

@@ -150,6 +150,53 @@ async fn check_requests_a_token_and_says_what_failed() {
 }
 
 #[tokio::test]
+async fn a_key_file_others_may_read_fails_check_and_is_warned_about_once_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = app.config_file(dir.path());
+    let key = dir.path().join("maskinporten.jwk.json");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let out = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || command(&path, &["check"]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let expected = format!("FAIL key file: maskinporten key file {} has mode 0644", key.display());
+    assert!(stdout.contains(&expected) && stdout.contains(&format!("chmod 600 {}", key.display())), "{stdout}");
+
+    // The daemon starts all the same (a refusal would stop every delivery at an upgrade).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = command(&path, &["run"])
+        .env("ALTINN_OUTBOX_HEALTH__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the daemon never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(exit.status.success());
+    let log = String::from_utf8_lossy(&exit.stderr);
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(r#""level":"WARN""#)).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains(&key.display().to_string()) && warnings[0].contains("chmod 600"), "{log}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = tokio::task::spawn_blocking(move || command(&path, &["check"]).output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !stdout.contains("key file"), "{stdout}");
+}
+
+#[tokio::test]
 async fn migrate_applies_the_schema_to_an_empty_database() {
     let app = TestApp::start().await;
     let dir = tempfile::tempdir().unwrap();

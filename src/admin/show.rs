@@ -1,5 +1,7 @@
 //! `show ID`: one message, each of its deliveries and their history. Recipients are masked
-//! (identifiers::masked): the output lands in terminals, tickets and chat.
+//! (identifiers::masked): the output lands in terminals, tickets and chat. Error texts are
+//! scrubbed again (identifiers::scrub): the client scrubs Altinn's texts before they are
+//! stored, but rows written by hand, or by a version before that, may still quote a recipient.
 
 use serde::Serialize;
 use serde_json::json;
@@ -7,7 +9,7 @@ use sqlx::PgPool;
 
 use super::format::{fields, opt_time, or_dash, table, time};
 use super::{Answer, Exit};
-use crate::identifiers::masked;
+use crate::identifiers::{masked, scrub};
 use crate::outbox::admin::{self, DeliveryInfo, HistoryRow, MessageInfo};
 
 #[derive(Serialize)]
@@ -27,7 +29,10 @@ pub async fn show(pool: &PgPool, id: i64) -> anyhow::Result<Answer> {
         .into_iter()
         .map(|mut delivery| {
             delivery.recipient = masked(&delivery.recipient);
-            let history = history.iter().filter(|h| h.delivery_id == delivery.id).cloned().collect();
+            scrub_text(&mut delivery.error_message);
+            let mut history: Vec<HistoryRow> =
+                history.iter().filter(|h| h.delivery_id == delivery.id).cloned().collect();
+            history.iter_mut().for_each(|h| scrub_text(&mut h.detail));
             DeliveryView { delivery, history }
         })
         .collect();
@@ -38,6 +43,12 @@ pub async fn show(pool: &PgPool, id: i64) -> anyhow::Result<Answer> {
     }
     let json = json!({ "message": message, "deliveries": deliveries });
     Ok(Answer { exit: Exit::Success, table: text, json, note: None })
+}
+
+fn scrub_text(text: &mut Option<String>) {
+    if let Some(t) = text {
+        *t = scrub(t).into_owned();
+    }
 }
 
 fn message_text(m: &MessageInfo) -> String {

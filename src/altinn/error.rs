@@ -1,9 +1,14 @@
 //! Failure classification, done once, here at the client boundary: the worker matches on
-//! [`ErrorClass`] and never sees an HTTP status.
+//! [`ErrorClass`] and never sees an HTTP status. Altinn's texts quote recipients (1030 names
+//! the reserved person's national identity number, 1029 lists URNs), so every text taken from
+//! a body is scrubbed here ([`crate::identifiers::scrub`]): the row, its history, the logs and
+//! `show` never get the number.
 
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::identifiers::scrub;
 
 /// What the worker should do about a failed call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +93,7 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 
 /// The parts of an Altinn error body that matter, from any of its shapes: ProblemDetails
 /// with `errorCode`, a validation problem (`code` STD-00000 with `validationErrors`), a
-/// bare JSON string, or plain text.
+/// bare JSON string, or plain text. Its texts are scrubbed of personal data.
 #[derive(Debug, Default, PartialEq)]
 pub struct Problem {
     pub error_code: Option<i64>,
@@ -135,11 +140,18 @@ impl Problem {
                 (None, false) => Some(validation.join("; ")),
                 (None, true) => raw.title,
             };
-            return Problem { error_code: raw.error_code, code: raw.code, message: message.map(truncate) };
+            let code = raw.code.map(|c| scrub(&c).into_owned());
+            return Problem { error_code: raw.error_code, code, message: message.map(|m| tidy(&m)) };
         }
         let message = serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_string());
-        Problem { error_code: None, code: None, message: Some(truncate(message)) }
+        Problem { error_code: None, code: None, message: Some(tidy(&message)) }
     }
+}
+
+/// Scrubbed before it is cut short: a number cut in two would no longer be 11 digits long,
+/// and its first half is the birth date.
+fn tidy(text: &str) -> String {
+    truncate(scrub(text).into_owned())
 }
 
 fn truncate(s: String) -> String {
@@ -184,5 +196,35 @@ mod tests {
         let e = ApiError::from_response(400, None, br#""Invalid notification template""#);
         assert_eq!((e.code.as_str(), e.message.as_str()), ("http:400", "Invalid notification template"));
         assert!(ApiError::from_response(409, None, br#"{"errorCode":1034}"#).is_already_created());
+    }
+
+    #[test]
+    fn a_reserved_persons_number_never_reaches_the_error() {
+        let body = br#"{"type":"https://tools.ietf.org/html/rfc9110#section-15.5.21","title":"Unprocessable Entity","status":422,"detail":"Recipient 31129956715 has reserved themselves from public correspondences. Can be overridden using the 'IgnoreReservation' flag.","code":"CORR-01030","errorCode":1030}"#;
+        let e = ApiError::from_response(422, None, body);
+        assert_eq!((e.class, e.code.as_str()), (ErrorClass::Permanent, "altinn:1030"));
+        assert!(e.message.starts_with("Recipient *********15 has reserved themselves"), "{}", e.message);
+        for shown in [e.message.as_str(), &e.to_string(), &format!("{e:?}")] {
+            assert!(!shown.contains("311299"), "no birth date in {shown}");
+            assert!(!shown.contains("567"), "no individual number in {shown}");
+        }
+    }
+
+    #[test]
+    fn every_shape_of_body_is_scrubbed_before_it_is_cut_short() {
+        let list = br#"{"status":404,"detail":"Could not find partyId for the following recipients: URN:ALTINN:PERSON:IDENTIFIER-NO:31129956715","errorCode":1029}"#;
+        let e = ApiError::from_response(404, None, list);
+        assert_eq!(e.message, "Could not find partyId for the following recipients: *********15");
+        let validation = br#"{"status":400,"code":"STD-00000","validationErrors":[{"title":"Recipient 31129956715 is invalid","paths":["Recipients[0]"]}]}"#;
+        assert_eq!(
+            ApiError::from_response(400, None, validation).message,
+            "Recipient *********15 is invalid (Recipients[0])"
+        );
+        let plain = format!("{}31129956715", "x".repeat(MAX_MESSAGE_CHARS - 6));
+        let e = ApiError::from_response(502, None, plain.as_bytes());
+        assert!(e.message.ends_with("******…") && !e.message.contains("311299"), "{}", e.message);
+        let text = br#""recipient urn:altinn:person:idporten-email:kari@example.no is unknown""#;
+        let e = ApiError::from_response(400, None, text);
+        assert_eq!(e.message, "recipient urn:altinn:person:idporten-email:*** is unknown");
     }
 }

@@ -1,5 +1,6 @@
 //! The Altinn 3 Correspondence API client. HTTP statuses are matched here and nowhere else:
-//! every failure leaves as an [`ApiError`] with its [`ErrorClass`].
+//! every failure leaves as an [`ApiError`] with its [`ErrorClass`]. Altinn's free texts (error
+//! details, status texts) are scrubbed of personal data before they leave this module.
 
 mod error;
 mod form;
@@ -16,6 +17,7 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{RequestBuilder, StatusCode};
 use uuid::Uuid;
 
+use crate::identifiers::scrub;
 use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
 use crate::metrics::{self, System};
 use crate::outbox::FileContent;
@@ -153,14 +155,14 @@ impl AltinnClient {
                     .timeout(self.upload_timeout)
             })
             .await?;
-        parse(&body)
+        parse(&body).map(scrub_attachment)
     }
 
     /// An attachment's status: `Published` once the malware scan passed.
     pub async fn attachment_status(&self, id: Uuid) -> Result<AttachmentOverview, ApiError> {
         let url = format!("{}/attachment/{id}", self.api);
         let body = self.send(ATTACHMENT_STATUS, |http| http.get(&url)).await?;
-        parse(&body)
+        parse(&body).map(scrub_attachment)
     }
 
     /// Finds the correspondence created with `key` (the 409 carries no id).
@@ -192,7 +194,7 @@ impl AltinnClient {
     pub async fn details(&self, id: Uuid) -> Result<Details, ApiError> {
         let url = format!("{}/correspondence/{id}/details", self.api);
         let body = self.send(DETAILS, |http| http.get(&url)).await?;
-        parse(&body)
+        parse(&body).map(scrub_details)
     }
 
     /// Purges (cancels) a correspondence that is not yet published. Altinn allows it only
@@ -348,8 +350,32 @@ fn purged(answer: Result<bytes::Bytes, ApiError>) -> Result<Purged, ApiError> {
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // A 200 whose body does not parse is treated as a lost response: the key makes the retry safe.
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::transient("altinn:bad_response", format!("unreadable 200 response: {e}")))
+    // serde's message may quote the value it could not read, and that may be a recipient.
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::transient("altinn:bad_response", format!("unreadable 200 response: {}", scrub(&e.to_string())))
+    })
+}
+
+/// Status texts become a failed delivery's error_message: they may name the recipient too.
+fn scrub_details(mut details: Details) -> Details {
+    scrub_text(&mut details.status_text);
+    for entry in &mut details.status_history {
+        scrub_text(&mut entry.status_text);
+    }
+    details
+}
+
+fn scrub_attachment(mut overview: AttachmentOverview) -> AttachmentOverview {
+    scrub_text(&mut overview.status_text);
+    overview
+}
+
+fn scrub_text(text: &mut Option<String>) {
+    if let Some(t) = text {
+        if let std::borrow::Cow::Owned(scrubbed) = scrub(t) {
+            *t = scrubbed;
+        }
+    }
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -360,4 +386,24 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.signed_duration_since(chrono::Utc::now()).to_std().unwrap_or_default();
     Some(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_texts_and_unreadable_answers_lose_the_recipients_number() {
+        let body = br#"{"status":"Reserved","statusText":"Recipient 31129956715 is reserved",
+            "statusHistory":[{"status":"Reserved","statusText":"urn:altinn:person:identifier-no:31129956715"}]}"#;
+        let details = parse::<Details>(body).map(scrub_details).unwrap();
+        assert_eq!(details.status_text.as_deref(), Some("Recipient *********15 is reserved"));
+        assert_eq!(details.status_history[0].status_text.as_deref(), Some("*********15"));
+        let overview = parse(br#"{"status":"Failed","statusText":"31129956715"}"#).map(scrub_attachment).unwrap();
+        assert_eq!(overview.status_text.as_deref(), Some("*********15"));
+
+        let e = parse::<IdList>(br#"{"ids":[31129956715]}"#).unwrap_err();
+        assert_eq!(e.code, "altinn:bad_response");
+        assert!(e.message.contains("*********15") && !e.message.contains("311299"), "{}", e.message);
+    }
 }

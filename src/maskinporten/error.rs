@@ -3,12 +3,15 @@
 //! HTTP statuses and OAuth error codes are matched here and nowhere else; the worker
 //! matches only on [`TokenError::is_config_error`] and stores [`TokenError::code`].
 //! Messages carry statuses, OAuth error descriptions and transport causes, never a
-//! request or response body that could hold a token or a grant.
+//! request or response body that could hold a token or a grant. The server's own words (the
+//! OAuth error and its description) are scrubbed of personal data like Altinn's texts.
 
 use std::fmt;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+
+use crate::identifiers::scrub;
 
 /// Maskinporten's `error_description` explains the problem (with an MP-xxx id) and is
 /// worth keeping on the row, but a misbehaving proxy could send a page; cap it.
@@ -124,7 +127,8 @@ pub(crate) fn classify_exchange_failure(status: StatusCode) -> TokenError {
     }
 }
 
-/// The OAuth `error` and `error_description` of an error body, if it has them.
+/// The OAuth `error` and `error_description` of an error body, if it has them, scrubbed
+/// before the description is cut short (a number cut in two would escape the scrub).
 fn oauth_error(body: &[u8]) -> Option<(String, String)> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let error = value.get("error")?.as_str()?.trim();
@@ -132,7 +136,7 @@ fn oauth_error(body: &[u8]) -> Option<(String, String)> {
         return None;
     }
     let description = value.get("error_description").and_then(Value::as_str).unwrap_or_default();
-    Some((error.to_string(), description.chars().take(MAX_DESCRIPTION_CHARS).collect()))
+    Some((scrub(error).into_owned(), scrub(description).chars().take(MAX_DESCRIPTION_CHARS).collect()))
 }
 
 #[cfg(test)]
@@ -162,5 +166,15 @@ mod tests {
         assert_eq!((error.code(), error.is_config_error()), ("exchange:401".to_string(), false));
         let error = classify_exchange_failure(StatusCode::GONE);
         assert_eq!((error.code(), error.is_config_error()), ("exchange:http_410".to_string(), true));
+    }
+
+    #[test]
+    fn the_servers_description_is_scrubbed() {
+        let body = br#"{"error":"invalid_request","error_description":"consumer 31129956715 is no organisation"}"#;
+        let error = classify_maskinporten_failure(StatusCode::BAD_REQUEST, body);
+        assert_eq!(
+            error.to_string(),
+            "maskinporten rejected the request: invalid_request: consumer *********15 is no organisation"
+        );
     }
 }

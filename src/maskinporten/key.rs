@@ -54,6 +54,16 @@ pub enum KeySource {
     PemFile { path: PathBuf, kid: String },
 }
 
+impl KeySource {
+    /// The file the key is read from, if it comes from one (its permissions are checked).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            KeySource::JwkFile(path) | KeySource::PemFile { path, .. } => Some(path),
+            KeySource::JwkBase64(_) | KeySource::JwkJson(_) => None,
+        }
+    }
+}
+
 /// A key could not be loaded. The message names the source and the problem only.
 #[derive(Debug, thiserror::Error)]
 #[error("maskinporten key {origin}: {problem}")]

@@ -1,6 +1,7 @@
 //! Maskinporten authentication and the Altinn token exchange.
 //!
 //! - [`key`]: loads and validates the RSA key that signs grants (JWK, base64 JWK or PEM).
+//! - [`key_file`]: refuses a key file that the group or other users may read.
 //! - [`grant`]: the pure function that builds a grant's claims, and its signing.
 //! - [`error`]: how a failed refresh is classified (retry later, or fix configuration).
 //! - [`clock`]: the offset between the host clock and Maskinporten's, from its `Date`.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod grant;
 pub mod health;
 pub mod key;
+pub mod key_file;
 pub mod token;
 
 pub use altinn_token::AltinnToken;
@@ -25,4 +27,5 @@ pub use error::{Step, TokenError};
 pub use grant::{grant_claims, sign_grant, GrantClaims, SignError, MAX_GRANT_LIFETIME_S};
 pub use health::{AuthStatus, FailureBackoff};
 pub use key::{generate_jwk, KeyError, KeyProblem, KeySource, SigningKey};
+pub use key_file::OpenKeyFile;
 pub use token::{TokenClient, TokenSettings};

@@ -188,10 +188,19 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Writes the config (for running the binary) to a temporary file.
+    /// Writes the config (for running the binary) to a temporary file, naming a copy of the
+    /// key that only its owner may read, as `check` demands (a checked-out fixture is 0644).
     pub fn config_file(&self, dir: &std::path::Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let mut config = self.config.clone();
+        if let Some(key) = &config.maskinporten.key_jwk_file {
+            let private = dir.join("maskinporten.jwk.json");
+            std::fs::copy(key, &private).unwrap();
+            std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+            config.maskinporten.key_jwk_file = Some(private);
+        }
         let path = dir.join("worker.toml");
-        std::fs::write(&path, toml::to_string(&self.config).unwrap()).unwrap();
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
         path
     }
 }
