@@ -152,6 +152,7 @@ async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
         "UPDATE altinn_outbox.message SET title = 'changed'",
         "UPDATE altinn_outbox.delivery SET recipient = '910753614'",
         "UPDATE altinn_outbox.attachment SET content = '\\x00'",
+        "DELETE FROM altinn_outbox.message",
         "DELETE FROM altinn_outbox.delivery",
         "DELETE FROM altinn_outbox.history",
         "INSERT INTO altinn_outbox.history (delivery_id, kind) SELECT id, 'state' FROM altinn_outbox.delivery",
@@ -163,14 +164,16 @@ async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
     ] {
         assert_denied(&ctx.pool, sql).await;
     }
-    // Pruning a finished message takes its deliveries and history with it.
-    sqlx::query("DELETE FROM altinn_outbox.message WHERE id = $1")
-        .bind(single)
-        .execute(&ctx.pool)
-        .await
-        .expect("prune");
-    let left: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.history").fetch_one(&app.pool).await.unwrap();
+    // Pruning goes through the function that keeps the rule: the finished message goes with its
+    // deliveries and history; the one still followed (its status read again in an hour) stays.
+    sqlx::query(
+        "UPDATE altinn_outbox.delivery SET next_poll_at = now() + interval '1 hour'
+         WHERE id = (SELECT min(id) FROM altinn_outbox.delivery WHERE message_id = $1)",
+    )
+    .bind(shared)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let shared_history: i64 = value(
         &app.pool,
         "SELECT count(*) FROM altinn_outbox.history h JOIN altinn_outbox.delivery d ON d.id = h.delivery_id
@@ -178,7 +181,13 @@ async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
         shared,
     )
     .await;
-    assert_eq!(left, shared_history, "the pruned message's history went with it");
+    let report = admin::prune(&ctx.pool, Duration::ZERO).await.expect("prune as the worker");
+    assert_eq!((report.messages, report.deliveries), (1, 1), "{report:?}");
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM altinn_outbox.message").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(left, [shared]);
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.history").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(history, shared_history, "the pruned message's history went with it");
     listener.unlisten_all().await.unwrap();
     drop(listener);
     ctx.pool.close().await;
