@@ -27,8 +27,9 @@
 -- session, and deploy/roles.sql grants producers no INSERT on the column, so it is always the
 -- role that inserted the row (a login role, e.g. billing_app, not the group it belongs to).
 -- text, not name: a name takes 64 bytes in every row and index entry. Rows from before this
--- migration are attributed, without a table rewrite (a constant default is stored once), to
--- the role that runs `migrate`: the schema's owner, which is no producer. So no producer sees
+-- migration are attributed to the role that runs `migrate`, the schema's owner, which is no
+-- producer: ADD COLUMN evaluates a non-volatile default once and stores it for the existing
+-- rows, without rewriting the table. So no producer sees
 -- them any more; the owner may hand them to a producer with
 --     UPDATE altinn_outbox.message SET producer = 'billing_app' WHERE ...;
 --     UPDATE altinn_outbox.attachment a SET producer = m.producer FROM altinn_outbox.message m
@@ -45,7 +46,8 @@ COMMENT ON COLUMN altinn_outbox.attachment.producer IS
 -- only. Without the producer in the key, the same letter from a second producer was silently
 -- dropped (its INSERT did nothing, and that producer cannot see the first one's row). Now it
 -- is inserted and fails on delivery_reference_unique, or on the allow list below, as any
--- reused reference does.
+-- reused reference does. The index is built anew inside the migration's transaction, so
+-- inserts wait for the build (seconds per million messages).
 DROP INDEX altinn_outbox.message_reference_unique;
 CREATE UNIQUE INDEX message_reference_unique ON altinn_outbox.message
     (resource_id, senders_reference, resend, recipient_keys, content_hash, producer);
