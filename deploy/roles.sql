@@ -14,11 +14,33 @@
 --   * the owner (e.g. altinn_outbox_owner) owns the schema and runs `altinn-outbox migrate`;
 --     nothing else logs in with it. It needs CREATE on the database and on schema public
 --     (the migration ledger _sqlx_migrations lives there); owning the database gives both.
+--     It (like a superuser) is not bound by row-level security, and it alone manages the
+--     allow list altinn_outbox.producer_resource.
 --   * altinn_outbox_producer (NOLOGIN): what an application that sends letters may do.
 --   * altinn_outbox_worker (NOLOGIN): what the daemon (and its admin commands) may do.
 -- Log in with roles that are members of these, one per application, e.g.:
 --     CREATE ROLE billing_app LOGIN PASSWORD '...' IN ROLE altinn_outbox_producer;
 --     CREATE ROLE altinn_outbox_daemon LOGIN PASSWORD '...' IN ROLE altinn_outbox_worker;
+-- Producers are told apart by their login role: applications that share one share their
+-- letters.
+--
+-- A producer (a login member of altinn_outbox_producer)
+--   can: insert messages (the letter's columns only, or through insert_request) and files for
+--     its own messages, in the same transaction as the message or later while no delivery of
+--     the message has been claimed; read its own messages, files, deliveries and history,
+--     directly or through the views delivery_status and message_status;
+--   cannot: see or touch another producer's rows; choose a message's id, created_at or
+--     producer, or any delivery or upload state; send on a resource the allow list
+--     (altinn_outbox.producer_resource, when it has rows) does not give one of its roles;
+--     update or delete anything.
+-- The worker (a login member of altinn_outbox_worker)
+--   can: read every row; claim and write back deliveries and file uploads (the bookkeeping
+--     columns only); prune finished messages through altinn_outbox.prune_messages, which keeps
+--     the prune rule; run the housekeeping schedules;
+--   cannot: insert or change a letter, its recipients or its files; delete a message,
+--     delivery or history row; change a delivery's idempotency key or correspondence id, or a
+--     file's Altinn attachment id, once set (a trigger refuses it, for every role); read the
+--     allow list.
 --
 -- Writes that a role is not granted still happen through triggers that run as the owner
 -- (migration 20261121000006): a producer's INSERT creates the deliveries and routes the
@@ -46,9 +68,17 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA altinn_outbox FROM altinn_outbox_producer,
 REVOKE ALL ON SCHEMA altinn_outbox FROM altinn_outbox_producer, altinn_outbox_worker;
 GRANT USAGE ON SCHEMA altinn_outbox TO altinn_outbox_producer, altinn_outbox_worker;
 
--- Producer: insert letters, read results. No UPDATE, DELETE or TRUNCATE anywhere.
-GRANT SELECT, INSERT ON altinn_outbox.message TO altinn_outbox_producer;
--- Files: only the columns a producer writes; the upload bookkeeping keeps its defaults.
+-- Producer: insert letters, read its own results. No UPDATE, DELETE or TRUNCATE anywhere.
+-- Messages: only the letter's columns. Not id (so OVERRIDING SYSTEM VALUE fails), created_at
+-- (a future one would keep a row from ever being pruned), producer (the database records the
+-- inserting role), nor the generated columns.
+GRANT SELECT ON altinn_outbox.message TO altinn_outbox_producer;
+GRANT INSERT (resource_id, senders_reference, resend, recipients, language, title, summary, body, message_sender,
+    requested_publish_time, due_date_time, external_references, property_list, reply_options, notification,
+    ignore_reservation, is_confirmation_needed, is_confidential, allow_forwarding, existing_attachments)
+    ON altinn_outbox.message TO altinn_outbox_producer;
+-- Files: only the columns a producer writes; the upload bookkeeping and the producer keep
+-- their defaults.
 GRANT INSERT (message_id, file_name, display_name, senders_reference, content) ON altinn_outbox.attachment
     TO altinn_outbox_producer;
 GRANT SELECT ON altinn_outbox.attachment, altinn_outbox.delivery, altinn_outbox.history,
@@ -74,16 +104,64 @@ GRANT UPDATE (upload_state, altinn_attachment_id, upload_attempts, next_attempt_
     locked_until, error_code, error_message, updated_at) ON altinn_outbox.attachment TO altinn_outbox_worker;
 -- A claim looks a new idempotency key up before storing it (a trigger records it, as the owner).
 GRANT SELECT ON altinn_outbox.delivery_key TO altinn_outbox_worker;
--- Pruning finished messages (the prune schedule, `altinn-outbox prune`): their deliveries and
--- files go with them (ON DELETE CASCADE runs as the tables' owner), and so do the deliveries'
--- history and references (a trigger that runs as its owner).
-GRANT DELETE ON altinn_outbox.message TO altinn_outbox_worker;
+-- Pruning finished messages (the prune schedule, `altinn-outbox prune`) goes through a function
+-- that runs as the owner and deletes only what the prune rule allows; the worker has no DELETE
+-- on message, so it cannot remove a letter that is not finished, nor its history.
+GRANT EXECUTE ON FUNCTION altinn_outbox.prune_messages(timestamptz, integer) TO altinn_outbox_worker;
 
 -- Housekeeping ([schedules]): claiming a scheduled time, recording and pruning its runs.
 GRANT SELECT ON altinn_outbox.schedule, altinn_outbox.schedule_run TO altinn_outbox_worker;
 GRANT INSERT (name, last_slot), UPDATE (last_slot, updated_at) ON altinn_outbox.schedule TO altinn_outbox_worker;
 GRANT INSERT (name, slot, instance), UPDATE (finished_at, outcome, detail), DELETE ON altinn_outbox.schedule_run
     TO altinn_outbox_worker;
+
+-- Row-level security (enabled by migration 20261204000011; enabled again here in case it was
+-- turned off by hand): a role sees and touches only the rows a policy below gives it. Policies
+-- apply to the members of the roles they name, i.e. to the login roles. Every policy naming one
+-- of the two roles is dropped first, so a policy dropped from this file, or added by hand, is
+-- gone after a run.
+ALTER TABLE altinn_outbox.message ENABLE ROW LEVEL SECURITY;
+ALTER TABLE altinn_outbox.attachment ENABLE ROW LEVEL SECURITY;
+ALTER TABLE altinn_outbox.delivery ENABLE ROW LEVEL SECURITY;
+ALTER TABLE altinn_outbox.history ENABLE ROW LEVEL SECURITY;
+ALTER TABLE altinn_outbox.delivery_reference ENABLE ROW LEVEL SECURITY;
+
+DO $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN
+        SELECT pol.polname, c.relname FROM pg_policy pol
+        JOIN pg_class c ON c.oid = pol.polrelid
+        WHERE c.relnamespace = 'altinn_outbox'::regnamespace
+          AND pol.polroles && ARRAY(SELECT oid FROM pg_roles
+                                    WHERE rolname IN ('altinn_outbox_producer', 'altinn_outbox_worker'))
+    LOOP
+        EXECUTE format('DROP POLICY %I ON altinn_outbox.%I', p.polname, p.relname);
+    END LOOP;
+END $$;
+
+-- A producer: its own messages and files (the producer column is the inserting login role),
+-- and the deliveries and history of its own messages. Its INSERTs must carry its own name,
+-- which they always do (the column's default; producers have no INSERT on it). That a file
+-- joins only its own, unclaimed message is checked by a trigger, with an error that says why.
+CREATE POLICY producer_own_rows ON altinn_outbox.message TO altinn_outbox_producer
+    USING (producer = current_user) WITH CHECK (producer = current_user);
+CREATE POLICY producer_own_rows ON altinn_outbox.attachment TO altinn_outbox_producer
+    USING (producer = current_user) WITH CHECK (producer = current_user);
+CREATE POLICY producer_own_rows ON altinn_outbox.delivery FOR SELECT TO altinn_outbox_producer
+    USING (EXISTS (SELECT 1 FROM altinn_outbox.message m
+                   WHERE m.id = delivery.message_id AND m.producer = current_user));
+CREATE POLICY producer_own_rows ON altinn_outbox.history FOR SELECT TO altinn_outbox_producer
+    USING (EXISTS (SELECT 1 FROM altinn_outbox.delivery d JOIN altinn_outbox.message m ON m.id = d.message_id
+                   WHERE d.id = history.delivery_id AND m.producer = current_user));
+-- The worker (and the admin commands, which run as it): every row, through a constant policy
+-- that the planner drops, so that claims and write-backs pay nothing for row-level security.
+-- What it may do with the rows is what the grants above say.
+CREATE POLICY worker_all_rows ON altinn_outbox.message TO altinn_outbox_worker USING (true) WITH CHECK (true);
+CREATE POLICY worker_all_rows ON altinn_outbox.attachment TO altinn_outbox_worker USING (true) WITH CHECK (true);
+CREATE POLICY worker_all_rows ON altinn_outbox.delivery TO altinn_outbox_worker USING (true) WITH CHECK (true);
+CREATE POLICY worker_all_rows ON altinn_outbox.history TO altinn_outbox_worker USING (true) WITH CHECK (true);
 
 DO $$
 DECLARE

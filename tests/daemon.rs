@@ -222,13 +222,15 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
             "history",
             "message",
             "message_status",
+            "producer_resource",
             "schedule",
             "schedule_run"
         ]
     );
     let uncommented: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.columns c
-         WHERE c.table_schema = 'altinn_outbox' AND c.table_name IN ('message', 'delivery', 'attachment', 'history', 'schedule', 'schedule_run')
+         WHERE c.table_schema = 'altinn_outbox'
+           AND c.table_name IN ('message', 'delivery', 'attachment', 'history', 'schedule', 'schedule_run', 'producer_resource')
            AND col_description(('altinn_outbox.' || c.table_name)::regclass, c.ordinal_position) IS NULL",
     )
     .fetch_one(&app.pool)

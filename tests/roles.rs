@@ -6,109 +6,18 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use altinn_outbox::config::SchedulesConfig;
-use altinn_outbox::config::Secret;
 use altinn_outbox::housekeeping::{Scheduler, Schedules};
 use altinn_outbox::outbox::admin::{self, RetryScope};
 use altinn_outbox::worker::Context;
-use altinn_outbox::{app, outbox, worker};
+use altinn_outbox::{outbox, worker};
 use chrono::{Timelike, Utc};
-use common::{server_url, TestApp, ORG, RESOURCE};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use common::roles::{assert_denied, insert_with_file, value, Roles, PRODUCER};
+use common::{TestApp, ORG, RESOURCE};
+use sqlx::postgres::{PgListener, PgPool};
 use uuid::Uuid;
-
-/// Role names in the script, replaced per test.
-const PRODUCER: &str = "altinn_outbox_producer";
-const WORKER: &str = "altinn_outbox_worker";
-/// Leftovers of runs that crashed before dropping their roles are dropped after this long
-/// (their databases are gone, so nothing holds them); a running test is never that old.
-const LEFTOVER_AGE_S: u64 = 3600;
-const ROLE_PREFIX: &str = "aotest";
-const PASSWORD: &str = "roles-test-password";
-
-/// The script's two group roles and a login member of each, named for one test.
-struct Roles {
-    prefix: String,
-    db_name: String,
-}
-
-impl Roles {
-    fn group(&self, role: &str) -> String {
-        format!("{}_{}", self.prefix, role.trim_start_matches("altinn_outbox_"))
-    }
-
-    fn login(&self, role: &str) -> String {
-        format!("{}_login", self.group(role))
-    }
-
-    fn all(&self) -> Vec<String> {
-        [PRODUCER, WORKER].iter().flat_map(|r| [self.login(r), self.group(r)]).collect()
-    }
-
-    /// Applies deploy/roles.sql (twice: it must be re-runnable) and creates the login roles.
-    async fn apply(app: &TestApp) -> Roles {
-        drop_leftovers(&app.pool).await;
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let prefix = format!("{ROLE_PREFIX}_{secs}_{}", &Uuid::new_v4().simple().to_string()[..8]);
-        let roles = Roles { prefix, db_name: app.db_name.clone() };
-        roles.run_script(&app.pool).await;
-        roles.run_script(&app.pool).await;
-        for role in [PRODUCER, WORKER] {
-            let sql =
-                format!("CREATE ROLE {} LOGIN PASSWORD '{PASSWORD}' IN ROLE {}", roles.login(role), roles.group(role));
-            sqlx::query(&sql).execute(&app.pool).await.unwrap();
-        }
-        roles
-    }
-
-    async fn run_script(&self, pool: &PgPool) {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/roles.sql");
-        let sql = std::fs::read_to_string(path)
-            .unwrap()
-            .replace(PRODUCER, &self.group(PRODUCER))
-            .replace(WORKER, &self.group(WORKER));
-        sqlx::raw_sql(&sql).execute(pool).await.expect("deploy/roles.sql applies");
-    }
-
-    /// The test database's URL with the login member of `role`.
-    fn url(&self, role: &str) -> String {
-        let mut url = url::Url::parse(&server_url()).unwrap();
-        url.set_username(&self.login(role)).unwrap();
-        url.set_password(Some(PASSWORD)).unwrap();
-        url.set_path(&self.db_name);
-        url.to_string()
-    }
-
-    /// The daemon's context as the worker's login role sees it.
-    fn worker_context(&self, app: &TestApp) -> Context {
-        let mut config = app.config.clone();
-        config.database.url = Secret::new(self.url(WORKER));
-        app::build_context(&config).unwrap()
-    }
-
-    async fn pool(&self, role: &str) -> PgPool {
-        PgPoolOptions::new().max_connections(4).connect(&self.url(role)).await.expect("login role connects")
-    }
-}
-
-impl Drop for Roles {
-    fn drop(&mut self) {
-        // Runs before TestApp's drop (declared after it), while the database still exists:
-        // DROP OWNED revokes the privileges in it, so DROP ROLE can go through.
-        let (roles, db) = (self.all().join(", "), format!("{}/{}", server_url(), self.db_name));
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(admin) = PgPool::connect(&db).await {
-                    let _ = sqlx::raw_sql(&format!("DROP OWNED BY {roles}; DROP ROLE {roles}")).execute(&admin).await;
-                }
-            })
-        })
-        .join();
-    }
-}
 
 /// A test database with the roles applied, a producer's pool and the worker's context.
 /// Bound in this order (the roles to a named variable, not `_`), the roles are dropped when
@@ -119,68 +28,6 @@ async fn start() -> (TestApp, Roles, PgPool, Context) {
     let producer = roles.pool(PRODUCER).await;
     let ctx = roles.worker_context(&app);
     (app, roles, producer, ctx)
-}
-
-/// Drops roles of earlier runs that died before their own cleanup.
-async fn drop_leftovers(pool: &PgPool) {
-    let names: Vec<String> = sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE rolname LIKE $1 || '\\_%'")
-        .bind(ROLE_PREFIX)
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let old = |name: &String| {
-        let secs = name.split('_').nth(1).and_then(|s| s.parse::<u64>().ok());
-        secs.is_some_and(|s| s + LEFTOVER_AGE_S < now)
-    };
-    for name in names.iter().filter(|n| old(n)) {
-        // Best effort: another database may still hold privileges of a role.
-        let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {name}")).execute(pool).await;
-    }
-}
-
-/// The one value `sql` returns for the message `id`, as `pool`'s role.
-async fn value<T>(pool: &PgPool, sql: &str, id: i64) -> T
-where
-    T: Send + Unpin,
-    (T,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
-{
-    sqlx::query_scalar(sql).bind(id).fetch_one(pool).await.unwrap()
-}
-
-/// `sql` fails with insufficient_privilege (42501), not with any other error.
-async fn assert_denied(pool: &PgPool, sql: &str) {
-    let err = sqlx::query(sql).execute(pool).await.expect_err(sql);
-    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
-    assert_eq!(code.as_deref(), Some("42501"), "{sql}: {err}");
-}
-
-/// As `pool`'s role, in one transaction: a letter to `recipients` with one file.
-async fn insert_with_file(pool: &PgPool, reference: &str, recipients: &[&str]) -> i64 {
-    let recipients: Vec<String> = recipients.iter().map(|s| s.to_string()).collect();
-    let mut tx = pool.begin().await.unwrap();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
-         VALUES ($1, $2, $3, 'Vedtak', 'Se vedlagt.') RETURNING id",
-    )
-    .bind(RESOURCE)
-    .bind(reference)
-    .bind(&recipients)
-    .fetch_one(&mut *tx)
-    .await
-    .expect("the producer inserts a message");
-    sqlx::query(
-        "INSERT INTO altinn_outbox.attachment (message_id, file_name, display_name, senders_reference, content)
-         VALUES ($1, 'vedtak.pdf', 'Vedtak', $2 || '-file', $3)",
-    )
-    .bind(id)
-    .bind(reference)
-    .bind(b"%PDF-1.7 decision".as_slice())
-    .execute(&mut *tx)
-    .await
-    .expect("the producer inserts a file");
-    tx.commit().await.unwrap();
-    id
 }
 
 const SECOND_ORG: &str = "910753614";
@@ -305,6 +152,7 @@ async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
         "UPDATE altinn_outbox.message SET title = 'changed'",
         "UPDATE altinn_outbox.delivery SET recipient = '910753614'",
         "UPDATE altinn_outbox.attachment SET content = '\\x00'",
+        "DELETE FROM altinn_outbox.message",
         "DELETE FROM altinn_outbox.delivery",
         "DELETE FROM altinn_outbox.history",
         "INSERT INTO altinn_outbox.history (delivery_id, kind) SELECT id, 'state' FROM altinn_outbox.delivery",
@@ -316,14 +164,16 @@ async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
     ] {
         assert_denied(&ctx.pool, sql).await;
     }
-    // Pruning a finished message takes its deliveries and history with it.
-    sqlx::query("DELETE FROM altinn_outbox.message WHERE id = $1")
-        .bind(single)
-        .execute(&ctx.pool)
-        .await
-        .expect("prune");
-    let left: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.history").fetch_one(&app.pool).await.unwrap();
+    // Pruning goes through the function that keeps the rule: the finished message goes with its
+    // deliveries and history; the one still followed (its status read again in an hour) stays.
+    sqlx::query(
+        "UPDATE altinn_outbox.delivery SET next_poll_at = now() + interval '1 hour'
+         WHERE id = (SELECT min(id) FROM altinn_outbox.delivery WHERE message_id = $1)",
+    )
+    .bind(shared)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let shared_history: i64 = value(
         &app.pool,
         "SELECT count(*) FROM altinn_outbox.history h JOIN altinn_outbox.delivery d ON d.id = h.delivery_id
@@ -331,7 +181,13 @@ async fn the_worker_role_runs_the_pipeline_end_to_end_and_nothing_more() {
         shared,
     )
     .await;
-    assert_eq!(left, shared_history, "the pruned message's history went with it");
+    let report = admin::prune(&ctx.pool, Duration::ZERO).await.expect("prune as the worker");
+    assert_eq!((report.messages, report.deliveries), (1, 1), "{report:?}");
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM altinn_outbox.message").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(left, [shared]);
+    let history: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.history").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(history, shared_history, "the pruned message's history went with it");
     listener.unlisten_all().await.unwrap();
     drop(listener);
     ctx.pool.close().await;

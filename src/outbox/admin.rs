@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 /// Messages deleted per prune statement: each batch is its own short transaction, so a
 /// prune of millions of rows never holds one long transaction or a huge set of locks.
-const PRUNE_BATCH: i64 = 500;
+const PRUNE_BATCH: i32 = 500;
 
 /// The whole outbox at a glance.
 #[derive(Clone, Debug)]
@@ -316,47 +316,30 @@ pub struct PruneReport {
 }
 
 /// A delivery a prune may remove: finished before the cutoff ($1) and no longer followed.
+/// The same rule as `altinn_outbox.prune_messages` (migration 20261204000011), which deletes.
 const PRUNABLE: &str =
     "d.state IN ('delivered', 'failed', 'cancelled') AND d.finished_at < $1 AND d.next_poll_at IS NULL";
 
 /// Deletes messages all of whose deliveries finished more than `older_than` ago and are
-/// no longer followed, with their deliveries, attachments and history (ON DELETE CASCADE),
-/// in batches of [`PRUNE_BATCH`] messages. The deliveries are locked before the delete and
-/// checked again, so one put back by `retry` meanwhile keeps its message.
+/// no longer followed, with their deliveries, attachments and history, in batches of
+/// [`PRUNE_BATCH`] messages. The rule and the delete are in `altinn_outbox.prune_messages`,
+/// which runs as the schema's owner: the worker's role may not DELETE a message itself, so it
+/// can remove only what the rule allows. The function locks the deliveries and checks them
+/// again, so one put back by `retry` meanwhile keeps its message.
 pub async fn prune(pool: &PgPool, older_than: Duration) -> Result<PruneReport, sqlx::Error> {
     let cutoff = cutoff(pool, older_than).await?;
     let mut report = PruneReport { cutoff: Some(cutoff), ..PruneReport::default() };
     loop {
-        let (messages, deliveries, history): (i64, i64, i64) = sqlx::query_as(&format!(
-            "WITH candidate AS (
-                SELECT m.id FROM altinn_outbox.message m
-                WHERE m.created_at < $1 AND NOT EXISTS (
-                    SELECT 1 FROM altinn_outbox.delivery d WHERE d.message_id = m.id AND NOT ({PRUNABLE}))
-                ORDER BY m.id LIMIT $2
-             ), held AS (
-                SELECT d.id, d.message_id FROM altinn_outbox.delivery d
-                WHERE d.message_id IN (SELECT id FROM candidate) AND {PRUNABLE}
-                FOR UPDATE
-             ), doomed AS (
-                SELECT c.id FROM candidate c
-                WHERE (SELECT count(*) FROM held h WHERE h.message_id = c.id)
-                    = (SELECT count(*) FROM altinn_outbox.delivery d WHERE d.message_id = c.id)
-             ), gone AS (
-                DELETE FROM altinn_outbox.message m USING doomed WHERE m.id = doomed.id RETURNING m.id
-             )
-             SELECT (SELECT count(*) FROM gone),
-                    (SELECT count(*) FROM held WHERE message_id IN (SELECT id FROM gone)),
-                    (SELECT count(*) FROM altinn_outbox.history h JOIN held ON held.id = h.delivery_id
-                     WHERE held.message_id IN (SELECT id FROM gone))"
-        ))
-        .bind(cutoff)
-        .bind(PRUNE_BATCH)
-        .fetch_one(pool)
-        .await?;
+        let (messages, deliveries, history): (i64, i64, i64) =
+            sqlx::query_as("SELECT messages, deliveries, history FROM altinn_outbox.prune_messages($1, $2)")
+                .bind(cutoff)
+                .bind(PRUNE_BATCH)
+                .fetch_one(pool)
+                .await?;
         report.messages += messages;
         report.deliveries += deliveries;
         report.history += history;
-        if messages < PRUNE_BATCH {
+        if messages < i64::from(PRUNE_BATCH) {
             return Ok(report);
         }
     }

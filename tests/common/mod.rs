@@ -2,6 +2,8 @@
 //! worker context pointed at both. Every test gets its own database and fake.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod roles;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
