@@ -197,15 +197,10 @@ async fn a_key_another_delivery_holds_fails_its_delivery_at_the_claim() {
 async fn the_database_refuses_a_second_delivery_with_a_stored_key() {
     let app = TestApp::start().await;
     let a = insert_recipient(&app, "a", ORG).await.unwrap();
-    let b = insert_recipient(&app, "b", ORG).await.unwrap();
     app.drain().await;
     let key: Uuid = app.delivery_of(a).await.get("idempotency_key");
-    // A second delivery given the same key by hand (the worker never would).
-    sqlx::query("UPDATE altinn_outbox.delivery SET idempotency_key = NULL WHERE message_id = $1")
-        .bind(b)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    // A second delivery, never claimed, given the same key by hand (the worker never would).
+    let b = insert_recipient(&app, "b", ORG).await.unwrap();
     let e = sqlx::query("UPDATE altinn_outbox.delivery SET idempotency_key = $2 WHERE message_id = $1")
         .bind(b)
         .bind(key)

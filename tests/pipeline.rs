@@ -429,9 +429,18 @@ async fn a_message_inserted_as_altinns_json_is_sent_and_checked_like_any_other()
     });
     let id: i64 =
         sqlx::query_scalar("SELECT altinn_outbox.insert_request($1)").bind(&doc).fetch_one(&app.pool).await.unwrap();
+    // Held to the same limits at INSERT as any other row...
     let mut bad = doc.clone();
     bad["correspondence"]["sendersReference"] = "json-2".into();
     bad["correspondence"]["content"]["messageTitle"] = "x".repeat(256).into();
+    let e = sqlx::query_scalar::<_, i64>("SELECT altinn_outbox.insert_request($1)")
+        .bind(&bad)
+        .fetch_one(&app.pool)
+        .await
+        .expect_err("a title over 255 characters");
+    assert!(e.to_string().contains("altinn_outbox.message.title: is longer than 255 characters"), "{e}");
+    // ... and checked by the worker like any other row.
+    bad["correspondence"]["content"]["messageTitle"] = "".into();
     let bad_id: i64 =
         sqlx::query_scalar("SELECT altinn_outbox.insert_request($1)").bind(&bad).fetch_one(&app.pool).await.unwrap();
     app.drain().await;
