@@ -85,7 +85,7 @@ impl Roles {
     }
 
     /// The test database's URL with the login role `login`.
-    fn url_as(&self, login: &str) -> String {
+    pub fn url_as(&self, login: &str) -> String {
         let mut url = url::Url::parse(&server_url()).unwrap();
         url.set_username(login).unwrap();
         url.set_password(Some(PASSWORD)).unwrap();

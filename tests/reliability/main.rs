@@ -15,3 +15,4 @@ mod crash;
 mod database;
 mod faults;
 mod garbage;
+mod hostile;
