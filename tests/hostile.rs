@@ -37,11 +37,8 @@ async fn insert_with(app: &TestApp, reference: &str, column: &str, value: &str) 
         None => fields.push((column, value.to_string())),
     }
     let (names, values): (Vec<&str>, Vec<String>) = fields.into_iter().unzip();
-    let sql = format!(
-        "INSERT INTO altinn_outbox.message ({}) VALUES ({}) RETURNING id",
-        names.join(", "),
-        values.join(", ")
-    );
+    let sql =
+        format!("INSERT INTO altinn_outbox.message ({}) VALUES ({}) RETURNING id", names.join(", "), values.join(", "));
     sqlx::query_scalar(&sql).fetch_one(&app.pool).await.map_err(refusal)
 }
 
@@ -70,9 +67,10 @@ fn key_of(app: &TestApp, reference: &str) -> Uuid {
 #[tokio::test]
 async fn a_recipient_with_white_space_or_anything_but_printable_ascii_is_refused_at_insert() {
     let app = TestApp::start().await;
-    for (i, bad) in ["991825827\t", " 991825827", "991825827\n", "9918\u{200b}25827", "９９１８２５８２７", "991825827\u{a0}"]
-        .iter()
-        .enumerate()
+    for (i, bad) in
+        ["991825827\t", " 991825827", "991825827\n", "9918\u{200b}25827", "９９１８２５８２７", "991825827\u{a0}"]
+            .iter()
+            .enumerate()
     {
         let e = insert_recipient(&app, &format!("bad-{i}"), bad).await.expect_err(bad);
         let (column, message) = refusal(e);
@@ -281,7 +279,10 @@ async fn every_column_is_held_to_altinns_limits_at_insert() {
         ("property_list", "jsonb_build_object(repeat('k', 51), 'v')"),
         ("property_list", "jsonb_build_object('k', repeat('v', 301))"),
         ("external_references", "'{\"a\": 1}'"),
-        ("external_references", "(SELECT jsonb_agg(jsonb_build_object('referenceValue', i)) FROM generate_series(1, 11) i)"),
+        (
+            "external_references",
+            "(SELECT jsonb_agg(jsonb_build_object('referenceValue', i)) FROM generate_series(1, 11) i)",
+        ),
         ("reply_options", "jsonb_build_array(jsonb_build_object('linkURL', jsonb_build_array('https://x')))"),
         ("notification", "'\"e-mail please\"'"),
         ("notification", "jsonb_build_object('emailBody', repeat('x', 200000))"),
@@ -302,7 +303,9 @@ async fn every_column_is_held_to_altinns_limits_at_insert() {
         ("property_list", "'null'"),
     ];
     for (i, (column, value)) in accepted.iter().enumerate() {
-        insert_with(&app, &format!("a{i}"), column, value).await.unwrap_or_else(|e| panic!("{column} = {value}: {e:?}"));
+        insert_with(&app, &format!("a{i}"), column, value)
+            .await
+            .unwrap_or_else(|e| panic!("{column} = {value}: {e:?}"));
     }
 }
 
@@ -339,7 +342,8 @@ async fn files_are_held_to_altinns_limits_at_insert() {
 #[tokio::test]
 async fn a_claim_holds_no_content_whatever_the_message_size_or_recipient_count() {
     let app = TestApp::start().await;
-    let recipients: Vec<String> = (0..64).map(|i| format!("urn:altinn:person:idporten-email:p{i}@example.no")).collect();
+    let recipients: Vec<String> =
+        (0..64).map(|i| format!("urn:altinn:person:idporten-email:p{i}@example.no")).collect();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
          VALUES ($1, 'big', $2, 'Vedtak', repeat('x', 30000)) RETURNING id",

@@ -182,12 +182,11 @@ async fn new_keys(
         return Ok(Vec::new());
     }
     let keys: Vec<Uuid> = fresh.iter().map(|(_, key)| *key).collect();
-    let held: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT idempotency_key FROM altinn_outbox.delivery_key WHERE idempotency_key = ANY($1)",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
+    let held: Vec<Uuid> =
+        sqlx::query_scalar("SELECT idempotency_key FROM altinn_outbox.delivery_key WHERE idempotency_key = ANY($1)")
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
     let mut seen: std::collections::HashSet<Uuid> = held.into_iter().collect();
     let mut taken = Vec::new();
     for (id, key) in fresh {
@@ -207,10 +206,11 @@ async fn new_keys(
 /// `Ok(Err(column))` when a column cannot be decoded (JSON nested beyond what the decoder
 /// takes, say): the delivery fails naming the column, and nothing else is held up.
 pub async fn message_content(pool: &PgPool, message_id: i64) -> Result<Result<MessageRow, String>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM altinn_outbox.message m {FILE_TOTALS} WHERE m.id = $1"))
-        .bind(message_id)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM altinn_outbox.message m {FILE_TOTALS} WHERE m.id = $1"))
+            .bind(message_id)
+            .fetch_optional(pool)
+            .await?;
     let Some(row) = row else {
         return Ok(Err("message_id".to_string()));
     };

@@ -137,7 +137,8 @@ async fn insert_garbage(c: &Cluster, n: usize) {
     tx.commit().await.unwrap();
 }
 
-const INSERT_ONE: &str = "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, summary, body,
+const INSERT_ONE: &str =
+    "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, summary, body,
         language, message_sender, external_references, property_list, notification)
     SELECT resource_id, senders_reference, recipients, title, summary, body, language, message_sender,
            external_references, property_list, notification
