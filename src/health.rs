@@ -29,7 +29,8 @@ pub struct Readiness {
     pub database: String,
     /// The token client's state; `misconfigured` names what to fix.
     pub token: AuthStatus,
-    /// `up`, `throttled` (a 429 wait) or `looks down` (requests held back and probed).
+    /// `up`, `throttled` (a 429 wait), `looks down` (requests held back and probed), or
+    /// `sends look down` / `reads look down` (one kind held back, the other going).
     pub altinn: &'static str,
     /// `ok`, or why claiming work keeps failing (letters wait meanwhile).
     pub claims: String,
@@ -88,13 +89,7 @@ pub async fn readiness(ctx: &Context) -> Readiness {
     };
     let tokens = ctx.altinn.tokens();
     let token_ok = tokens.token().await.is_ok();
-    let altinn = if ctx.altinn.looks_down() {
-        "looks down"
-    } else if ctx.altinn.held_back() {
-        "throttled"
-    } else {
-        "up"
-    };
+    let altinn = ctx.altinn.health();
     let claims = ctx.claims.problem().unwrap_or_else(|| "ok".to_string());
     let ready = database == "ok" && token_ok && claims == "ok";
     Readiness { ready, database, token: tokens.status(), altinn, claims }

@@ -197,6 +197,7 @@ async fn summary(ctx: &Context) -> Result<String, String> {
         sending = count("sending"),
         awaiting_status = count("awaiting_status"),
         delivered = count("delivered"),
+        unconfirmed = count("unconfirmed"),
         failed = count("failed"),
         cancelled = count("cancelled"),
         oldest_pending_s,

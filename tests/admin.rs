@@ -110,8 +110,8 @@ async fn status_counts_states_the_oldest_pending_and_failures_by_code() {
     assert_eq!((j["messages"].clone(), j["deliveries"].clone()), (json!(6), json!(6)));
     assert_eq!(
         j["deliveries_by_state"],
-        json!({"pending": 1, "waiting_files": 0, "sending": 0, "awaiting_status": 3, "delivered": 0, "failed": 2,
-               "cancelled": 0})
+        json!({"pending": 1, "waiting_files": 0, "sending": 0, "awaiting_status": 3, "delivered": 0,
+               "unconfirmed": 0, "failed": 2, "cancelled": 0})
     );
     assert_eq!(j["oldest_pending"]["message_id"], json!(waiting));
     assert_eq!(j["oldest_pending"]["state"], "pending");
@@ -256,14 +256,24 @@ async fn retry_reads_the_status_again_where_altinn_has_the_correspondence_and_re
     let unread = app.insert("unread", &[ORG]).await;
     let refused = app.insert("refused", &[ORG]).await;
     app.drain().await;
-    // A status read that fails for good (404), and a correspondence Altinn failed itself.
-    app.fake.faults().add(FaultRule::times(Endpoint::Details, FaultKind::Status(404), 1));
+    // Status reads that failed until the follow period was over (a letter sent 15 days ago
+    // whose read fails now), and a correspondence Altinn failed itself.
+    sqlx::query("UPDATE altinn_outbox.delivery SET sent_at = now() - interval '15 days' WHERE message_id = $1")
+        .bind(unread)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.fake.faults().add(FaultRule::times(Endpoint::Overview, FaultKind::Status(503), 1));
     read_status_now(&app, unread).await;
     let cid: Uuid = app.delivery_of(refused).await.get("correspondence_id");
     assert!(app.fake.state().set_status(cid, "Failed"));
     read_status_now(&app, refused).await;
     let d = app.delivery_of(unread).await;
-    assert_eq!((d.get::<String, _>("state"), d.get::<String, _>("error_code")), ("failed".into(), "http:404".into()));
+    assert_eq!(
+        (d.get::<String, _>("state"), d.get::<String, _>("error_code")),
+        ("unconfirmed".into(), "http:503".into()),
+        "Altinn has it; a failed read never fails it"
+    );
     let d = app.delivery_of(refused).await;
     assert_eq!(
         (d.get::<String, _>("state"), d.get::<String, _>("error_code")),
@@ -278,11 +288,17 @@ async fn retry_reads_the_status_again_where_altinn_has_the_correspondence_and_re
     assert_eq!(d.get::<String, _>("state"), "awaiting_status");
     assert!(d.get::<Option<chrono::DateTime<chrono::Utc>>, _>("next_poll_at").is_some());
 
-    let details = app.fake.state().details_calls();
+    let reads = || {
+        app.requests_to(
+            "GET",
+            &format!("/correspondence/api/v1/correspondence/{}", d.get::<Uuid, _>("correspondence_id")),
+        )
+    };
+    let before = reads();
     app.fake.state().publish_all_now();
     app.drain().await;
     assert_eq!(app.delivery_of(unread).await.get::<String, _>("state"), "delivered");
-    assert_eq!(app.fake.state().details_calls(), details + 1, "one status read, no new send");
+    assert_eq!(reads(), before + 1, "one status read, no new send");
     assert_eq!(app.initialize_requests(), 2);
     assert_eq!(code(&run(&app, &["retry", &refused.to_string()]).await), 4);
 }

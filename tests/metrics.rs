@@ -177,14 +177,14 @@ async fn sends_polls_requests_and_the_outbox_gauges_match_what_happened() {
     assert_eq!(s.sum(SENDS, &[("outcome", "sent"), ("error_code", "")]), sent);
     assert_eq!(s.sum(SENDS, &[("outcome", "failed"), ("error_code", "altinn:1036")]), 1.0);
     assert_eq!(s.sum(SENDS, &[]), 4.0, "one per send processed");
-    assert_eq!(s.sum(POLLS, &[("outcome", "ok")]), app.fake.state().details_calls() as f64);
     assert_eq!(s.sum(POLLS, &[("outcome", "ok")]), 3.0);
 
     let altinn = |endpoint| s.sum(DURATION_COUNT, &[("system", "altinn"), ("endpoint", endpoint)]);
     assert_eq!(altinn("initialize"), app.initialize_requests() as f64);
     assert_eq!(s.sum(DURATION_COUNT, &[("endpoint", "initialize"), ("status", "4xx")]), 1.0, "the refused one");
     assert_eq!(s.sum(DURATION_COUNT, &[("endpoint", "initialize"), ("status", "2xx")]), 3.0);
-    assert_eq!(altinn("details"), 3.0);
+    assert_eq!(altinn("overview"), 3.0, "routine reads use the overview");
+    assert_eq!(altinn("details"), 0.0, "no notification to learn of");
     assert_eq!(altinn("token_exchange"), app.fake.state().exchanges() as f64);
     let grants = s.sum(DURATION_COUNT, &[("system", "maskinporten"), ("endpoint", "token")]);
     assert_eq!(grants, app.fake.state().grants_accepted() as f64);
@@ -215,7 +215,7 @@ async fn failed_token_refreshes_retries_and_reclaimed_leases_are_counted() {
     app.drain().await;
     assert_eq!(app.count_in("awaiting_status").await, 1);
     // A status read that fails is read again later.
-    app.fake.faults().add(FaultRule::times(Endpoint::Details, FaultKind::Status(503), 1));
+    app.fake.faults().add(FaultRule::times(Endpoint::Overview, FaultKind::Status(503), 1));
     app.make_all_due().await;
     app.drain().await;
     assert_eq!(app.count_in("awaiting_status").await, 1);

@@ -85,7 +85,8 @@ async fn cancel_one(ctx: &Context, t: &CancelTarget) -> anyhow::Result<Verdict> 
         ("failed" | "cancelled", _) => Verdict::NothingToDo(t.state.clone()),
         ("delivered", cid) => Verdict::Published(cid),
         ("sending", _) => Verdict::InFlight,
-        ("awaiting_status", Some(cid)) => purge(ctx, t, cid).await?,
+        // Altinn has it, unpublished as far as anyone knows: purge it (1013 if it was published).
+        ("awaiting_status" | "unconfirmed", Some(cid)) => purge(ctx, t, cid).await?,
         ("pending" | "waiting_files", _) => maybe_at_altinn(ctx, t).await?,
         (state, _) => anyhow::bail!("delivery {} is {state} without a correspondence id", t.id),
     })

@@ -13,7 +13,7 @@ use crate::outbox::admin::{self, Retried, RetryScope};
 fn outcome(r: &Retried) -> &'static str {
     match (r.old_state.as_str(), r.new_state.as_str()) {
         ("failed", "pending" | "waiting_files") => "requeued",
-        ("failed", "awaiting_status") => "status_reread",
+        ("failed" | "unconfirmed", "awaiting_status") => "status_reread",
         ("failed", _) => "refused",
         _ => "not_failed",
     }

@@ -7,6 +7,14 @@
 //! With it, once Altinn looks down, requests wait with doubling pauses and then go one at
 //! a time (a probe) until one gets a real answer. Rows held back by the gate are deferred
 //! without using an attempt: they were never sent.
+//!
+//! There are three gates ([`Gates`]), one per kind of request: sends (what creates or
+//! changes something at Altinn), reads (overview, lookups: Altinn's own database) and
+//! details (which ask Altinn Notifications, Register and Dialogporten on every call, and fail
+//! with them while everything else works). They fail apart: failing details hold back only
+//! details, failing reads only reads, failing sends only sends; the client stands still only
+//! when sends and reads both look down. A 429 holds back all three: Altinn throttles the
+//! client, not one endpoint.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -46,6 +54,8 @@ pub enum Closed {
 
 #[derive(Default)]
 struct State {
+    /// Which requests this gate holds (`sends`, `reads`), for its log lines.
+    name: &'static str,
     throttled_until: Option<Instant>,
     outage_until: Option<Instant>,
     failures_in_row: u32,
@@ -71,6 +81,10 @@ pub struct Pass {
 }
 
 impl Gate {
+    fn named(name: &'static str) -> Gate {
+        Gate(Arc::new(Mutex::new(State { name, ..State::default() })))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every write leaves the state consistent, so a panic elsewhere cannot corrupt it.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
@@ -117,7 +131,7 @@ impl Gate {
         self.lock().looks_down()
     }
 
-    fn record(&self, health: Health, probe: bool, now: Instant) {
+    pub(super) fn record(&self, health: Health, probe: bool, now: Instant) {
         let mut s = self.lock();
         if probe {
             s.probe_out = false;
@@ -125,7 +139,7 @@ impl Gate {
         match health {
             Health::Up => {
                 if s.looks_down() {
-                    tracing::info!("Altinn answers again; requests resume");
+                    tracing::info!(requests = s.name, "Altinn answers again; requests resume");
                 }
                 s.failures_in_row = 0;
                 s.pauses = 0;
@@ -142,6 +156,7 @@ impl Gate {
                 let opens = s.failures_in_row == OUTAGE_AFTER_FAILURES;
                 if opens {
                     tracing::warn!(
+                        requests = s.name,
                         failures = s.failures_in_row,
                         "Altinn looks down; holding requests back and probing one at a time"
                     );
@@ -154,6 +169,61 @@ impl Gate {
                 }
             }
         }
+    }
+}
+
+/// Which gate a request goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Creates or changes something: initialize, attachment creation and upload, purge.
+    Send,
+    /// Reads what Altinn's own database has: the overview, lookups by key, attachments.
+    Read,
+    /// Reads the details, which depend on Altinn's own dependencies.
+    Details,
+}
+
+/// The gates of one client.
+#[derive(Clone)]
+pub struct Gates {
+    sends: Gate,
+    reads: Gate,
+    details: Gate,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Gates { sends: Gate::named("sends"), reads: Gate::named("reads"), details: Gate::named("details") }
+    }
+}
+
+impl Gates {
+    pub fn of(&self, kind: Kind) -> &Gate {
+        match kind {
+            Kind::Send => &self.sends,
+            Kind::Read => &self.reads,
+            Kind::Details => &self.details,
+        }
+    }
+
+    /// A 429's wait, for every request of the client.
+    pub fn throttle(&self, wait: Duration, now: Instant) {
+        for gate in [&self.sends, &self.reads, &self.details] {
+            gate.record(Health::Throttled(wait), false, now);
+        }
+    }
+
+    /// How long before a send or a read may go (zero when one may go now). Details alone
+    /// never hold the worker back: they are read only after a read of the overview.
+    pub fn wait(&self, now: Instant) -> Duration {
+        self.sends.wait(now).min(self.reads.wait(now))
+    }
+
+    /// How many requests may start now: one (a probe) only while sends and reads both look
+    /// down; a request of a kind that looks down while another does not is held back by its
+    /// own gate.
+    pub fn room(&self) -> usize {
+        self.sends.room().max(self.reads.room())
     }
 }
 
@@ -266,5 +336,42 @@ mod tests {
         assert!(matches!(gate.enter(Instant::now()), Err(Closed::Throttled(_))));
         gate.enter(Instant::now() + Duration::from_secs(31)).expect("open after the wait");
         assert!(!gate.outage(), "a 429 is not an outage");
+    }
+
+    #[test]
+    fn a_kind_that_fails_holds_back_only_its_own_requests() {
+        let gates = Gates::default();
+        let now = Instant::now();
+        for _ in 0..OUTAGE_AFTER_FAILURES {
+            fail(gates.of(Kind::Details), now);
+        }
+        assert!(gates.of(Kind::Details).enter(now).is_err(), "details wait");
+        let later = now + OUTAGE_MAX_PAUSE;
+        let probe = gates.of(Kind::Details).enter(later).expect("the probe");
+        assert!(gates.of(Kind::Details).enter(later).is_err(), "one probe at a time");
+        drop(probe);
+        assert!(gates.of(Kind::Send).enter(now).is_ok() && gates.of(Kind::Read).enter(now).is_ok());
+        assert_eq!((gates.wait(now), gates.room()), (Duration::ZERO, usize::MAX), "the worker goes on");
+        for _ in 0..OUTAGE_AFTER_FAILURES {
+            fail(gates.of(Kind::Send), now);
+        }
+        assert!(gates.of(Kind::Read).enter(now).is_ok(), "reads of what Altinn has go on");
+        assert_eq!((gates.wait(now), gates.room()), (Duration::ZERO, usize::MAX));
+        for _ in 0..OUTAGE_AFTER_FAILURES {
+            fail(gates.of(Kind::Read), now);
+        }
+        assert!(gates.wait(now) > Duration::ZERO, "sends and reads down: the worker waits");
+        assert_eq!(gates.room(), 1);
+    }
+
+    #[test]
+    fn a_429_holds_back_every_kind() {
+        let gates = Gates::default();
+        let now = Instant::now();
+        gates.throttle(Duration::from_secs(30), now);
+        for kind in [Kind::Send, Kind::Read, Kind::Details] {
+            assert!(matches!(gates.of(kind).enter(now), Err(Closed::Throttled(_))), "{kind:?}");
+        }
+        assert!(gates.wait(now) > Duration::from_secs(29));
     }
 }

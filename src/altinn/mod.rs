@@ -8,7 +8,7 @@ mod gate;
 pub mod wire;
 
 pub use error::{ApiError, ErrorClass, Problem};
-use gate::{Closed, Gate, Health};
+use gate::{Closed, Gates, Health, Kind};
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::metrics::{self, System};
 use crate::outbox::FileContent;
 use wire::{
     AttachmentOverview, Details, IdList, Identity, InitializeAttachment, InitializeRequest, InitializeResponse,
+    Overview,
 };
 
 /// Base path of the Correspondence API under the platform URL.
@@ -47,9 +48,9 @@ pub struct AltinnClient {
     subscription_key: Option<String>,
     /// Whole-request timeout of a request that carries files (the client's own is for the rest).
     upload_timeout: Duration,
-    /// Holds every request back while Altinn throttles us or looks down: a 429's wait
-    /// applies to every row, not only the one that was told.
-    gate: Gate,
+    /// Hold requests back while Altinn throttles us (every request: a 429's wait applies to
+    /// every row, not only the one that was told) or looks down (per kind: sends, reads).
+    gates: Gates,
 }
 
 /// One file of the multipart request; its name matches the metadata's `fileName`.
@@ -94,7 +95,7 @@ impl AltinnClient {
             tokens,
             subscription_key: subscription_key.filter(|k| !k.trim().is_empty()),
             upload_timeout,
-            gate: Gate::default(),
+            gates: Gates::default(),
         }
     }
 
@@ -190,6 +191,12 @@ impl AltinnClient {
         }
     }
 
+    /// The status of one correspondence, from Altinn's own database (the routine read).
+    pub async fn overview(&self, id: Uuid) -> Result<Overview, ApiError> {
+        let url = format!("{}/correspondence/{id}", self.api);
+        parse(&self.send(OVERVIEW, |http| http.get(&url)).await?).map(scrub_overview)
+    }
+
     /// Status history and notification outcome of one correspondence.
     pub async fn details(&self, id: Uuid) -> Result<Details, ApiError> {
         let url = format!("{}/correspondence/{id}/details", self.api);
@@ -211,7 +218,7 @@ impl AltinnClient {
         endpoint: &'static str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<bytes::Bytes, ApiError> {
-        let pass = self.gate.enter(Instant::now()).map_err(closed)?;
+        let pass = self.gates.of(kind_of(endpoint)).enter(Instant::now()).map_err(closed)?;
         let (status, retry_after, body) = match self.answer(endpoint, &build).await {
             Ok(answer) => answer,
             // Nothing was sent: says nothing about Altinn (a probe's pass is freed on drop).
@@ -221,11 +228,15 @@ impl AltinnClient {
                 return Err(e);
             }
         };
-        pass.record(match status {
+        let health = match status {
             s if s.is_server_error() => Health::Down,
             StatusCode::TOO_MANY_REQUESTS => Health::Throttled(retry_after.unwrap_or(Duration::from_secs(1))),
             _ => Health::Up,
-        });
+        };
+        if let Health::Throttled(wait) = health {
+            self.gates.throttle(wait, Instant::now());
+        }
+        pass.record(health);
         if status == StatusCode::OK {
             return Ok(body);
         }
@@ -273,26 +284,66 @@ impl AltinnClient {
         self.tokens.token().await.map_err(|e| token_error(&e))
     }
 
-    /// How long every request must still wait (a 429's Retry-After, a pause while Altinn
-    /// looks down, or no token until the token client's cool-down ends); zero when requests
-    /// may go.
+    /// How long before any request may go (a 429's Retry-After, a pause while both kinds
+    /// of request look down, or no token until the token client's cool-down ends); zero
+    /// when some may go.
     pub fn throttled_for(&self) -> Duration {
-        self.gate.wait(Instant::now()).max(self.tokens.cooling_down_for())
+        self.gates.wait(Instant::now()).max(self.tokens.cooling_down_for())
     }
 
-    /// True while the gate holds requests back (a 429's wait, or a pause of an outage).
+    /// How long before a send (or a read) may go; zero when one may go now.
+    pub fn sends_held_for(&self) -> Duration {
+        self.gates.of(Kind::Send).wait(Instant::now())
+    }
+
+    pub fn reads_held_for(&self) -> Duration {
+        self.gates.of(Kind::Read).wait(Instant::now())
+    }
+
+    /// True while a gate holds requests back (a 429's wait, or a pause of an outage).
     pub fn held_back(&self) -> bool {
-        !self.gate.wait(Instant::now()).is_zero()
+        !self.gates.wait(Instant::now()).is_zero()
     }
 
-    /// How many requests may start now: one at a time while Altinn looks down.
+    /// How many requests may start now: one at a time while both kinds look down.
     pub fn room(&self) -> usize {
-        self.gate.room()
+        self.gates.room()
     }
 
-    /// True while Altinn looks down (several requests in a row had no real answer).
+    /// How many sends may start now: one at a time while sends look down.
+    pub fn send_room(&self) -> usize {
+        self.gates.of(Kind::Send).room()
+    }
+
+    /// True while Altinn looks down: both sends and reads had no real answer several times
+    /// in a row.
     pub fn looks_down(&self) -> bool {
-        self.gate.outage()
+        self.gates.of(Kind::Send).outage() && self.gates.of(Kind::Read).outage()
+    }
+
+    /// How Altinn looks from here, for readiness: `up`, `throttled`, `looks down`, or one kind
+    /// of request failing while the others work (`sends look down`, `reads look down`,
+    /// `details look down`).
+    pub fn health(&self) -> &'static str {
+        let down = |kind| self.gates.of(kind).outage();
+        match (down(Kind::Send), down(Kind::Read)) {
+            (true, true) => "looks down",
+            (true, false) => "sends look down",
+            (false, true) => "reads look down",
+            (false, false) if self.held_back() => "throttled",
+            (false, false) if down(Kind::Details) => "details look down",
+            (false, false) => "up",
+        }
+    }
+}
+
+/// The gate of an endpoint: what creates or changes something is a send; details, which
+/// depend on Altinn's own dependencies, are apart from the other reads.
+fn kind_of(endpoint: &'static str) -> Kind {
+    match endpoint {
+        INITIALIZE | INITIALIZE_WITH_FILES | CREATE_ATTACHMENT | UPLOAD_ATTACHMENT | PURGE => Kind::Send,
+        DETAILS => Kind::Details,
+        _ => Kind::Read,
     }
 }
 
@@ -357,6 +408,11 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Status texts become a failed delivery's error_message: they may name the recipient too.
+fn scrub_overview(mut overview: Overview) -> Overview {
+    scrub_text(&mut overview.status_text);
+    overview
+}
+
 fn scrub_details(mut details: Details) -> Details {
     scrub_text(&mut details.status_text);
     for entry in &mut details.status_history {

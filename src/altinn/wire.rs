@@ -123,6 +123,21 @@ pub struct Identity {
     pub recipient: String,
 }
 
+/// `GET /correspondence/{id}`, the parts a routine status read needs. The overview reads
+/// Altinn's own database only, while details also asks Altinn Notifications (and Register,
+/// and Dialogporten) on every call and fails with them; so routine reads use this, and
+/// details only when something only details has is wanted.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overview {
+    pub status: String,
+    pub status_text: Option<String>,
+    pub status_changed: Option<DateTime<Utc>>,
+    pub published: Option<DateTime<Utc>>,
+    /// When the recipient first read it.
+    pub read: Option<DateTime<Utc>>,
+}
+
 /// `GET /correspondence/{id}/details`, the parts the outbox records. Content is blank
 /// after publication, so it is not read.
 #[derive(Clone, Debug, Deserialize)]

@@ -170,8 +170,10 @@ pub struct Retried {
 /// - never sent (no correspondence id): to `pending` with the attempts reset, due now; if
 ///   the message's shared file upload failed, the failed files start over and the delivery
 ///   waits in `waiting_files` (sending without them would drop a file);
-/// - sent, but the status read failed: back to `awaiting_status`, read now. It is never
-///   sent again: its idempotency key is kept, and Altinn already has it;
+/// - sent, but its publication was never confirmed (`unconfirmed`), or (in rows from
+///   before status reads stopped failing deliveries) a status read failed: back to
+///   `awaiting_status`, read now. It is never sent again: its idempotency key is kept, and
+///   Altinn already has it;
 /// - sent, and Altinn itself failed the correspondence (status Failed or Reserved):
 ///   untouched, as no retry can change Altinn's verdict; a new letter needs `resend`.
 pub async fn retry(pool: &PgPool, scope: &RetryScope) -> Result<Vec<Retried>, sqlx::Error> {
@@ -186,7 +188,7 @@ pub async fn retry(pool: &PgPool, scope: &RetryScope) -> Result<Vec<Retried>, sq
                            WHERE a.message_id = d.message_id AND a.upload_state = 'failed') AS files_failed
             FROM altinn_outbox.delivery d
             WHERE CASE WHEN $1::bigint IS NOT NULL THEN d.message_id = $1
-                       ELSE d.state = 'failed' AND ($2::text IS NULL OR d.error_code = $2
+                       ELSE d.state IN ('failed', 'unconfirmed') AND ($2::text IS NULL OR d.error_code = $2
                             OR (strpos($2, ':') = 0 AND split_part(d.error_code, ':', 2) = $2)) END
          ), moved AS (
             UPDATE altinn_outbox.delivery d SET
@@ -200,7 +202,7 @@ pub async fn retry(pool: &PgPool, scope: &RetryScope) -> Result<Vec<Retried>, sq
                 error_message = 'put back by altinn-outbox retry after ' || coalesce(d.error_code, 'no code'),
                 updated_at = now()
             FROM target t
-            WHERE d.id = t.id AND d.state = 'failed'
+            WHERE d.id = t.id AND d.state IN ('failed', 'unconfirmed')
               AND NOT (t.correspondence_id IS NOT NULL AND coalesce(t.altinn_status, '') IN ('Failed', 'Reserved'))
             RETURNING d.id, d.state
          ), files AS (
@@ -318,7 +320,7 @@ pub struct PruneReport {
 /// A delivery a prune may remove: finished before the cutoff ($1) and no longer followed.
 /// The same rule as `altinn_outbox.prune_messages` (migration 20261204000011), which deletes.
 const PRUNABLE: &str =
-    "d.state IN ('delivered', 'failed', 'cancelled') AND d.finished_at < $1 AND d.next_poll_at IS NULL";
+    "d.state IN ('delivered', 'unconfirmed', 'failed', 'cancelled') AND d.finished_at < $1 AND d.next_poll_at IS NULL";
 
 /// Deletes messages all of whose deliveries finished more than `older_than` ago and are
 /// no longer followed, with their deliveries, attachments and history, in batches of

@@ -7,8 +7,8 @@ use sqlx::PgPool;
 /// Every state a delivery can be in (the `delivery_state_known` constraint): each is
 /// reported, with zero when no row is in it, so a state that empties reads 0 instead of
 /// vanishing from the scrape.
-pub const DELIVERY_STATES: [&str; 7] =
-    ["pending", "waiting_files", "sending", "awaiting_status", "delivered", "failed", "cancelled"];
+pub const DELIVERY_STATES: [&str; 8] =
+    ["pending", "waiting_files", "sending", "awaiting_status", "delivered", "unconfirmed", "failed", "cancelled"];
 
 /// The states of a shared upload (`attachment_upload_state_known` less `none`: files sent
 /// inside their multipart request have no upload of their own).

@@ -153,7 +153,7 @@ pub async fn write_back(pool: &PgPool, batch: &[WriteBack]) -> Result<u64, sqlx:
             notification = coalesce(u.notification, d.notification),
             notification_detail = coalesce(u.notification_detail::jsonb, d.notification_detail),
             next_poll_at = u.next_poll_at,
-            finished_at = CASE WHEN u.state IN ('delivered', 'failed', 'cancelled')
+            finished_at = CASE WHEN u.state IN ('delivered', 'unconfirmed', 'failed', 'cancelled')
                                THEN coalesce(d.finished_at, now()) END,
             error_code = u.error_code,
             error_message = u.error_message,

@@ -90,7 +90,17 @@ impl Feed {
         }
         let now = Instant::now();
         let due = |skip: Option<Instant>| skip.is_none_or(|until| until <= now);
-        let looks = Looks { uploads: due(self.skip_uploads_until), polls: due(self.skip_polls_until) };
+        // A kind of request Altinn's gate holds back is not claimed meanwhile: its rows would
+        // only be deferred (sends and uploads go through the send gate, status reads the read gate).
+        let sends = ctx.altinn.sends_held_for().is_zero();
+        let reads = ctx.altinn.reads_held_for().is_zero();
+        let looks =
+            Looks { sends, uploads: sends && due(self.skip_uploads_until), polls: reads && due(self.skip_polls_until) };
+        if !(looks.sends || looks.uploads || looks.polls) {
+            // Every kind is held back or was just found empty: look again shortly.
+            self.idle_until = Some(now + POLLS_LOOK_AGAIN);
+            return;
+        }
         let ctx = ctx.clone();
         self.asking += want;
         self.claims.spawn(async move {

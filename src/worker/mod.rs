@@ -111,15 +111,16 @@ pub enum Batch {
     Empty,
 }
 
-/// Which kinds of work besides sends a claim looks for (each look is a round trip).
+/// Which kinds of work a claim looks for (each look is a round trip).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Looks {
+    pub sends: bool,
     pub uploads: bool,
     pub polls: bool,
 }
 
 impl Looks {
-    pub const ALL: Looks = Looks { uploads: true, polls: true };
+    pub const ALL: Looks = Looks { sends: true, uploads: true, polls: true };
 }
 
 /// Claims up to `capacity` jobs: due status reads first (at most half, so sends are never
@@ -149,7 +150,9 @@ async fn claim_kinds(ctx: &Context, capacity: usize, looks: Looks) -> Result<Vec
         Vec::new()
     };
     let room = capacity.saturating_sub(polls.len()) as i64;
-    let sends = if room > 0 {
+    // While sends look down, one at a time (the gate's probe), whatever reads may do.
+    let room = room.min(i64::try_from(ctx.altinn.send_room()).unwrap_or(i64::MAX));
+    let sends = if room > 0 && looks.sends {
         let lease = outbox::SendLease { worker: &s.instance, lease: s.lease, upload_lease: s.upload_lease };
         outbox::claim_sends(&ctx.pool, room, &lease, |send| key_for(s.namespace, send)).await?
     } else {

@@ -4,40 +4,124 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::Context;
-use crate::altinn::wire::{status_value, Details, Notification, RecipientStatus};
-use crate::altinn::{ApiError, ErrorClass};
+use crate::altinn::wire::{status_value, Details, Notification, Overview, RecipientStatus};
+use crate::altinn::ApiError;
 use crate::config::FollowUntil;
 use crate::outbox::{ClaimedPoll, Outcome, PollUpdate};
 use crate::worker::policy::{after, StatusPolicy};
 
+/// One status read: the overview, which depends on nothing but Altinn's own database; then
+/// the details only when the overview says the letter is published and something only the
+/// details have is still wanted (the notification's outcome, the confirmation time). A
+/// failed read never fails the delivery: Altinn has the letter.
 pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
     let now = Utc::now();
     let policy = &ctx.settings.status;
-    let update = match ctx.altinn.details(job.correspondence_id).await {
-        Ok(details) => assess(&details, job, policy, now),
+    let update = match ctx.altinn.overview(job.correspondence_id).await {
+        Ok(overview) => assess_overview(&overview, job, policy, now),
+        // The overview hides a purged correspondence (404/1001); the details still show
+        // whether it was published first.
+        Err(e) if gone(&e) => {
+            return match ctx.altinn.details(job.correspondence_id).await {
+                Ok(details) => Outcome::Polled(Box::new(purged(assess(&details, job, policy, now), &e))),
+                Err(again) if gone(&again) => Outcome::Polled(Box::new(purged(vanished(job), &e))),
+                Err(again) => read_failed(job, policy, again, now),
+            };
+        }
         Err(e) => return read_failed(job, policy, e, now),
+    };
+    if !wants_details(&update, job, policy) {
+        return Outcome::Polled(Box::new(update));
+    }
+    match ctx.altinn.details(job.correspondence_id).await {
+        Ok(details) => Outcome::Polled(Box::new(assess(&details, job, policy, now))),
+        // What the overview said stands; the details are asked for again at the next read.
+        Err(e) => {
+            let mut update = update;
+            update.error =
+                Some((e.code, format!("reading the details (notification, confirmation) failed: {}", e.message)));
+            Outcome::Polled(Box::new(update))
+        }
+    }
+}
+
+/// 404 (`altinn:1001`): Altinn no longer shows the correspondence to its sender.
+fn gone(e: &ApiError) -> bool {
+    e.code == "altinn:1001" || e.code == "http:404"
+}
+
+/// The correspondence was purged (by someone other than this outbox's cancel, which records
+/// its own): following ends with Altinn's code; what was learnt first stands (a letter
+/// published before it was purged stays delivered).
+fn purged(mut update: PollUpdate, e: &ApiError) -> PollUpdate {
+    if update.state == "awaiting_status" || update.state == "unconfirmed" {
+        update.state = "cancelled";
+    }
+    update.next_poll_at = None;
+    update.error =
+        Some((e.code.clone(), "Altinn no longer has the correspondence (purged); no longer followed".into()));
+    update
+}
+
+/// Neither overview nor details know the correspondence any more.
+fn vanished(job: &ClaimedPoll) -> PollUpdate {
+    PollUpdate { state: state_name(&job.state), ..PollUpdate::default() }
+}
+
+/// Details are read only for a published letter, and only for what the overview lacks.
+fn wants_details(u: &PollUpdate, job: &ClaimedPoll, policy: &StatusPolicy) -> bool {
+    let notification_open = policy.follow_notifications && !notification_outcome(&[], job.notification.as_deref()).2;
+    let confirmation_open = policy.follow_until == FollowUntil::Confirmed
+        && job.is_confirmation_needed
+        && u.confirmed_at.or(job.confirmed_at).is_none();
+    u.state == "delivered" && u.next_poll_at.is_some() && (notification_open || confirmation_open)
+}
+
+/// A status read that failed: the read failed, not the delivery. Altinn accepted the
+/// letter, so whatever the error it is read again on the growing schedule; once the follow
+/// period is over, following ends: a delivered letter stays delivered, any other becomes
+/// `unconfirmed` (Altinn has it, publication not confirmed), with the last error.
+pub fn read_failed(job: &ClaimedPoll, policy: &StatusPolicy, e: ApiError, now: DateTime<Utc>) -> Outcome {
+    let error = Some((e.code, format!("reading the status failed: {}", e.message)));
+    let update = if too_old(job, policy, now) {
+        let state = if job.state == "delivered" { "delivered" } else { "unconfirmed" };
+        PollUpdate { state, error, ..PollUpdate::default() }
+    } else {
+        let wait = policy.interval(job.polls + 1).max(e.retry_after.unwrap_or_default());
+        PollUpdate {
+            state: state_name(&job.state),
+            next_poll_at: Some(after(now, wait)),
+            error,
+            ..PollUpdate::default()
+        }
     };
     Outcome::Polled(Box::new(update))
 }
 
-/// A status read that failed: the read failed, not the delivery, unless it can never succeed.
-pub fn read_failed(job: &ClaimedPoll, policy: &StatusPolicy, e: ApiError, now: DateTime<Utc>) -> Outcome {
-    let update = if e.class == ErrorClass::Permanent {
-        PollUpdate {
-            state: "failed",
-            error: Some((e.code, format!("reading the status failed: {}", e.message))),
-            ..PollUpdate::default()
-        }
-    } else {
-        // Keep the delivery's state and read again later.
-        PollUpdate {
-            state: state_name(&job.state),
-            next_poll_at: Some(after(now, policy.interval(job.polls + 1).max(e.retry_after.unwrap_or_default()))),
-            error: Some((e.code, format!("reading the status failed: {}", e.message))),
-            ..PollUpdate::default()
-        }
+/// What one read learned, from the overview or the details.
+struct Reading<'a> {
+    status: &'a str,
+    status_text: Option<&'a String>,
+    status_changed: Option<DateTime<Utc>>,
+    published: Option<DateTime<Utc>>,
+    read: Option<DateTime<Utc>>,
+    confirmed: Option<DateTime<Utc>>,
+    /// Empty when not read (the overview has none): the row's outcome stands.
+    notifications: &'a [Notification],
+}
+
+/// What an overview answer means: pure, so every rule is tested without a server.
+pub fn assess_overview(o: &Overview, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Utc>) -> PollUpdate {
+    let reading = Reading {
+        status: &o.status,
+        status_text: o.status_text.as_ref(),
+        status_changed: o.status_changed,
+        published: o.published,
+        read: o.read,
+        confirmed: None,
+        notifications: &[],
     };
-    Outcome::Polled(Box::new(update))
+    judge(&reading, job, policy, now)
 }
 
 /// What a details answer means: pure, so every rule is tested without a server.
@@ -45,16 +129,29 @@ pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTi
     let first = |name: &str| {
         d.status_history.iter().filter(|h| h.status.eq_ignore_ascii_case(name)).filter_map(|h| h.status_changed).min()
     };
-    let published_at = d.published.or_else(|| first("Published")).or(job.published_at);
-    let read_at = first("Read").or(job.read_at);
-    let confirmed_at = first("Confirmed").or(job.confirmed_at);
+    let reading = Reading {
+        status: &d.status,
+        status_text: d.status_text.as_ref(),
+        status_changed: d.status_changed,
+        published: d.published.or_else(|| first("Published")),
+        read: first("Read"),
+        confirmed: first("Confirmed"),
+        notifications: &d.notifications,
+    };
+    judge(&reading, job, policy, now)
+}
+
+fn judge(r: &Reading, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Utc>) -> PollUpdate {
+    let published_at = r.published.or(job.published_at);
+    let read_at = r.read.or(job.read_at);
+    let confirmed_at = r.confirmed.or(job.confirmed_at);
     let (notification, notification_detail, notification_final) =
-        notification_outcome(&d.notifications, job.notification.as_deref());
-    let status = status_value(&d.status);
+        notification_outcome(r.notifications, job.notification.as_deref());
+    let status = status_value(r.status);
     let mut update = PollUpdate {
         state: "awaiting_status",
-        altinn_status: Some(d.status.clone()),
-        altinn_status_at: d.status_changed,
+        altinn_status: Some(r.status.to_string()),
+        altinn_status_at: r.status_changed,
         published_at,
         read_at,
         confirmed_at,
@@ -67,7 +164,7 @@ pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTi
     let failed = |code: &str, default: &str| {
         Some((
             format!("altinn:{code}"),
-            d.status_text.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| default.to_string()),
+            r.status_text.filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| default.to_string()),
         ))
     };
     if published_at.is_some() {
@@ -84,9 +181,10 @@ pub fn assess(d: &Details, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTi
     }
     update.next_poll_at = next_read(&update, job, policy, now, notification_final);
     if update.state == "awaiting_status" && update.next_poll_at.is_none() {
-        // Sent but never published within the follow period: say so on the row, where an
-        // operator finds it (state awaiting_status with no next read).
+        // Sent but never published within the follow period: Altinn has it, publication
+        // not confirmed; a state of its own, where an operator finds it.
         let hours = policy.max_age.as_secs() / 3600;
+        update.state = "unconfirmed";
         update.error =
             Some(("status_timeout".into(), format!("not published {hours} h after sending; no longer followed")));
     }

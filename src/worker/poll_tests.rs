@@ -364,7 +364,7 @@ fn reads_stop_past_the_maximum_age() {
     let too_old = ClaimedPoll { sent_at: now() - max_age - chrono::Duration::seconds(1), ..job() };
     let u = assess_now(&d, &too_old, &p);
     assert_eq!(u.next_poll_at, None);
-    assert_eq!(u.state, "awaiting_status");
+    assert_eq!(u.state, "unconfirmed", "Altinn has it; publication not confirmed");
     assert_eq!(u.error.as_ref().map(|(code, _)| code.as_str()), Some("status_timeout"), "the row says why");
 
     // Also after delivery, when the goal is still ahead.
@@ -388,4 +388,102 @@ fn unknown_statuses_do_not_panic() {
 
     let d = details(json!({"status": "SomethingNew", "published": ago(30)}));
     assert_eq!(assess_now(&d, &job(), &policy()).state, "delivered");
+}
+
+fn overview(v: Value) -> Overview {
+    serde_json::from_value(v).expect("overview JSON in Altinn's shape")
+}
+
+#[test]
+fn the_overview_decides_publication_and_reading() {
+    let o = overview(json!({"status": "Read", "statusChanged": ago(5), "published": ago(30), "read": ago(5)}));
+    let u = assess_overview(&o, &job(), &following(FollowUntil::Read, false), now());
+    assert_eq!((u.state, u.published_at, u.read_at), ("delivered", Some(ago(30)), Some(ago(5))));
+    assert_eq!(u.next_poll_at, None, "read: the goal is reached");
+    assert_eq!(u.notification, None, "the overview says nothing of notifications: the row's outcome stands");
+
+    let o = overview(json!({"status": "Reserved", "statusText": "reserved in KRR"}));
+    let u = assess_overview(&o, &job(), &policy(), now());
+    assert_eq!((u.state, u.error.unwrap().0.as_str()), ("failed", "altinn:Reserved"));
+    let o = overview(json!({"status": "ReadyForPublish"}));
+    let u = assess_overview(&o, &job(), &policy(), now());
+    assert_eq!((u.state, u.next_poll_at), ("awaiting_status", next_after(&job(), &policy())));
+}
+
+#[test]
+fn details_are_wanted_only_for_a_published_letter_and_only_for_what_the_overview_lacks() {
+    let pending = ClaimedPoll { notification: Some("pending".into()), ..job() };
+    let published = overview(json!({"status": "Published", "published": ago(30)}));
+    let unpublished = overview(json!({"status": "ReadyForPublish"}));
+    let notifications = following(FollowUntil::Published, true);
+    let u = assess_overview(&published, &pending, &notifications, now());
+    assert!(wants_details(&u, &pending, &notifications), "the notification's outcome is only in details");
+    let u = assess_overview(&unpublished, &pending, &notifications, now());
+    assert!(!wants_details(&u, &pending, &notifications), "never for an unpublished letter");
+    let u = assess_overview(&published, &job(), &notifications, now());
+    assert!(!wants_details(&u, &job(), &notifications), "no notification ordered: nothing to learn");
+    let settled = ClaimedPoll { notification: Some("delivered".into()), ..job() };
+    let u = assess_overview(&published, &settled, &notifications, now());
+    assert!(!wants_details(&u, &settled, &notifications), "the outcome is final");
+
+    let confirm = ClaimedPoll { is_confirmation_needed: true, ..job() };
+    let until_confirmed = following(FollowUntil::Confirmed, false);
+    let u = assess_overview(&published, &confirm, &until_confirmed, now());
+    assert!(wants_details(&u, &confirm, &until_confirmed), "the confirmation time is only in details");
+    let confirmed = ClaimedPoll { confirmed_at: Some(ago(1)), ..confirm };
+    let u = assess_overview(&published, &confirmed, &until_confirmed, now());
+    assert!(!wants_details(&u, &confirmed, &until_confirmed));
+}
+
+fn polled(outcome: Outcome) -> PollUpdate {
+    match outcome {
+        Outcome::Polled(u) => *u,
+        other => panic!("a status read's outcome, not {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_read_never_fails_the_delivery() {
+    let p = policy();
+    for e in [
+        ApiError::permanent("http:400", "bad request"),
+        ApiError::permanent("altinn:1001", "not found"),
+        ApiError::transient("http:500", "Notifications failed"),
+    ] {
+        for state in ["awaiting_status", "delivered"] {
+            let job = ClaimedPoll { state: state.into(), ..job() };
+            let u = polled(read_failed(&job, &p, e.clone(), now()));
+            assert_eq!(u.state, state, "{e}: the state stays");
+            assert_eq!(u.next_poll_at, next_after(&job, &p), "{e}: read again on the schedule");
+            assert_eq!(u.error.as_ref().map(|(c, _)| c.as_str()), Some(e.code.as_str()));
+        }
+    }
+}
+
+#[test]
+fn reads_that_fail_until_the_follow_period_ends_leave_the_letter_unconfirmed() {
+    let p = policy();
+    let max_age = chrono::Duration::from_std(p.max_age).unwrap();
+    let too_old = ClaimedPoll { sent_at: now() - max_age - chrono::Duration::seconds(1), ..job() };
+    let e = ApiError::transient("http:503", "unavailable");
+    let u = polled(read_failed(&too_old, &p, e.clone(), now()));
+    assert_eq!((u.state, u.next_poll_at), ("unconfirmed", None));
+    assert!(u.error.unwrap().1.contains("unavailable"), "the last error stays on the row");
+    let delivered = ClaimedPoll { state: "delivered".into(), ..too_old };
+    let u = polled(read_failed(&delivered, &p, e, now()));
+    assert_eq!((u.state, u.next_poll_at), ("delivered", None), "a delivered letter stays delivered");
+}
+
+#[test]
+fn a_correspondence_purged_by_someone_else_ends_following_with_its_code() {
+    let gone = ApiError::permanent("altinn:1001", "not found");
+    let unpublished = assess_now(&details(json!({"status": "PurgedByAltinn"})), &job(), &policy());
+    let u = purged(unpublished, &gone);
+    assert_eq!((u.state, u.next_poll_at), ("cancelled", None));
+    assert_eq!(u.error.unwrap().0, "altinn:1001");
+    let published = published_with(history(&[("Published", 30)]), json!([]));
+    let u = purged(assess_now(&published, &job(), &following(FollowUntil::Read, false)), &gone);
+    assert_eq!((u.state, u.next_poll_at), ("delivered", None), "published first: delivered stands");
+    let u = purged(vanished(&job()), &gone);
+    assert_eq!(u.state, "cancelled");
 }

@@ -46,7 +46,8 @@ async fn scenario_3_altinn_down() {
     c.wait_until("sending under way", Duration::from_secs(30), || async { app.initialize_requests() >= 300 }).await;
 
     let before = app.fake.state().requests().len();
-    for endpoint in [Endpoint::Initialize, Endpoint::Lookup, Endpoint::Details, Endpoint::Exchange] {
+    for endpoint in [Endpoint::Initialize, Endpoint::Lookup, Endpoint::Overview, Endpoint::Details, Endpoint::Exchange]
+    {
         app.fake.faults().add(FaultRule::always(endpoint, FaultKind::Status(503)));
     }
     tokio::time::sleep(outage).await;
