@@ -547,6 +547,43 @@ async fn injected_503_and_429_answer_like_a_gateway() {
 }
 
 #[tokio::test]
+async fn an_injected_problem_answers_like_altinn_and_creates_nothing() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    let detail = "Could not retrieve party uuid from lookup in Altinn Register";
+    let register = FaultKind::Problem { status: 400, error_code: 4002, detail: detail.into() };
+    server.faults().add(FaultRule::times(Endpoint::Initialize, register, 1));
+    let key = uuid::Uuid::new_v4();
+    let (status, body) = api.initialize(&message(&[ORG], Some(key))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["type"], "https://tools.ietf.org/html/rfc9110#section-15.5.1");
+    assert_eq!((&body["title"], &body["status"]), (&json!("Bad Request"), &json!(400)));
+    assert_eq!((&body["detail"], &body["code"]), (&json!(detail), &json!("CORR-04002")));
+    assert_eq!(error_code(&body), Some(4002));
+    assert!(body["traceId"].as_str().is_some_and(|t| t.starts_with("00-")), "{body}");
+    assert_eq!(server.state().initialize_calls(), 0, "the handler never ran");
+    assert!(server.state().correspondences().is_empty(), "nothing was created");
+
+    // The key was not stored: the same request succeeds now.
+    let (status, body) = api.initialize(&message(&[ORG], Some(key))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.state().correspondences().len(), 1);
+
+    // Any status, any endpoint: KRR failing shows as 500 with 1032.
+    let krr = FaultKind::Problem {
+        status: 500,
+        error_code: 1032,
+        detail: "Contact reservation registry lookup failed".into(),
+    };
+    server.faults().add(FaultRule::times(Endpoint::Any, krr, 1));
+    let (status, body) = api.initialize(&message(&[ORG], None)).await;
+    assert_eq!((status, &body["title"]), (StatusCode::INTERNAL_SERVER_ERROR, &json!("Internal Server Error")));
+    assert_eq!((error_code(&body), &body["code"]), (Some(1032), &json!("CORR-01032")));
+    assert_eq!(server.state().correspondences().len(), 1, "still only the one");
+    assert_eq!(server.faults().injected(), 2);
+}
+
+#[tokio::test]
 async fn a_delay_fault_holds_the_request() {
     let server = FakeServer::start(config()).await;
     server.faults().add(FaultRule::always(Endpoint::Token, FaultKind::Delay(Duration::from_millis(500))));

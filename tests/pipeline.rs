@@ -206,6 +206,74 @@ async fn transient_errors_end_the_row_after_max_attempts() {
     assert_eq!(app.initialize_requests(), 4);
 }
 
+/// Altinn Register failing to find the sender: 400 with 4002, nothing created.
+fn register_hiccup() -> FaultKind {
+    FaultKind::Problem {
+        status: 400,
+        error_code: 4002,
+        detail: "Could not retrieve party uuid from lookup in Altinn Register".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_register_hiccup_4002_is_retried_with_the_same_key_until_sent() {
+    let app = TestApp::start().await;
+    app.fake.faults().add(FaultRule::times(Endpoint::Initialize, register_hiccup(), 2));
+    let id = app.insert("register-hiccup", &[ORG]).await;
+    for attempt in 1..=2 {
+        app.drain().await;
+        let d = app.delivery_of(id).await;
+        assert_eq!(d.get::<String, _>("state"), "pending", "attempt {attempt} is retried, not failed");
+        assert_eq!(d.get::<i32, _>("attempts"), attempt);
+        assert_eq!(d.get::<Option<String>, _>("error_code").as_deref(), Some("altinn:4002"));
+        assert_eq!(
+            d.get::<Option<String>, _>("error_message").as_deref(),
+            Some("Could not retrieve party uuid from lookup in Altinn Register")
+        );
+        assert!(d.get::<DateTime<Utc>, _>("next_attempt_at") > Utc::now(), "the backoff is on the row");
+        app.make_all_due().await;
+    }
+    app.drain().await;
+    let d = app.delivery_of(id).await;
+    assert_eq!(d.get::<String, _>("state"), "awaiting_status");
+    assert_eq!(d.get::<i32, _>("attempts"), 3);
+    let key: Uuid = d.get("idempotency_key");
+    let keys: Vec<Option<Uuid>> = app.fake.state().initialize_arrivals().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [Some(key); 3], "every attempt carried the row's key");
+    let created = app.fake.state().correspondences();
+    assert_eq!(created.len(), 1);
+    assert_eq!((created[0].id, created[0].idempotent_key), (d.get("correspondence_id"), Some(key)));
+    assert_eq!(app.initialize_requests(), 3);
+    assert_eq!(app.fake.faults().injected(), 2);
+    assert!(!app.ctx.altinn.looks_down(), "a 400 is a real answer: the gate never closed");
+}
+
+#[tokio::test]
+async fn a_dependency_failure_in_a_500_is_retried_and_does_not_close_the_gate() {
+    let app = TestApp::start().await;
+    // More in a row than it takes a plain 5xx to make Altinn look down (five).
+    let krr = FaultKind::Problem {
+        status: 500,
+        error_code: 1032,
+        detail: "Contact reservation registry lookup failed".into(),
+    };
+    app.fake.faults().add(FaultRule::times(Endpoint::Initialize, krr, 8));
+    app.insert_many(8).await;
+    app.drain().await;
+    assert_eq!(app.fake.faults().injected(), 8, "each of the eight reached the fake");
+    assert!(!app.ctx.altinn.looks_down(), "Correspondence answered each one itself");
+    let codes: Vec<(String, Option<String>, i32)> =
+        sqlx::query_as("SELECT state, error_code, attempts FROM altinn_outbox.delivery ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(codes, vec![("pending".to_string(), Some("altinn:1032".to_string()), 1); 8]);
+    app.make_all_due().await;
+    app.drain().await;
+    assert_eq!(app.count_in("awaiting_status").await, 8);
+    assert_eq!(app.initialize_requests(), 16);
+}
+
 #[tokio::test]
 async fn an_invalid_organisation_number_fails_before_any_request() {
     let app = TestApp::start().await;

@@ -1,5 +1,6 @@
 //! Failure classification, done once, here at the client boundary: the worker matches on
-//! [`ErrorClass`] and never sees an HTTP status. Altinn's texts quote recipients (1030 names
+//! [`ErrorClass`] and never sees an HTTP status. Altinn's own error code decides first
+//! ([`super::codes`]), the HTTP status only for a code it does not know. Altinn's texts quote recipients (1030 names
 //! the reserved person's national identity number, 1029 lists URNs), so every text taken from
 //! a body is scrubbed here ([`crate::identifiers::scrub`]): the row, its history, the logs and
 //! `show` never get the number.
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::codes;
 use crate::identifiers::scrub;
 
 /// What the worker should do about a failed call.
@@ -57,15 +59,19 @@ impl ApiError {
         ApiError::transient(code, format!("{e}: {}", source_chain(e)))
     }
 
-    /// Classifies a non-success answer from its status and body.
+    /// Classifies a non-success answer from Altinn's error code in its body, or from its
+    /// status when the code is unknown or missing.
     pub fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Self {
         let problem = Problem::parse(body);
-        let class = match status {
-            408 | 429 | 500..=599 => ErrorClass::Transient,
-            // An empty 401 (even after a fresh token) or 403 means our token is not right
-            // yet, not that the row is: the worker waits (Deferred) rather than fail rows.
-            401 | 403 if problem.error_code.is_none() => ErrorClass::Deferred,
-            _ => ErrorClass::Permanent,
+        let class = match problem.error_code.and_then(codes::class_of) {
+            Some(class) => class,
+            None => match status {
+                408 | 429 | 500..=599 => ErrorClass::Transient,
+                // An empty 401 (even after a fresh token) or 403 means our token is not right
+                // yet, not that the row is: the worker waits (Deferred) rather than fail rows.
+                401 | 403 if problem.error_code.is_none() => ErrorClass::Deferred,
+                _ => ErrorClass::Permanent,
+            },
         };
         let code = match (&problem.error_code, &problem.code) {
             (Some(n), _) => format!("altinn:{n}"),
@@ -78,6 +84,12 @@ impl ApiError {
 
     pub fn is_already_created(&self) -> bool {
         self.code == "altinn:1034"
+    }
+
+    /// True when Altinn itself answered that one of its dependencies failed (a transient
+    /// code of [`codes`]): Altinn is up, and the request may succeed later.
+    pub fn is_dependency_failure(&self) -> bool {
+        self.code.strip_prefix("altinn:").and_then(|n| n.parse().ok()).is_some_and(codes::is_transient)
     }
 }
 
@@ -196,6 +208,30 @@ mod tests {
         let e = ApiError::from_response(400, None, br#""Invalid notification template""#);
         assert_eq!((e.code.as_str(), e.message.as_str()), ("http:400", "Invalid notification template"));
         assert!(ApiError::from_response(409, None, br#"{"errorCode":1034}"#).is_already_created());
+    }
+
+    #[test]
+    fn altinns_code_decides_before_the_status() {
+        let register = br#"{"type":"https://tools.ietf.org/html/rfc9110#section-15.5.1","title":"Bad Request","status":400,"detail":"Could not retrieve party uuid from lookup in Altinn Register","code":"CORR-04002","traceId":"00-1-2-01","errorCode":4002}"#;
+        let e = ApiError::from_response(400, None, register);
+        assert_eq!((e.class, e.code.as_str()), (ErrorClass::Transient, "altinn:4002"));
+        assert_eq!(e.message, "Could not retrieve party uuid from lookup in Altinn Register");
+        assert!(e.is_dependency_failure());
+        let status = ApiError::from_response(400, None, br#"{"status":400,"errorCode":1015}"#);
+        assert_eq!(status.class, ErrorClass::Transient);
+        let krr = ApiError::from_response(500, None, br#"{"status":500,"errorCode":1032}"#);
+        assert_eq!(krr.class, ErrorClass::Transient);
+        assert!(krr.is_dependency_failure());
+
+        let title = ApiError::from_response(400, None, br#"{"status":400,"errorCode":1002}"#);
+        assert_eq!(title.class, ErrorClass::Permanent);
+        assert!(!title.is_dependency_failure());
+
+        // A code the table does not know keeps the rule of its status.
+        assert_eq!(ApiError::from_response(400, None, br#"{"errorCode":9999}"#).class, ErrorClass::Permanent);
+        let unknown = ApiError::from_response(503, None, br#"{"errorCode":9999}"#);
+        assert_eq!((unknown.class, unknown.is_dependency_failure()), (ErrorClass::Transient, false));
+        assert!(!ApiError::from_response(503, None, b"").is_dependency_failure());
     }
 
     #[test]

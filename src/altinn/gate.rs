@@ -37,7 +37,7 @@ const PROBE_POLL: Duration = Duration::from_millis(50);
 /// What a request's answer says about Altinn's health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
-    /// A real answer (2xx or 4xx): Altinn is up.
+    /// A real answer (2xx, 4xx, or a 5xx naming a failed dependency of Altinn): it is up.
     Up,
     /// A 5xx, a timeout or no answer.
     Down,

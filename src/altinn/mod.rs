@@ -2,6 +2,7 @@
 //! every failure leaves as an [`ApiError`] with its [`ErrorClass`]. Altinn's free texts (error
 //! details, status texts) are scrubbed of personal data before they leave this module.
 
+mod codes;
 mod error;
 mod form;
 mod gate;
@@ -228,19 +229,16 @@ impl AltinnClient {
                 return Err(e);
             }
         };
-        let health = match status {
-            s if s.is_server_error() => Health::Down,
-            StatusCode::TOO_MANY_REQUESTS => Health::Throttled(retry_after.unwrap_or(Duration::from_secs(1))),
-            _ => Health::Up,
-        };
+        let error = (status != StatusCode::OK).then(|| ApiError::from_response(status.as_u16(), retry_after, &body));
+        let health = health(status, retry_after, error.as_ref());
         if let Health::Throttled(wait) = health {
             self.gates.throttle(wait, Instant::now());
         }
         pass.record(health);
-        if status == StatusCode::OK {
-            return Ok(body);
+        match error {
+            None => Ok(body),
+            Some(e) => Err(e),
         }
-        Err(ApiError::from_response(status.as_u16(), retry_after, &body))
     }
 
     /// One request with a token (two after a 401), its body read completely.
@@ -347,6 +345,22 @@ fn kind_of(endpoint: &'static str) -> Kind {
     }
 }
 
+/// What an answer says about Altinn's health, for the gate.
+///
+/// A 5xx whose body carries one of Altinn's codes for a failed dependency (1032: the contact
+/// reservation registry, 500; 2002: storage, 502) was written by Correspondence itself: it is
+/// up, and requests that do not need that dependency (an organisation needs no KRR lookup, a
+/// letter without files no storage) still succeed. Counting it toward "Altinn looks down"
+/// would hold all of them back for one dependency's trouble; the row retries on its own
+/// backoff instead. A code in a 4xx (4002, Register) is a real answer like any other 4xx.
+fn health(status: StatusCode, retry_after: Option<Duration>, error: Option<&ApiError>) -> Health {
+    match status {
+        s if s.is_server_error() && !error.is_some_and(ApiError::is_dependency_failure) => Health::Down,
+        StatusCode::TOO_MANY_REQUESTS => Health::Throttled(retry_after.unwrap_or(Duration::from_secs(1))),
+        _ => Health::Up,
+    }
+}
+
 /// Why a request has no answer: no token (nothing was sent), or the answer was lost.
 enum NoAnswer {
     NoToken(ApiError),
@@ -447,6 +461,24 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dependency_failure_in_a_5xx_is_a_real_answer_for_the_gate() {
+        let answer = |status: u16, body: &[u8]| {
+            let status = StatusCode::from_u16(status).unwrap();
+            let error = ApiError::from_response(status.as_u16(), None, body);
+            health(status, None, Some(&error))
+        };
+        assert_eq!(answer(500, br#"{"status":500,"errorCode":1032,"code":"CORR-01032"}"#), Health::Up);
+        assert_eq!(answer(502, br#"{"status":502,"errorCode":2002,"code":"CORR-02002"}"#), Health::Up);
+        assert_eq!(answer(400, br#"{"status":400,"errorCode":4002,"code":"CORR-04002"}"#), Health::Up);
+        assert_eq!(answer(500, br#"{"status":500,"title":"Internal Server Error","detail":""}"#), Health::Down);
+        assert_eq!(answer(503, b""), Health::Down);
+        assert_eq!(answer(500, br#"{"status":500,"errorCode":9999}"#), Health::Down, "an unknown code proves nothing");
+        assert_eq!(health(StatusCode::OK, None, None), Health::Up);
+        let wait = Some(Duration::from_secs(3));
+        assert_eq!(health(StatusCode::TOO_MANY_REQUESTS, wait, None), Health::Throttled(Duration::from_secs(3)));
+    }
 
     #[test]
     fn status_texts_and_unreadable_answers_lose_the_recipients_number() {

@@ -2,8 +2,9 @@
 //! so tests can prove the client retries, backs off and recovers without duplicates.
 //!
 //! Rules are applied by a middleware in front of every handler, so a faulted request never
-//! reaches the handler (and is not counted by it) — except `CommitThenDrop`, which lets the
-//! handler commit and then loses the response, the case idempotency keys exist for.
+//! reaches the handler (and is not counted by it, and creates nothing) — except
+//! `CommitThenDrop`, which lets the handler commit and then loses the response, the case
+//! idempotency keys exist for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
-use super::problem::{empty, plain_problem};
+use super::problem::{empty, plain_problem, Problem};
 use super::state::bump;
 use super::App;
 
@@ -88,6 +89,10 @@ impl Endpoint {
 pub enum FaultKind {
     /// Answer with this status: empty body for 401/403, plain ProblemDetails otherwise.
     Status(u16),
+    /// Answer as Altinn does when it refuses a request with one of its own codes:
+    /// ProblemDetails with `errorCode`, `code` (`CORR-0xxxx`) and this `detail`, with any
+    /// status (4002 comes with 400 when Altinn Register fails, 1032 with 500 when KRR does).
+    Problem { status: u16, error_code: u32, detail: String },
     /// 429 with `Retry-After`; requests arriving before that time are counted by
     /// `FakeState::requests_before_retry_after`.
     TooManyRequests { retry_after_s: u64 },
@@ -193,6 +198,9 @@ pub(crate) async fn middleware(State(app): State<Arc<App>>, request: Request, ne
     match kind {
         FaultKind::Status(status @ (401 | 403)) => empty(status),
         FaultKind::Status(status) => plain_problem(status, "Injected fault"),
+        FaultKind::Problem { status, error_code, detail } => {
+            Problem::Domain { code: error_code, status, detail }.into_response()
+        }
         FaultKind::TooManyRequests { retry_after_s } => {
             // The wait binds the endpoint that was answered (every endpoint for other paths).
             let rule_endpoint = endpoint.unwrap_or(Endpoint::Any);

@@ -16,3 +16,4 @@ mod database;
 mod faults;
 mod garbage;
 mod hostile;
+mod register;
