@@ -13,6 +13,7 @@ mod harness;
 mod auth;
 mod crash;
 mod database;
+mod details;
 mod faults;
 mod garbage;
 mod hostile;
