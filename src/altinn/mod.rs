@@ -8,6 +8,7 @@ mod gate;
 pub mod wire;
 
 pub use error::{ApiError, ErrorClass, Problem};
+pub use form::dictionary_key_binds;
 use gate::{Closed, Gate, Health};
 
 use std::time::{Duration, Instant};

@@ -255,4 +255,4 @@ fn array_or_empty(value: &Option<Value>) -> Vec<Value> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

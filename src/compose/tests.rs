@@ -15,7 +15,7 @@ fn key() -> Uuid {
 }
 
 /// The smallest message Altinn accepts: every optional column empty.
-fn minimal() -> MessageRow {
+pub(crate) fn minimal() -> MessageRow {
     MessageRow {
         message_id: 1,
         resource_id: "my-correspondence-resource".into(),

@@ -227,6 +227,12 @@ pub(crate) fn validate(body: &Value, config: &FakeConfig, now: DateTime<Utc>) ->
     if !body.is_object() {
         return Err(Problem::validation("$", "The JSON value could not be converted to InitializeCorrespondencesExt."));
     }
+    // Altinn's property-list attribute reads every value's length; a null value (JSON null,
+    // or a form key whose value did not bind) throws there, and ASP.NET answers 500.
+    let properties = at(body, &["correspondence", "propertyList"]).and_then(Value::as_object);
+    if properties.is_some_and(|p| p.values().any(Value::is_null)) {
+        return Err(Problem::Plain { status: 500, detail: String::new() });
+    }
     let mut checker = Checker::default();
     let parsed = model(&mut checker, body);
     let notification = notify::model(&mut checker, body)?;
