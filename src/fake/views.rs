@@ -6,10 +6,9 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::model::at;
+use super::model::{at, REFERENCE_TYPES};
 use super::state::{NotificationOrder, Record, Status};
 use super::FakeConfig;
-use crate::altinn::wire::REFERENCE_TYPES;
 
 /// The service owner behind every resource the fake knows (Digdir, as in Altinn's samples).
 pub(crate) const SENDER_URN: &str = "urn:altinn:organization:identifier-no:991825827";
