@@ -199,7 +199,7 @@ impl AltinnClient {
     }
 
     /// Purges (cancels) a correspondence that is not yet published. Altinn allows it only
-    /// while the status is Initialized, ReadyForPublish or Failed (contract §10).
+    /// while the status is Initialized, ReadyForPublish or Failed.
     pub async fn purge(&self, id: Uuid) -> Result<Purged, ApiError> {
         let url = format!("{}/correspondence/{id}/purge", self.api);
         purged(self.send(PURGE, |http| http.delete(&url)).await)

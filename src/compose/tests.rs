@@ -238,7 +238,7 @@ fn due_date_is_not_before_the_requested_publish_time() {
     };
     accepted(&at(publish));
     rejected(&at(publish - chrono::Duration::seconds(1)), "due_date_time");
-    // A publish time in the past means "at once" (§4.2), so it only bounds the due date.
+    // A publish time in the past means "at once", so it only bounds the due date.
     accepted(&with(|m| m.requested_publish_time = Some(now() - chrono::Duration::days(1))));
 }
 
@@ -413,7 +413,7 @@ fn invalid_recipients_are_named_without_the_number() {
     }
 }
 
-/// Every optional column set, as in the contract's example (§4.6).
+/// Every optional column set, as in Altinn's documented example.
 fn full() -> MessageRow {
     with(|m| {
         m.summary = Some("Kort oppsummering".into());

@@ -1,4 +1,4 @@
-//! Attachments (contract §4.4, §6): the metadata rules both upload routes share, the stored
+//! Attachments: the metadata rules both upload routes share, the stored
 //! attachment with its status history, and its overview and details bodies.
 //!
 //! As with correspondences, the malware scan is computed lazily from the fake clock: an

@@ -1,4 +1,4 @@
-//! ASP.NET form model binding for the upload endpoint (contract §5, trap 13): text fields
+//! ASP.NET form model binding for the upload endpoint: text fields
 //! named by C# property path (`Correspondence.Content.Attachments[0].FileName`),
 //! case-insensitive, with an optional `request.` prefix, become the JSON shape that
 //! `POST /correspondence` validates, so both endpoints share one validator.

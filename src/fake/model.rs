@@ -1,6 +1,6 @@
 //! Model binding as ASP.NET does it for `POST /correspondence`: case-insensitive member
 //! access, typed reads that collect every error as a validation problem (`STD-00000`),
-//! and the recipient list with its formats (contract §4.1).
+//! and the recipient list with its formats.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;

@@ -1,5 +1,5 @@
-//! Validation of `POST /correspondence` bodies, in the two layers the real server has
-//! (contract §4): model validation (400 `STD-00000` with paths, no `errorCode`) and the
+//! Validation of `POST /correspondence` bodies, in the two layers the real server has:
+//! model validation (400 `STD-00000` with paths, no `errorCode`) and the
 //! handler's domain rules (ProblemDetails with `errorCode`).
 //!
 //! Member access and model binding helpers live in [`super::model`].
@@ -233,7 +233,7 @@ fn reference_rules(body: &Value) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Dates and reply options (§4.2); attachments are [`super::linking`]'s.
+/// Dates and reply options; attachments are [`super::linking`]'s.
 fn correspondence_rules(p: &Parsed, body: &Value, now: DateTime<Utc>) -> Result<(), Problem> {
     if let Some(due) = p.due {
         if due < now {
