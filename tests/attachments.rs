@@ -52,6 +52,38 @@ async fn a_letter_with_two_pdfs_goes_in_one_multipart_request() {
 }
 
 #[tokio::test]
+async fn property_keys_with_dots_survive_the_multipart_form() {
+    // ASP.NET's form binder ends a dotted dictionary key at its first dot: sent as
+    // `Correspondence.PropertyList.case.no`, the key `case.no` would reach Altinn as `case`
+    // without a value (a 500 there). The bracket form carries it whole.
+    let app = TestApp::start().await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body, property_list)
+         VALUES ($1, 'dotted-keys', ARRAY[$2], 'Vedtak', 'Tekst', $3) RETURNING id",
+    )
+    .bind(common::RESOURCE)
+    .bind(ORG)
+    .bind(serde_json::json!({"case.no": "2026/42", "archive.ref.no": "A-1", "plain": "p"}))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    add_file(&app, id, "vedtak.pdf", b"%PDF-1.7").await;
+    app.drain().await;
+
+    let d = app.delivery_of(id).await;
+    let error: Option<String> = d.get("error_message");
+    assert_eq!(d.get::<String, _>("state"), "awaiting_status", "{error:?}");
+    assert_eq!(app.requests_to("POST", "/correspondence/api/v1/correspondence/upload"), 1);
+    let sent = app.fake.state().correspondences();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].request["correspondence"]["propertylist"],
+        serde_json::json!({"case.no": "2026/42", "archive.ref.no": "A-1", "plain": "p"}),
+        "every key arrives whole, with its value"
+    );
+}
+
+#[tokio::test]
 async fn a_lost_multipart_response_leads_to_one_correspondence() {
     let app = TestApp::start().await;
     app.fake.faults().add(FaultRule::times(Endpoint::Upload, FaultKind::CommitThenDrop, 1));

@@ -9,6 +9,7 @@ mod gate;
 pub mod wire;
 
 pub use error::{ApiError, ErrorClass, Problem};
+pub use form::dictionary_key_binds;
 use gate::{Closed, Gates, Health, Kind};
 
 use std::time::{Duration, Instant};
@@ -206,7 +207,7 @@ impl AltinnClient {
     }
 
     /// Purges (cancels) a correspondence that is not yet published. Altinn allows it only
-    /// while the status is Initialized, ReadyForPublish or Failed (contract §10).
+    /// while the status is Initialized, ReadyForPublish or Failed.
     pub async fn purge(&self, id: Uuid) -> Result<Purged, ApiError> {
         let url = format!("{}/correspondence/{id}/purge", self.api);
         purged(self.send(PURGE, |http| http.delete(&url)).await)

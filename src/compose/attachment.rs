@@ -1,9 +1,12 @@
 //! Files sent with a message: checked before any request (Altinn's 2004 and 2010 to 2021,
-//! 1038), then described in `content.attachments` for the multipart request.
+//! 1038), then described in `content.attachments` for the multipart request. That request is
+//! read by ASP.NET's form binder, not its JSON reader, so what only the form cannot carry is
+//! refused here too (see [`check_form_properties`]).
 
 use serde_json::json;
 
 use super::{invalid, Invalid};
+use crate::altinn::dictionary_key_binds;
 use crate::altinn::wire::InitializeRequest;
 
 const FIELD: &str = "attachment";
@@ -33,6 +36,7 @@ pub struct FileMeta {
 /// Checks every file and lists them in the request, in the order the file parts follow.
 pub fn add_files(mut request: InitializeRequest, files: &[FileMeta]) -> Result<InitializeRequest, Invalid> {
     files.iter().try_for_each(check_file)?;
+    check_form_properties(&request.correspondence.property_list)?;
     request.correspondence.content.attachments = files
         .iter()
         .map(|f| {
@@ -80,6 +84,35 @@ pub fn check_file(f: &FileMeta) -> Result<(), Invalid> {
             "the file must hold 1 to {MAX_MULTIPART_FILE_BYTES} bytes, not {} (Altinn 2004)",
             f.size
         )));
+    }
+    Ok(())
+}
+
+/// The property list as the form binder reads it back. It binds a blank value as null, and
+/// Altinn's property-list check then fails on the null with a 500, so a blank value cannot
+/// go in a request with files (it can without). Keys that differ only in case are one key to
+/// the binder, and a key with both `]` and `.` or `[` has no field name that binds it.
+fn check_form_properties(properties: &serde_json::Map<String, serde_json::Value>) -> Result<(), Invalid> {
+    const FIELD: &str = "property_list";
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in properties {
+        if value.as_str().is_none_or(|v| v.trim().is_empty()) {
+            return Err(invalid(FIELD, format!("{key:?} is blank, which Altinn cannot take with files")));
+        }
+        if !dictionary_key_binds(key) {
+            return Err(invalid(
+                FIELD,
+                format!("{key:?} holds `]` and `.` or `[`, which Altinn cannot take with files"),
+            ));
+        }
+        let folded = key.to_lowercase();
+        if seen.contains(&folded) {
+            return Err(invalid(
+                FIELD,
+                format!("{key:?} differs from another key only in case, which Altinn cannot take with files"),
+            ));
+        }
+        seen.push(folded);
     }
     Ok(())
 }
@@ -153,6 +186,30 @@ mod tests {
         rejected(FileMeta { senders_reference: String::new(), ..file("a.pdf") }, "senders_reference");
         check_file(&FileMeta { senders_reference: "r".repeat(4096), ..file("a.pdf") }).unwrap();
         rejected(FileMeta { senders_reference: "r".repeat(4097), ..file("a.pdf") }, "senders_reference");
+    }
+
+    #[test]
+    fn properties_the_form_cannot_carry_are_refused_with_files() {
+        let request = |props: serde_json::Value| {
+            let m = crate::outbox::MessageRow { property_list: Some(props), ..crate::compose::tests::minimal() };
+            let key = uuid::Uuid::nil();
+            crate::compose::initialize_request(&m, "991825827", key, chrono::Utc::now()).unwrap()
+        };
+        let files = [file("a.pdf")];
+        let fine = json!({"case.no": "42", "a[b": "x", "x]y": "z", "k": "v", "K2": "v"});
+        add_files(request(fine), &files).unwrap();
+        for bad in [json!({"k": ""}), json!({"k": "  "}), json!({"a].b": "v"}), json!({"Case": "1", "case": "2"})] {
+            let e = add_files(request(bad.clone()), &files).unwrap_err();
+            assert_eq!(e.field, "property_list", "{bad}");
+        }
+        // Without files the JSON request carries all of them.
+        crate::compose::initialize_request(
+            &crate::outbox::MessageRow { property_list: Some(json!({"k": ""})), ..crate::compose::tests::minimal() },
+            "991825827",
+            uuid::Uuid::nil(),
+            chrono::Utc::now(),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod attachment;
 mod notification;
+mod text;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -32,7 +33,7 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
     Invalid { field, problem: problem.into() }
 }
 
-// Limits from Altinn's validation (correspondence-api.md §4), in characters.
+// Limits from Altinn's validation, in UTF-16 code units (.NET's `string.Length`).
 const MAX_RESOURCE_ID: usize = 255;
 const MAX_SENDERS_REFERENCE: usize = 4096;
 const MAX_TITLE: usize = 255;
@@ -47,7 +48,12 @@ const MAX_REPLY_URL: usize = 255;
 const MAX_ATTACHMENTS: usize = 100;
 /// Altinn refuses forwarding of a correspondence whose files exceed this (decimal MB).
 const MAX_FORWARDED_BYTES: i64 = 10_000_000;
+/// Altinn compares the language lower-cased, and takes a blank one as `nb`.
 const LANGUAGES: [&str; 3] = ["nb", "nn", "en"];
+/// Altinn's `TransmissionType` names, numbered from 1: the value a `DialogportenTransmissionType`
+/// reference must hold.
+const TRANSMISSION_TYPES: [&str; 8] =
+    ["Information", "Acceptance", "Rejection", "Request", "Alert", "Decision", "Submission", "Correction"];
 
 /// The idempotency key: UUIDv5 in the deployment's namespace over everything that makes
 /// one letter to one recipient. JSON encoding keeps the parts unambiguous whatever
@@ -130,7 +136,7 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
         return Err(invalid("resource_id", "must not contain white space"));
     }
     let bare = resource.strip_prefix("urn:altinn:resource:").unwrap_or(resource);
-    if bare.is_empty() || resource.chars().count() > MAX_RESOURCE_ID || bare.contains(':') {
+    if bare.is_empty() || resource.encode_utf16().count() > MAX_RESOURCE_ID || bare.contains(':') {
         return Err(invalid(
             "resource_id",
             "must be 1 to 255 characters, optionally prefixed urn:altinn:resource:, with no other ':'",
@@ -144,10 +150,17 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     if m.title.trim().is_empty() {
         return Err(invalid("title", "must not be blank"));
     }
+    if let Some(problem) = text::not_plain(&m.title) {
+        return Err(invalid("title", format!("must be plain text: it {problem} (Altinn 1002)")));
+    }
+    if let Some(problem) = m.message_sender.as_deref().and_then(text::not_plain) {
+        return Err(invalid("message_sender", format!("must be plain text: it {problem} (Altinn 1039)")));
+    }
     if m.body.trim().is_empty() {
         return Err(invalid("body", "must not be blank"));
     }
-    if !LANGUAGES.contains(&m.language.as_str()) {
+    let language = m.language.trim();
+    if !language.is_empty() && !LANGUAGES.iter().any(|l| l.eq_ignore_ascii_case(language)) {
         return Err(invalid("language", format!("{:?} is not supported: use nb, nn or en", m.language)));
     }
     check_dates(m, now)?;
@@ -198,13 +211,11 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
     if refs.len() > MAX_EXTERNAL_REFERENCES {
         return Err(invalid("external_references", "at most 10 entries"));
     }
+    let mut transmission_types = 0;
+    let mut dialog = false;
     for r in refs {
-        let known_type = match r.get("referenceType") {
-            Some(Value::String(name)) => wire::REFERENCE_TYPES.iter().any(|t| t.eq_ignore_ascii_case(name)),
-            Some(n) => n.as_u64().is_some_and(|n| (n as usize) < wire::REFERENCE_TYPES.len()),
-            None => false,
-        };
-        if !r.get("referenceValue").is_some_and(Value::is_string) || !known_type {
+        let kind = r.get("referenceType").and_then(reference_type);
+        if !r.get("referenceValue").is_some_and(Value::is_string) || kind.is_none() {
             return Err(invalid(
                 "external_references",
                 format!(
@@ -213,6 +224,33 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
                 ),
             ));
         }
+        match kind.map(|k| wire::REFERENCE_TYPES[k]) {
+            // Altinn's model validation: a transmission is created by Altinn, never named by a sender.
+            Some("DialogportenTransmissionId") => {
+                return Err(invalid("external_references", "DialogportenTransmissionId cannot be sent"))
+            }
+            Some("DialogportenTransmissionType") => {
+                transmission_types += 1;
+                let value = r.get("referenceValue").and_then(Value::as_str).unwrap_or_default();
+                if !is_transmission_type(value) {
+                    return Err(invalid(
+                        "external_references",
+                        format!("a DialogportenTransmissionType must be one of {}", TRANSMISSION_TYPES.join(", ")),
+                    ));
+                }
+            }
+            Some("DialogportenDialogId") => dialog = true,
+            _ => {}
+        }
+    }
+    if transmission_types > 1 {
+        return Err(invalid("external_references", "at most one DialogportenTransmissionType (Altinn 1052)"));
+    }
+    if transmission_types == 1 && !dialog {
+        return Err(invalid(
+            "external_references",
+            "a DialogportenTransmissionType needs a DialogportenDialogId (Altinn 1053)",
+        ));
     }
     let Some(props) = m.property_list.as_ref().filter(|p| !p.is_null()) else { return Ok(()) };
     let props = props.as_object().ok_or_else(|| invalid("property_list", "must be a JSON object of strings"))?;
@@ -221,18 +259,33 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
     }
     for (k, v) in props {
         let v = v.as_str().ok_or_else(|| invalid("property_list", "values must be strings"))?;
-        if k.chars().count() > MAX_PROPERTY_KEY || v.chars().count() > MAX_PROPERTY_VALUE {
+        if k.encode_utf16().count() > MAX_PROPERTY_KEY || v.encode_utf16().count() > MAX_PROPERTY_VALUE {
             return Err(invalid("property_list", "keys are at most 50 and values at most 300 characters"));
         }
     }
     Ok(())
 }
 
+/// A ReferenceType as .NET's JSON reader takes it: a name in any case, or its number.
+fn reference_type(v: &Value) -> Option<usize> {
+    match v {
+        Value::String(name) => wire::REFERENCE_TYPES.iter().position(|t| t.eq_ignore_ascii_case(name)),
+        n => n.as_u64().map(|n| n as usize).filter(|n| *n < wire::REFERENCE_TYPES.len()),
+    }
+}
+
+/// As Altinn parses it (`Enum.TryParse`, ignoring case, then defined): a name or a number.
+fn is_transmission_type(value: &str) -> bool {
+    let value = value.trim();
+    TRANSMISSION_TYPES.iter().any(|t| t.eq_ignore_ascii_case(value))
+        || value.parse::<usize>().is_ok_and(|n| (1..=TRANSMISSION_TYPES.len()).contains(&n))
+}
+
 fn check_reply_options(m: &MessageRow) -> Result<(), Invalid> {
     for option in json_array(&m.reply_options, "reply_options")? {
         let url = option.get("linkURL").and_then(Value::as_str).unwrap_or("");
         let https = url::Url::parse(url).is_ok_and(|u| u.scheme() == "https");
-        if !https || url.chars().count() > MAX_REPLY_URL {
+        if !https || url.encode_utf16().count() > MAX_REPLY_URL {
             return Err(invalid(
                 "reply_options",
                 "each linkURL must be an absolute https URL of at most 255 characters",
@@ -255,4 +308,4 @@ fn array_or_empty(value: &Option<Value>) -> Vec<Value> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

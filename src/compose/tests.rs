@@ -15,7 +15,7 @@ fn key() -> Uuid {
 }
 
 /// The smallest message Altinn accepts: every optional column empty.
-fn minimal() -> MessageRow {
+pub(crate) fn minimal() -> MessageRow {
     MessageRow {
         message_id: 1,
         resource_id: "my-correspondence-resource".into(),
@@ -79,6 +79,23 @@ fn lengths_count_utf16_units_as_altinn_does() {
     // An emoji is two UTF-16 units: 127 of them (254 units) fit a 255 limit, 128 do not.
     accepted(&with(|m| m.title = "😀".repeat(127)));
     rejected(&with(|m| m.title = "😀".repeat(128)), "title");
+    accepted(&with(|m| m.message_sender = Some("😀".repeat(127))));
+    rejected(&with(|m| m.message_sender = Some("😀".repeat(128))), "message_sender");
+    accepted(&with(|m| m.summary = Some("😀".repeat(127))));
+    rejected(&with(|m| m.summary = Some("😀".repeat(128))), "summary");
+    accepted(&with(|m| m.body = "😀".repeat(15_000)));
+    rejected(&with(|m| m.body = "😀".repeat(15_001)), "body");
+    accepted(&with(|m| m.senders_reference = "😀".repeat(2048)));
+    rejected(&with(|m| m.senders_reference = "😀".repeat(2049)), "senders_reference");
+    accepted(&with(|m| m.resource_id = "😀".repeat(127)));
+    rejected(&with(|m| m.resource_id = "😀".repeat(128)), "resource_id");
+    let link = |n: usize| {
+        let base = "https://example.no/";
+        format!("{base}{}", "😀".repeat((n - base.len()) / 2))
+    };
+    let reply = |url: String| with(|m| m.reply_options = Some(json!([{"linkURL": url}])));
+    accepted(&reply(link(255)));
+    rejected(&reply(format!("{}x", link(256))), "reply_options");
 }
 
 #[test]
@@ -171,13 +188,37 @@ fn message_sender_is_at_most_255_characters() {
 }
 
 #[test]
-fn language_is_nb_nn_or_en() {
-    for ok in ["nb", "nn", "en"] {
+fn language_is_nb_nn_or_en_in_any_case_and_blank_means_nb() {
+    // Altinn lower-cases the language before comparing, and reads a blank one as nb.
+    for ok in ["nb", "nn", "en", "NB", "Nn", "eN", "", "  "] {
         accepted(&with(|m| m.language = ok.into()));
     }
-    for bad in ["no", "se", "de", "", "nob"] {
+    for bad in ["no", "se", "de", "nob", "n b"] {
         rejected(&with(|m| m.language = bad.into()), "language");
     }
+}
+
+#[test]
+fn title_and_message_sender_must_be_plain_text() {
+    // Altinn's own cases (1002, 1039): HTML and a markdown heading are refused ...
+    for bad in ["<h1>test</h1>", "# test", "[lenke](https://example.no)", "Smith &amp; Co"] {
+        rejected(&with(|m| m.title = bad.into()), "title");
+        rejected(&with(|m| m.message_sender = Some(bad.into())), "message_sender");
+    }
+    // ... while what only looks like markdown passes.
+    for ok in ["Error #404 not found.", "This *is not* markdown", "123. Ikke en liste", "Smith & Co"] {
+        accepted(&with(|m| m.title = ok.into()));
+        accepted(&with(|m| m.message_sender = Some(ok.into())));
+    }
+    let e = build(&with(|m| m.title = "<b>Vedtak</b>".into())).unwrap_err();
+    assert!(e.problem.contains("Altinn 1002"), "{e}");
+}
+
+#[test]
+fn the_body_may_hold_html_as_altinn_now_accepts() {
+    // Altinn HTML-encodes the body before its markdown check, so raw HTML passes there.
+    accepted(&with(|m| m.body = "<h1>Vedtak</h1>\n<p>Tekst</p>".into()));
+    accepted(&with(|m| m.body = "# Vedtak\n\n[lenke](https://example.no) og <b>fet</b>".into()));
 }
 
 #[test]
@@ -197,7 +238,7 @@ fn due_date_is_not_before_the_requested_publish_time() {
     };
     accepted(&at(publish));
     rejected(&at(publish - chrono::Duration::seconds(1)), "due_date_time");
-    // A publish time in the past means "at once" (§4.2), so it only bounds the due date.
+    // A publish time in the past means "at once", so it only bounds the due date.
     accepted(&with(|m| m.requested_publish_time = Some(now() - chrono::Duration::days(1))));
 }
 
@@ -221,6 +262,28 @@ fn external_references_are_an_array_of_at_most_10() {
     accepted(&with(|m| m.external_references = Some(Value::Null)));
     accepted(&with(|m| m.external_references = Some(json!([]))));
     rejected(&with(|m| m.external_references = Some(json!({"referenceValue": "1"}))), "external_references");
+}
+
+#[test]
+fn dialogporten_references_follow_altinns_rules() {
+    let refs = |list: Value| with(|m| m.external_references = Some(list));
+    let dialog =
+        json!({"referenceValue": "0195b4a6-0000-7000-8000-000000000001", "referenceType": "DialogportenDialogId"});
+    // A transmission id is Altinn's to make: refused by name in any case and by number.
+    for kind in [json!("DialogportenTransmissionId"), json!("dialogportentransmissionid"), json!(5)] {
+        rejected(&refs(json!([{"referenceValue": "x", "referenceType": kind}])), "external_references");
+    }
+    // A transmission type needs a dialog, a valid value, and comes at most once (1052, 1053).
+    let kind = |value: &str| json!({"referenceValue": value, "referenceType": "DialogportenTransmissionType"});
+    accepted(&refs(json!([dialog.clone(), kind("Information")])));
+    accepted(&refs(json!([dialog.clone(), kind("decision")])));
+    accepted(&refs(json!([dialog.clone(), kind("8")])));
+    rejected(&refs(json!([dialog.clone(), kind("9")])), "external_references");
+    rejected(&refs(json!([dialog.clone(), kind("Unknown")])), "external_references");
+    rejected(&refs(json!([kind("Information")])), "external_references");
+    rejected(&refs(json!([dialog.clone(), kind("Alert"), kind("Alert")])), "external_references");
+    // Enum names in any case, as .NET's JSON reader takes them.
+    accepted(&refs(json!([{"referenceValue": "1", "referenceType": "gEnErIc"}])));
 }
 
 #[test]
@@ -256,6 +319,10 @@ fn property_keys_are_at_most_50_and_values_300_characters() {
     accepted(&one(oslash(50), oslash(300)));
     rejected(&one(oslash(51), "v".into()), "property_list");
     rejected(&one("k".into(), oslash(301)), "property_list");
+    // Counted in UTF-16 units: an emoji is two.
+    accepted(&one("😀".repeat(25), "😀".repeat(150)));
+    rejected(&one("😀".repeat(26), "v".into()), "property_list");
+    rejected(&one("k".into(), "😀".repeat(151)), "property_list");
 }
 
 /// An https URL of exactly `n` characters, ending in multi-byte characters.
@@ -346,7 +413,7 @@ fn invalid_recipients_are_named_without_the_number() {
     }
 }
 
-/// Every optional column set, as in the contract's example (§4.6).
+/// Every optional column set, as in Altinn's documented example.
 fn full() -> MessageRow {
     with(|m| {
         m.summary = Some("Kort oppsummering".into());

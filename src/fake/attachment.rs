@@ -1,4 +1,4 @@
-//! Attachments (contract §4.4, §6): the metadata rules both upload routes share, the stored
+//! Attachments: the metadata rules both upload routes share, the stored
 //! attachment with its status history, and its overview and details bodies.
 //!
 //! As with correspondences, the malware scan is computed lazily from the fake clock: an
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::blob::Received;
-use super::model::{at, Checker};
+use super::model::{at, utf16_len, Checker};
 use super::problem::Problem;
 use super::views::SENDER_URN;
 
@@ -141,7 +141,7 @@ pub(crate) fn metadata_rules(m: &Metadata) -> Result<(), Problem> {
     if name.trim().is_empty() {
         return Err(Problem::domain(2010, "Filename is missing"));
     }
-    if name.chars().count() > MAX_FILE_NAME_CHARS {
+    if utf16_len(name) > MAX_FILE_NAME_CHARS {
         return Err(Problem::domain(2011, "Filename is too long"));
     }
     if name.chars().any(|c| c.is_control() || INVALID_CHARS.contains(&c)) {

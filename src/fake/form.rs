@@ -1,10 +1,17 @@
-//! ASP.NET form model binding for the upload endpoint (contract §5, trap 13): text fields
+//! ASP.NET form model binding for the upload endpoint: text fields
 //! named by C# property path (`Correspondence.Content.Attachments[0].FileName`),
 //! case-insensitive, with an optional `request.` prefix, become the JSON shape that
 //! `POST /correspondence` validates, so both endpoints share one validator.
 //!
 //! Form values are strings; the binder converts them by the property's type, so booleans,
 //! integers and enums given as numbers are converted here by member name.
+//!
+//! The dictionary (`Correspondence.PropertyList`) binds as ASP.NET's dictionary binder does:
+//! it lists the keys under the prefix, a key ending at the first `.` or `[` after
+//! `PropertyList.`, or at the first `]` after `PropertyList[`, then reads each key's value
+//! from the field of exactly that name. So `PropertyList[case.no]` binds the key `case.no`,
+//! while `PropertyList.case.no` binds the key `case` with no value (null), which the real
+//! server's property-list validator then dereferences: a 500.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +45,8 @@ const INTEGERS: [&str; 1] = ["expirationindays"];
 const STRING_LISTS: [&str; 2] = ["recipients", "existingattachments"];
 /// The dictionary member, whose keys keep their case.
 const DICTIONARY: &str = "propertylist";
+/// Its path from the model's root: fields under it bind through [`dictionary`].
+const DICTIONARY_PATH: &str = "correspondence.propertylist";
 
 /// A member path as the binder splits it.
 #[derive(Debug, PartialEq)]
@@ -59,16 +68,14 @@ fn segments(field: &str) -> Option<Vec<Segment>> {
     let mut out = Vec::new();
     for part in field.split('.') {
         let (name, mut rest) = part.split_once('[').map(|(n, r)| (n, Some(r))).unwrap_or((part, None));
-        let in_dictionary = matches!(out.last(), Some(Segment::Name(n)) if n == DICTIONARY);
         if !name.is_empty() {
-            out.push(if in_dictionary { Segment::Key(name.into()) } else { Segment::Name(name.to_ascii_lowercase()) });
+            out.push(Segment::Name(name.to_ascii_lowercase()));
         }
         while let Some(r) = rest {
             let (inside, after) = r.split_once(']')?;
-            let is_dictionary = matches!(out.last(), Some(Segment::Name(n)) if n == DICTIONARY);
             out.push(match inside.parse() {
-                Ok(i) if !is_dictionary => Segment::Index(i),
-                _ => Segment::Key(inside.to_string()),
+                Ok(i) => Segment::Index(i),
+                Err(_) => Segment::Key(inside.to_string()),
             });
             rest = after.strip_prefix('[');
         }
@@ -129,8 +136,8 @@ fn to_json(name: &str, node: Node, errors: &mut Vec<(String, String)>) -> Value 
     }
     let mut values: Vec<Value> = Vec::new();
     for (field, v) in node.values {
-        // ConvertEmptyStringToNull: an empty form value binds as absent.
-        if v.is_empty() {
+        // ConvertEmptyStringToNull: an empty or white-space form value binds as absent.
+        if v.trim().is_empty() {
             continue;
         }
         match scalar(name, &v) {
@@ -144,23 +151,78 @@ fn to_json(name: &str, node: Node, errors: &mut Vec<(String, String)>) -> Value 
     values.into_iter().next().unwrap_or(Value::Null)
 }
 
+/// The dictionary's key in `field` and the field name that carries its value, or None when
+/// `field` is not under the dictionary (ASP.NET's `PrefixContainer.GetKeysFromPrefix`).
+fn dictionary_key(field: &str) -> Option<(&str, &str)> {
+    let head = field.get(..DICTIONARY_PATH.len()).filter(|h| h.eq_ignore_ascii_case(DICTIONARY_PATH))?;
+    let rest = &field[head.len()..];
+    let end = match rest.chars().next()? {
+        // `prefix.key`, `prefix.key.more`, `prefix.key[more]`: the key stops at `.` or `[`.
+        '.' => 1 + rest[1..].find(['.', '[']).unwrap_or(rest.len() - 1),
+        // `prefix[key]`, `prefix[key].more`: the key stops at the first `]`.
+        '[' => rest.find(']')? + 1,
+        _ => return None,
+    };
+    let key = if rest.starts_with('.') { &rest[1..end] } else { &rest[1..end - 1] };
+    Some((key, &field[..head.len() + end]))
+}
+
+/// Binds the dictionary from the fields under it: keys in order of first appearance (keys
+/// that differ only in case are one key, the first spelling wins), each value read from the
+/// field named exactly as the key's full name, else from the other notation. A key whose
+/// value is missing or blank is kept with a null value.
+fn dictionary(fields: &[(&str, &str)]) -> Option<Map<String, Value>> {
+    let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
+    let value_of = |name: &str| fields.iter().find(|(f, _)| same(f, name)).map(|(_, v)| *v);
+    let mut map = Map::new();
+    for (key, full) in fields.iter().filter_map(|(f, _)| dictionary_key(f)) {
+        if map.keys().any(|k| same(k, key)) {
+            continue;
+        }
+        let other = if full.ends_with(']') {
+            format!("{}.{key}", &full[..DICTIONARY_PATH.len()])
+        } else {
+            format!("{}[{key}]", &full[..DICTIONARY_PATH.len()])
+        };
+        let value = value_of(full).or_else(|| value_of(&other)).filter(|v| !v.trim().is_empty());
+        map.insert(key.to_string(), value.map_or(Value::Null, |v| Value::String(v.to_string())));
+    }
+    (!map.is_empty()).then_some(map)
+}
+
 /// Binds the text fields to an initialize body with lower-cased member names.
 pub(crate) fn bind(fields: &[(String, String)]) -> Result<Value, Problem> {
     let mut root = Node::default();
+    let mut under_dictionary = Vec::new();
     for (field, value) in fields {
         let field = match field.get(..8) {
             Some(p) if p.eq_ignore_ascii_case("request.") => &field[8..],
             _ => field,
         };
+        if dictionary_key(field).is_some() {
+            under_dictionary.push((field, value.as_str()));
+            continue;
+        }
         // Names the binder cannot parse bind to nothing, as in ASP.NET.
         if let Some(path) = segments(field) {
             insert(&mut root, &path, field, value.clone());
         }
     }
     let mut errors = Vec::new();
-    let body = to_json("", root, &mut errors);
+    let mut body = to_json("", root, &mut errors);
     if !errors.is_empty() {
         return Err(Problem::Validation(errors));
+    }
+    if let Some(map) = dictionary(&under_dictionary) {
+        if body.is_null() {
+            body = Value::Object(Map::new());
+        }
+        if let Value::Object(top) = &mut body {
+            let correspondence = top.entry("correspondence").or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(c) = correspondence {
+                c.insert(DICTIONARY.to_string(), Value::Object(map));
+            }
+        }
     }
     Ok(body)
 }
@@ -203,6 +265,31 @@ mod tests {
                 "idempotentkey": "k",
             })
         );
+    }
+
+    #[test]
+    fn dictionary_keys_with_dots_bind_only_in_the_bracket_form() {
+        let body = bind(&fields(&[
+            ("Correspondence.PropertyList[case.no]", "42"),
+            ("Correspondence.PropertyList[a[b]", "x"),
+            ("Correspondence.PropertyList[0]", "zero"),
+            ("Correspondence.PropertyList.plain", "p"),
+            ("Correspondence.PropertyList[Plain]", "second spelling of the same key"),
+        ]))
+        .unwrap();
+        let expected = json!({ "case.no": "42", "a[b": "x", "0": "zero", "plain": "p" });
+        assert_eq!(body["correspondence"]["propertylist"], expected);
+        // The dotted form ends the key at the first dot and finds no field of that name.
+        let body = bind(&fields(&[("Correspondence.PropertyList.case.no", "42")])).unwrap();
+        assert_eq!(body["correspondence"]["propertylist"], json!({ "case": null }));
+        // A key that ends at `]` in the bracket form: `[a]b]` is the key `a`, with no value.
+        let body =
+            bind(&fields(&[("Correspondence.PropertyList[a]b]", "x"), ("request.Correspondence.PropertyList.k", " ")]));
+        assert_eq!(body.unwrap()["correspondence"]["propertylist"], json!({ "a": null, "k": null }));
+        // A value under the other notation is found: ASP.NET tries both.
+        let fields_in_both =
+            fields(&[("Correspondence.PropertyList.k[x]", "ignored"), ("Correspondence.PropertyList[k]", "v")]);
+        assert_eq!(bind(&fields_in_both).unwrap()["correspondence"]["propertylist"], json!({ "k": "v" }));
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! A strict fake of Maskinporten and Altinn (token exchange + Correspondence API) on one port.
 //!
 //! Integration tests and the local demo point the outbox at this server instead of the real
-//! services. It is deliberately as strict as the real servers (see
-//! `shared/altinn/correspondence-api.md` §15 and `maskinporten.md` §1, §3, §7): a fake that
-//! accepts anything proves nothing. It parses requests as plain JSON and never shares wire
+//! services. It is deliberately as strict as the real servers: a fake that accepts anything
+//! proves nothing. It parses requests as plain JSON and never shares wire
 //! types with the client, so a client bug cannot be mirrored by a matching fake bug.
 //!
 //! - `maskinporten`: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
 //! - `auth`: the Altinn token exchange and the bearer check in front of the Correspondence API.
-//! - `correspondence`: the Correspondence endpoints; `model`, `validate` and `notify`:
-//!   model binding and validation of initialize requests.
+//! - `correspondence`: the Correspondence endpoints; `model`, `validate`, `notify` and
+//!   `plain`: model binding and validation of initialize requests.
 //! - `upload`, `multipart`, `form`: the multipart initialize (streamed form reading, C#
 //!   property-path binding); `attachment`, `attachment_api`: the attachment store and its
 //!   endpoints; `linking`: the attachment rules of initialize; `blob`: MD5, sizes and the
@@ -29,6 +28,7 @@ mod maskinporten;
 mod model;
 mod multipart;
 mod notify;
+mod plain;
 mod problem;
 mod state;
 mod upload;

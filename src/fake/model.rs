@@ -1,6 +1,6 @@
 //! Model binding as ASP.NET does it for `POST /correspondence`: case-insensitive member
 //! access, typed reads that collect every error as a validation problem (`STD-00000`),
-//! and the recipient list with its formats (contract §4.1).
+//! and the recipient list with its formats.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
@@ -8,6 +8,22 @@ use uuid::Uuid;
 
 use super::problem::Problem;
 use crate::identifiers::{is_valid_org_number, Recipient};
+
+/// Altinn's `ReferenceTypeExt`, in numeric order.
+pub(crate) const REFERENCE_TYPES: [&str; 7] = [
+    "Generic",
+    "AltinnAppInstance",
+    "AltinnBrokerFileTransfer",
+    "DialogportenDialogId",
+    "DialogportenProcessId",
+    "DialogportenTransmissionId",
+    "DialogportenTransmissionType",
+];
+
+/// .NET's `string.Length`: UTF-16 code units, which `StringLength` and Altinn's checks count.
+pub(crate) fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
 
 /// The real server's limit on recipients per request.
 const MAX_RECIPIENTS: usize = 500;
@@ -58,9 +74,22 @@ impl Checker {
 
     pub fn string_max(&mut self, v: Option<&Value>, path: &str, required: bool, max: usize) -> Option<String> {
         let s = self.string(v, path, required)?;
-        let n = s.chars().count();
-        if n > max || (required && n == 0) {
-            let message = format!("The field {} must be a string with a length between 1 and {max}.", leaf(path));
+        let n = utf16_len(&s);
+        // `[Required]` refuses white space as it refuses nothing.
+        if required && s.trim().is_empty() {
+            self.fail(path, format!("The {} field is required.", leaf(path)));
+            return Some(s);
+        }
+        if n > max {
+            // .NET's StringLength messages, with and without a minimum length.
+            let message = if required {
+                format!(
+                    "The field {} must be a string with a minimum length of 1 and a maximum length of {max}.",
+                    leaf(path)
+                )
+            } else {
+                format!("The field {} must be a string with a maximum length of {max}.", leaf(path))
+            };
             self.fail(path, message);
         }
         Some(s)

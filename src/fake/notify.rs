@@ -1,5 +1,6 @@
-//! Validation of `correspondence.notification` (contract §4.5): enum parsing, text lengths,
-//! the per-channel content rules (3002–3007, 3024, 3025) and custom recipients (3017–3022).
+//! Validation of `correspondence.notification`: enum parsing, text lengths, custom
+//! recipients (3011–3022, checked first, as Altinn does) and the per-channel content rules
+//! (3002–3007, 3024, 3025).
 
 use serde_json::Value;
 
@@ -85,8 +86,9 @@ pub(crate) fn model(c: &mut Checker, body: &Value) -> Result<Option<Notification
     }))
 }
 
+/// Altinn's `!string.IsNullOrEmpty`: white space counts as given.
 fn filled(n: &Value, field: &str) -> bool {
-    at(n, &[field]).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())
+    at(n, &[field]).and_then(Value::as_str).is_some_and(|s| !s.is_empty())
 }
 
 /// The error code when the content for `channel` is missing, main or reminder.
@@ -116,30 +118,105 @@ fn missing_content(n: &Value, channel: usize, reminder: bool) -> Option<(u32, &'
     (!ok).then_some((code, message))
 }
 
-/// Custom recipients: only with one correspondence recipient, one identifier each.
-fn custom_recipient_rules(n: &Value, recipients: usize) -> Result<(), Problem> {
-    let mut custom: Vec<&Value> = Vec::new();
-    for name in ["customRecipients", "customNotificationRecipients"] {
-        custom.extend(at(n, &[name]).and_then(Value::as_array).into_iter().flatten());
+/// The custom recipients Altinn maps: `customRecipients` if it has any, else the obsolete
+/// `customRecipient`, else the first list of the obsolete `customNotificationRecipients`.
+fn custom_recipients(n: &Value) -> Vec<&Value> {
+    let current: Vec<&Value> = at(n, &["customRecipients"]).and_then(Value::as_array).into_iter().flatten().collect();
+    if !current.is_empty() {
+        return current;
     }
-    custom.extend(at(n, &["customRecipient"]));
+    if let Some(single) = at(n, &["customRecipient"]) {
+        return vec![single];
+    }
+    let first = at(n, &["customNotificationRecipients"]).and_then(Value::as_array).and_then(|l| l.first());
+    first.and_then(|f| at(f, &["recipients"])).and_then(Value::as_array).into_iter().flatten().collect()
+}
+
+/// Altinn's e-mail pattern (its `emailRegex`), with `;` refused besides.
+fn valid_email(s: &str) -> bool {
+    let letter = |c: char| c.is_ascii_alphanumeric() || matches!(c, 'æ' | 'ø' | 'å' | 'Æ' | 'Ø' | 'Å');
+    let local_char = |c: char| letter(c) || "!#$%&'*+-=?^_`{|}~".contains(c);
+    let Some(at_sign) = s.rfind('@') else { return false };
+    let (local, domain) = (&s[..at_sign], &s[at_sign + 1..]);
+    let local_ok = if local.starts_with('"') {
+        local.len() > 2 && local.ends_with('"') && !local[1..local.len() - 1].contains('"')
+    } else {
+        local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(local_char))
+    };
+    let octets: Vec<&str> = domain.split('.').collect();
+    let ipv4 =
+        octets.len() == 4 && octets.iter().all(|o| (1..=3).contains(&o.len()) && o.chars().all(|c| c.is_ascii_digit()));
+    let named = octets.len() >= 2 && octets.len() <= 10 && {
+        let (top, labels) = octets.split_last().unwrap_or((&"", &[]));
+        (2..=14).contains(&top.len())
+            && top.chars().all(|c| c.is_ascii_alphabetic())
+            && labels.iter().all(|l| {
+                let n = l.chars().count();
+                (1..=63).contains(&n)
+                    && l.chars().all(|c| letter(c) || c == '-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            })
+    };
+    !s.contains(';') && local_ok && (ipv4 || named)
+}
+
+/// Altinn's `MobileNumberHelper.IsValidMobileNumber`: `+` or `00` first, then libphonenumber
+/// (the library Altinn uses) must parse it without a region and find it valid.
+fn valid_mobile(s: &str) -> bool {
+    let number = if let Some(rest) = s.strip_prefix("00") {
+        format!("+{rest}")
+    } else if s.starts_with('+') {
+        s.to_string()
+    } else {
+        return false;
+    };
+    phonenumber::parse(None, number).is_ok_and(|p| phonenumber::is_valid(&p))
+}
+
+/// Custom recipients: only with one correspondence recipient, one identifier each, no
+/// `$recipientName$` for an address or number, and the address or number well formed.
+fn custom_recipient_rules(n: &Value, recipients: usize) -> Result<(), Problem> {
+    let custom = custom_recipients(n);
+    if at(n, &["overrideRegisteredContactInformation"]) == Some(&Value::Bool(true)) && custom.is_empty() {
+        return Err(Problem::domain(
+            3022,
+            "OverrideRegisteredContactInformation flag can only be used when CustomRecipients is provided",
+        ));
+    }
     if custom.is_empty() {
-        if at(n, &["overrideRegisteredContactInformation"]) == Some(&Value::Bool(true)) {
-            return Err(Problem::domain(
-                3022,
-                "OverrideRegisteredContactInformation flag can only be used when CustomRecipients is provided",
-            ));
-        }
         return Ok(());
     }
     if recipients > 1 {
         return Err(Problem::domain(3017, "Custom recipient with multiple recipients is not allowed"));
     }
+    let texts =
+        ["emailBody", "smsBody", "emailSubject", "reminderEmailBody", "reminderSmsBody", "reminderEmailSubject"];
+    let names_recipient = texts
+        .iter()
+        .any(|t| at(n, &[t]).and_then(Value::as_str).is_some_and(|s| s.to_lowercase().contains("$recipientname$")));
     for r in custom {
         match CUSTOM_RECIPIENT_FIELDS.iter().filter(|f| filled(r, f)).count() {
             0 => return Err(Problem::domain(3019, "Custom recipient without identifier is not allowed")),
             1 => {}
             _ => return Err(Problem::domain(3018, "Custom recipient with multiple identifiers is not allowed")),
+        }
+        let email = at(r, &["emailAddress"]).and_then(Value::as_str);
+        let mobile = at(r, &["mobileNumber"]).and_then(Value::as_str);
+        if (email.is_some() || mobile.is_some()) && names_recipient {
+            return Err(Problem::domain(
+                3015,
+                "Recipient overrides with email or mobile number are not allowed when using notification recipient name",
+            ));
+        }
+        if email.is_some_and(|e| !valid_email(e)) {
+            return Err(Problem::domain(3011, "Invalid email provided for custom recipient."));
+        }
+        if mobile.is_some_and(|m| !valid_mobile(m)) {
+            return Err(Problem::domain(
+                3012,
+                "Invalid mobile number provided. Mobile number must be in E.164 format (e.g. +4799999999) or start with 00.",
+            ));
         }
     }
     Ok(())
@@ -154,6 +231,7 @@ pub(crate) fn rules(
     let (Some(m), Some(n)) = (model, at(body, &["correspondence", "notification"])) else {
         return Ok(None);
     };
+    custom_recipient_rules(n, recipients)?;
     if m.custom_message {
         if let Some((code, message)) = missing_content(n, m.channel, false) {
             return Err(Problem::domain(code, message));
@@ -163,7 +241,6 @@ pub(crate) fn rules(
             return Err(Problem::domain(code, message));
         }
     }
-    custom_recipient_rules(n, recipients)?;
     let (email, sms) = match m.channel {
         0 | 2 => (true, false),
         1 | 3 => (false, true),

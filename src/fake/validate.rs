@@ -1,5 +1,5 @@
-//! Validation of `POST /correspondence` bodies, in the two layers the real server has
-//! (contract §4): model validation (400 `STD-00000` with paths, no `errorCode`) and the
+//! Validation of `POST /correspondence` bodies, in the two layers the real server has:
+//! model validation (400 `STD-00000` with paths, no `errorCode`) and the
 //! handler's domain rules (ProblemDetails with `errorCode`).
 //!
 //! Member access and model binding helpers live in [`super::model`].
@@ -8,12 +8,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::attachment::{read_metadata, Metadata};
-use super::model::{at, recipients, Checker};
+use super::model::{at, recipients, utf16_len, Checker, REFERENCE_TYPES};
 use super::notify::{self, NotificationPlan};
+use super::plain::is_plain;
 use super::problem::Problem;
 use super::FakeConfig;
 
-/// The limits of §4.1–4.3; each is the real server's, so the fake rejects what it rejects.
+/// The real server's limits, so the fake rejects what it rejects; lengths are .NET's, in
+/// UTF-16 code units.
 const MAX_TITLE_CHARS: usize = 255;
 const MAX_SUMMARY_CHARS: usize = 255;
 const MAX_BODY_CHARS: usize = 30_000;
@@ -26,6 +28,9 @@ const MAX_PROPERTY_KEY_CHARS: usize = 50;
 const MAX_PROPERTY_VALUE_CHARS: usize = 300;
 const MAX_LINK_URL_CHARS: usize = 255;
 const LANGUAGES: [&str; 3] = ["nb", "nn", "en"];
+/// `TransmissionTypeExt`, numbered from 1.
+const TRANSMISSION_TYPES: [&str; 8] =
+    ["Information", "Acceptance", "Rejection", "Request", "Alert", "Decision", "Submission", "Correction"];
 
 /// A valid initialize request, reduced to what the fake stores.
 #[derive(Debug)]
@@ -49,22 +54,37 @@ fn collections(c: &mut Checker, corr: &Value) {
         if list.len() > MAX_EXTERNAL_REFERENCES {
             c.fail("Correspondence.ExternalReferences", "A correspondence can have at most 10 external references.");
         }
+        let mut kinds = Vec::new();
         for (i, r) in list.iter().enumerate() {
             let path = format!("Correspondence.ExternalReferences[{i}]");
-            c.string(at(r, &["referenceValue"]), &format!("{path}.ReferenceValue"), true);
+            let value = c.string(at(r, &["referenceValue"]), &format!("{path}.ReferenceValue"), true);
             let kind = at(r, &["referenceType"]);
             if kind.is_none() {
                 c.fail(&format!("{path}.ReferenceType"), "The ReferenceType field is required.");
             }
-            c.enumeration(kind, &format!("{path}.ReferenceType"), &crate::altinn::wire::REFERENCE_TYPES);
+            let kind = kind.and_then(|k| c.enumeration(Some(k), &format!("{path}.ReferenceType"), &REFERENCE_TYPES));
+            kinds.extend(kind.map(|k| (REFERENCE_TYPES[k], value.unwrap_or_default())));
+        }
+        // Altinn's ExternalReferences attribute, a model-validation error on the list.
+        let path = "Correspondence.ExternalReferences";
+        if kinds.iter().any(|(k, _)| *k == "DialogportenTransmissionId") {
+            c.fail(path, "Cannot initialize a correspondence with pre-existing transmission defined");
+        }
+        if let [(_, value)] = kinds.iter().filter(|(k, _)| *k == "DialogportenTransmissionType").collect::<Vec<_>>()[..]
+        {
+            let v = value.trim();
+            let named = TRANSMISSION_TYPES.iter().any(|t| t.eq_ignore_ascii_case(v));
+            let numbered = v.parse::<usize>().is_ok_and(|n| (1..=TRANSMISSION_TYPES.len()).contains(&n));
+            if !named && !numbered {
+                c.fail(path, "DialogportenTransmissionType referenceValue must be a valid transmission type");
+            }
         }
     }
     if let Some(props) = at(corr, &["propertyList"]) {
         let path = "Correspondence.PropertyList";
         let map = props.as_object().cloned().unwrap_or_else(Map::new);
         let too_long = |(k, v): (&String, &Value)| {
-            k.chars().count() > MAX_PROPERTY_KEY_CHARS
-                || v.as_str().is_none_or(|v| v.chars().count() > MAX_PROPERTY_VALUE_CHARS)
+            utf16_len(k) > MAX_PROPERTY_KEY_CHARS || v.as_str().is_none_or(|v| utf16_len(v) > MAX_PROPERTY_VALUE_CHARS)
         };
         if !props.is_object() || map.len() > MAX_PROPERTIES || map.iter().any(too_long) {
             c.fail(path, "PropertyList can contain at most 10 entries, keys up to 50 and values up to 300 characters.");
@@ -91,6 +111,7 @@ fn attachments(c: &mut Checker, corr: &Value) -> Vec<Metadata> {
 /// Everything model validation extracts, for the domain checks.
 struct Parsed {
     resource_id: String,
+    message_sender: String,
     senders_reference: String,
     title: String,
     body: String,
@@ -119,16 +140,21 @@ fn model(c: &mut Checker, body: &Value) -> Parsed {
     let (recipients, unknown_parties) = recipients(c, body);
     collections(c, &corr);
     let attachments = attachments(c, &corr);
-    c.bounded(&corr, "Correspondence.MessageSender", false, MAX_MESSAGE_SENDER_CHARS);
     Parsed {
+        message_sender: c.bounded(&corr, "Correspondence.MessageSender", false, MAX_MESSAGE_SENDER_CHARS),
         resource_id: c.bounded(&corr, "Correspondence.ResourceId", true, MAX_RESOURCE_ID_CHARS),
         senders_reference: c.bounded(&corr, "Correspondence.SendersReference", true, MAX_SENDERS_REFERENCE_CHARS),
-        // Empty or over-long texts are the handler's domain errors (1020, 1037, ...), not
-        // model validation, so only presence and type are checked here.
-        title: c.field(&content, "Correspondence.Content.MessageTitle", true).unwrap_or_default(),
-        body: c.field(&content, "Correspondence.Content.MessageBody", true).unwrap_or_default(),
-        summary: c.field(&content, "Correspondence.Content.MessageSummary", false),
-        language: c.field(&content, "Correspondence.Content.Language", false),
+        // `[Required]` and `[StringLength]` on the content model: blank or over-long texts
+        // fail model validation before the handler's own checks (1020, 1037, ...) run.
+        title: c.bounded(&content, "Correspondence.Content.MessageTitle", true, MAX_TITLE_CHARS),
+        body: c.bounded(&content, "Correspondence.Content.MessageBody", true, MAX_BODY_CHARS),
+        summary: c.string_max(
+            at(&content, &["messageSummary"]),
+            "Correspondence.Content.MessageSummary",
+            false,
+            MAX_SUMMARY_CHARS,
+        ),
+        language: language(c, &content),
         recipients,
         unknown_parties,
         requested_publish: c.date(&corr, "Correspondence.RequestedPublishTime"),
@@ -139,44 +165,75 @@ fn model(c: &mut Checker, body: &Value) -> Parsed {
     }
 }
 
-fn has_html_tag(s: &str) -> bool {
-    s.as_bytes().windows(2).any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!'))
+/// `[ISO6391]` on the content's language: blank passes (the handler makes it nb), anything
+/// else must be two characters.
+fn language(c: &mut Checker, content: &Value) -> Option<String> {
+    let language = c.field(content, "Correspondence.Content.Language", false)?;
+    if !language.trim().is_empty() && utf16_len(&language) != 2 {
+        c.fail("Correspondence.Content.Language", "The ISO6391 field must be exactly 2 characters long!");
+    }
+    Some(language)
 }
 
-/// The content rules of §4.3.
+/// The handler's content and sender rules, in its order.
 fn content_rules(p: &Parsed) -> Result<(), Problem> {
-    let language = p.language.as_deref().unwrap_or("nb");
-    if !LANGUAGES.contains(&language) {
+    if p.title.trim().is_empty() {
+        return Err(Problem::domain(1020, "Message title cannot be empty"));
+    }
+    if !is_plain(&p.title) {
+        return Err(Problem::domain(1002, "Message title must be plain text"));
+    }
+    if utf16_len(&p.title) > MAX_TITLE_CHARS {
+        return Err(Problem::domain(1037, "Message title cannot exceed 255 characters"));
+    }
+    if p.summary.as_deref().is_some_and(|s| utf16_len(s) > MAX_SUMMARY_CHARS) {
+        return Err(Problem::domain(1042, "Message summary, if not null, must be between 0 and 255 characters long"));
+    }
+    // The summary's plain-text check only logs, and the body's markdown check encodes HTML
+    // before its round trip: neither refuses anything here.
+    if p.body.is_empty() {
+        return Err(Problem::domain(1021, "Message body cannot be empty"));
+    }
+    if utf16_len(&p.body) > MAX_BODY_CHARS {
+        return Err(Problem::domain(1022, "Message body cannot exceed 30000 characters"));
+    }
+    // A blank language is nb; the rest is compared lower-cased.
+    let language = p.language.as_deref().map(str::trim).filter(|l| !l.is_empty()).unwrap_or("nb");
+    if !LANGUAGES.contains(&language.to_lowercase().as_str()) {
         return Err(Problem::domain(
             1023,
             "Invalid language chosen. Supported languages is Norsk bokmål (nb), Nynorsk (nn) and English (en)",
         ));
     }
-    if p.title.trim().is_empty() {
-        return Err(Problem::domain(1020, "Message title cannot be empty"));
-    }
-    if p.title.chars().count() > MAX_TITLE_CHARS {
-        return Err(Problem::domain(1037, "Message title cannot exceed 255 characters"));
-    }
-    if has_html_tag(&p.title) {
-        return Err(Problem::domain(1002, "Message title must be plain text"));
-    }
-    if p.summary.as_deref().is_some_and(|s| s.chars().count() > MAX_SUMMARY_CHARS) {
-        return Err(Problem::domain(1042, "Message summary, if not null, must be between 0 and 255 characters long"));
-    }
-    if p.body.trim().is_empty() {
-        return Err(Problem::domain(1021, "Message body cannot be empty"));
-    }
-    if p.body.chars().count() > MAX_BODY_CHARS {
-        return Err(Problem::domain(1022, "Message body cannot exceed 30000 characters"));
-    }
-    if has_html_tag(&p.body) {
-        return Err(Problem::domain(1003, "Message body must be markdown"));
+    if !p.message_sender.is_empty() && !is_plain(&p.message_sender) {
+        return Err(Problem::domain(1039, "Message sender must be plain text"));
     }
     Ok(())
 }
 
-/// Dates and reply options (§4.2); attachments are [`super::linking`]'s.
+/// The handler's rules for Dialogporten references (1052, 1053).
+fn reference_rules(body: &Value) -> Result<(), Problem> {
+    let refs = at(body, &["correspondence", "externalReferences"]).and_then(Value::as_array);
+    let kind_is = |r: &Value, name: &str| match at(r, &["referenceType"]) {
+        Some(Value::String(s)) => s.eq_ignore_ascii_case(name),
+        Some(n) => n.as_u64().is_some_and(|n| REFERENCE_TYPES.get(n as usize) == Some(&name)),
+        None => false,
+    };
+    let refs: Vec<&Value> = refs.into_iter().flatten().collect();
+    let types = refs.iter().filter(|r| kind_is(r, "DialogportenTransmissionType")).count();
+    if types > 1 {
+        return Err(Problem::domain(1052, "Only one DialogportenTransmissionType external reference is allowed"));
+    }
+    if types == 1 && !refs.iter().any(|r| kind_is(r, "DialogportenDialogId")) {
+        return Err(Problem::domain(
+            1053,
+            "DialogportenTransmissionType external reference requires a DialogportenDialogId external reference",
+        ));
+    }
+    Ok(())
+}
+
+/// Dates and reply options; attachments are [`super::linking`]'s.
 fn correspondence_rules(p: &Parsed, body: &Value, now: DateTime<Utc>) -> Result<(), Problem> {
     if let Some(due) = p.due {
         if due < now {
@@ -192,7 +249,7 @@ fn correspondence_rules(p: &Parsed, body: &Value, now: DateTime<Utc>) -> Result<
     for option in options.into_iter().flatten() {
         let link = at(option, &["linkURL"]).and_then(Value::as_str).unwrap_or_default();
         let https = url::Url::parse(link).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
-        if !https || link.chars().count() > MAX_LINK_URL_CHARS {
+        if !https || utf16_len(link) > MAX_LINK_URL_CHARS {
             return Err(Problem::domain(
                 1035,
                 "Reply options must be well-formed URIs and HTTPS with a max length of 255 characters",
@@ -227,6 +284,12 @@ pub(crate) fn validate(body: &Value, config: &FakeConfig, now: DateTime<Utc>) ->
     if !body.is_object() {
         return Err(Problem::validation("$", "The JSON value could not be converted to InitializeCorrespondencesExt."));
     }
+    // Altinn's property-list attribute reads every value's length; a null value (JSON null,
+    // or a form key whose value did not bind) throws there, and ASP.NET answers 500.
+    let properties = at(body, &["correspondence", "propertyList"]).and_then(Value::as_object);
+    if properties.is_some_and(|p| p.values().any(Value::is_null)) {
+        return Err(Problem::Plain { status: 500, detail: String::new() });
+    }
     let mut checker = Checker::default();
     let parsed = model(&mut checker, body);
     let notification = notify::model(&mut checker, body)?;
@@ -243,8 +306,9 @@ pub(crate) fn validate(body: &Value, config: &FakeConfig, now: DateTime<Utc>) ->
     if config.unknown_resources.iter().any(|r| r.trim_start_matches("urn:altinn:resource:") == resource) {
         return Err(Problem::domain(1036, "ResourceId must match an existing resource in the resource registry"));
     }
-    content_rules(&parsed)?;
     correspondence_rules(&parsed, body, now)?;
+    content_rules(&parsed)?;
+    reference_rules(body)?;
     let notification = notify::rules(notification, body, parsed.recipients.len())?;
     recipient_rules(&parsed, config)?;
     Ok(Initialize {

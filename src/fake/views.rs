@@ -1,4 +1,4 @@
-//! Overview and details bodies (contract §9.2, §9.3) as a sender sees them: the highest
+//! Overview and details bodies as a sender sees them: the highest
 //! status, blanked content once published, purged rows hidden from the history, and live
 //! notification status derived from the fake clock.
 
@@ -6,10 +6,9 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::model::at;
+use super::model::{at, REFERENCE_TYPES};
 use super::state::{NotificationOrder, Record, Status};
 use super::FakeConfig;
-use crate::altinn::wire::REFERENCE_TYPES;
 
 /// The service owner behind every resource the fake knows (Digdir, as in Altinn's samples).
 pub(crate) const SENDER_URN: &str = "urn:altinn:organization:identifier-no:991825827";
@@ -28,7 +27,7 @@ fn text(v: &Value, path: &[&str]) -> Value {
     at(v, path).cloned().unwrap_or(Value::Null)
 }
 
-/// The sender loses access to the content once it is published (contract §14.9).
+/// The sender loses access to the content once it is published.
 fn content(record: &Record) -> Value {
     if record.first(Status::Published).is_some() {
         return json!({

@@ -217,8 +217,14 @@ fn next_read(
     (!done && !too_old(job, policy, now)).then(|| after(now, policy.interval(job.polls + 1)))
 }
 
-/// Summarises notifications: `(outcome, detail, final)`. Outcome is one of none, pending,
-/// sent, delivered, failed, not_needed, cancelled. Addresses are left out of the detail.
+/// Summarises notifications: `(outcome, detail, final)`. Addresses are left out of the detail.
+///
+/// Outcomes: `none` (no notification ordered), `pending`, `sent` (handed to the e-mail or SMS
+/// provider), `delivered`, `unconfirmed` (Altinn's `*_Failed_TTL`: the provider never reported
+/// back within its time to live, so delivery is neither confirmed nor failed), `failed`,
+/// `no_recipients` (the order completed without anyone to notify, e.g. no contact details),
+/// `not_needed` (the send condition was not met: the letter was already read) and
+/// `cancelled`. All but `pending` and an unfinished `sent` are final.
 fn notification_outcome(
     ns: &[Notification],
     before: Option<&str>,
@@ -226,22 +232,30 @@ fn notification_outcome(
     let main: Vec<&Notification> = ns.iter().filter(|n| !n.is_reminder).collect();
     if main.is_empty() {
         let outcome = before.unwrap_or("none");
-        return (None, None, matches!(outcome, "none" | "delivered" | "failed" | "not_needed" | "cancelled"));
+        return (None, None, !matches!(outcome, "pending" | "sent"));
     }
     let statuses: Vec<&RecipientStatus> = main.iter().flat_map(|n| recipients(n)).collect();
     let names: Vec<&str> = statuses.iter().filter_map(|s| s.send_status.as_ref().map(|x| x.status.as_str())).collect();
-    let order = |s: &str| main.iter().any(|n| n.processing_status.as_ref().is_some_and(|p| p.status.ends_with(s)));
+    // Notifications v2 names order statuses `Order_Completed`; legacy v1 orders (and those
+    // migrated from Altinn 2) say `Completed`.
+    let order_is = |status: &str, wanted: &str| status.strip_prefix("Order_").unwrap_or(status) == wanted;
+    let order =
+        |wanted: &str| main.iter().any(|n| n.processing_status.as_ref().is_some_and(|p| order_is(&p.status, wanted)));
     let completed = order("Completed");
+    // `_Failed_TTL` ends in `_Failed...` like a failure, but only says no receipt came back.
+    let unconfirmed = |s: &&str| s.ends_with("_Failed_TTL");
     let (outcome, is_final) = if names.iter().any(|s| s.ends_with("_Delivered")) {
         ("delivered", true)
     } else if statuses.iter().any(|s| s.succeeded) {
         ("sent", completed)
     } else if !names.is_empty() && names.iter().all(|s| s.contains("_Failed")) {
-        ("failed", true)
+        (if names.iter().any(unconfirmed) { "unconfirmed" } else { "failed" }, true)
     } else if order("SendConditionNotMet") {
         ("not_needed", true)
     } else if order("Cancelled") {
         ("cancelled", true)
+    } else if completed && statuses.is_empty() {
+        ("no_recipients", true)
     } else {
         ("pending", false)
     };

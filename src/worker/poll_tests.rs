@@ -299,17 +299,50 @@ fn notification_outcomes_end_the_reads() {
         (email("Order_Completed", "Email_Failed"), "failed"),
         (email("Order_Completed", "Email_Failed_Bounced"), "failed"),
         (email("Order_Completed", "Email_Failed_RecipientReserved"), "failed"),
-        (sms("Order_Completed", "SMS_Failed_TTL"), "failed"),
         (sms("Order_Completed", "SMS_Failed_InvalidRecipient"), "failed"),
+        // A time to live that ran out leaves delivery unknown, not failed.
+        (sms("Order_Completed", "SMS_Failed_TTL"), "unconfirmed"),
+        (email("Order_Completed", "Email_Failed_TTL"), "unconfirmed"),
         (json!({"isReminder": false, "processingStatus": {"status": "Order_SendConditionNotMet"}}), "not_needed"),
         (json!({"isReminder": false, "processingStatus": {"status": "Order_Cancelled"}}), "cancelled"),
         (email("Order_Completed", "Email_Succeeded"), "sent"),
+        // Legacy order statuses, without the `Order_` prefix, mean the same.
+        (email("Completed", "Email_Succeeded"), "sent"),
+        (email("Completed", "Email_Failed_Bounced"), "failed"),
+        (json!({"isReminder": false, "processingStatus": {"status": "SendConditionNotMet"}}), "not_needed"),
+        (json!({"isReminder": false, "processingStatus": {"status": "Cancelled"}}), "cancelled"),
+        // An order that completed with nobody to notify is over.
+        (json!({"isReminder": false, "processingStatus": {"status": "Order_Completed"}}), "no_recipients"),
+        (json!({"isReminder": false, "processingStatus": {"status": "Completed"}}), "no_recipients"),
     ];
     for (notification, outcome) in cases {
         let d = published_with(history(&[("Published", 30)]), json!([notification]));
         let u = assess_now(&d, &job(), &p);
         assert_eq!(u.notification.as_deref(), Some(outcome), "{notification}");
         assert_eq!(u.next_poll_at, None, "{notification}");
+    }
+    // The other side of each rule: an order still running keeps being read, whichever form
+    // its status has, and a failure beside an unconfirmed send is not the whole story.
+    for (notification, outcome) in [
+        (email("Order_Processing", "Email_Succeeded"), "sent"),
+        (email("Processing", "Email_Succeeded"), "sent"),
+        (email("Registered", "Email_New"), "pending"),
+        (json!({"isReminder": false, "processingStatus": {"status": "Order_Registered"}}), "pending"),
+        (json!({"isReminder": false, "processingStatus": {"status": "Processing"}}), "pending"),
+    ] {
+        let d = published_with(history(&[("Published", 30)]), json!([notification]));
+        let u = assess_now(&d, &job(), &p);
+        assert_eq!(u.notification.as_deref(), Some(outcome), "{notification}");
+        assert_eq!(u.next_poll_at, next_after(&job(), &p), "{notification}");
+    }
+    let mixed = json!([email("Order_Completed", "Email_Failed_Bounced"), sms("Order_Completed", "SMS_Failed_TTL")]);
+    let u = assess_now(&published_with(history(&[("Published", 30)]), mixed), &job(), &p);
+    assert_eq!(u.notification.as_deref(), Some("unconfirmed"));
+    // An outcome read before stays final when the list is empty on a later read.
+    for before in ["unconfirmed", "no_recipients"] {
+        let d = published_with(history(&[("Published", 30)]), json!([]));
+        let earlier = ClaimedPoll { notification: Some(before.into()), ..job() };
+        assert_eq!(assess_now(&d, &earlier, &p).next_poll_at, None, "{before}");
     }
 }
 
