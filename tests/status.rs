@@ -116,3 +116,21 @@ async fn app_publishing_late() -> TestApp {
     let fake = altinn_outbox::fake::FakeConfig { publish_after_ms: 3_600_000, ..common::fake_config() };
     TestApp::with(fake, |_| {}).await
 }
+
+/// `Email_Failed_TTL`: no receipt came back in time. Delivery of the e-mail is unknown, not
+/// failed, and it is final: reads stop.
+#[tokio::test]
+async fn a_notification_without_a_receipt_in_time_is_unconfirmed_not_failed() {
+    let fake = altinn_outbox::fake::FakeConfig { notification_outcome: "Failed_TTL".into(), ..common::fake_config() };
+    let app = TestApp::with(fake, |_| {}).await;
+    let id = insert_notified(&app, "ttl").await;
+    app.drain().await;
+    app.make_all_due().await;
+    app.drain().await;
+    let d = app.delivery_of(id).await;
+    assert_eq!(d.get::<String, _>("state"), "delivered");
+    assert_eq!(d.get::<String, _>("notification"), "unconfirmed");
+    assert_eq!(d.get::<Option<chrono::DateTime<chrono::Utc>>, _>("next_poll_at"), None, "final: no more reads");
+    let detail: serde_json::Value = d.get("notification_detail");
+    assert_eq!(detail[0]["sendStatus"][0], "Email_Failed_TTL");
+}

@@ -81,8 +81,12 @@ pub struct FakeConfig {
     /// Upload -> end of the malware scan (attachment `Published` or `Failed`), counted from
     /// the upload. Default 0: scanned at the first look.
     pub malware_scan_ms: u64,
-    /// After publish, notifications go from `*_New` to `*_Delivered` after this long.
+    /// After publish, notifications go from `*_New` to their outcome after this long.
     pub notification_after_ms: u64,
+    /// The outcome every notification recipient reaches, as the suffix of Altinn's send status
+    /// (`Email_<it>`, `SMS_<it>`): `Delivered` by default; `Failed_TTL` (no receipt in time),
+    /// `Failed_Bounced`, `Succeeded`… for tests of the other outcomes.
+    pub notification_outcome: String,
     /// Lifetime of Maskinporten tokens; 120 s is Maskinporten's default client setting.
     pub maskinporten_token_lifetime_s: i64,
     /// Lifetime of Altinn tokens; 30 min is `JwtValidityMinutes` in altinn-authentication.
@@ -110,6 +114,7 @@ impl Default for FakeConfig {
             confirm_after_ms: None,
             malware_scan_ms: 0,
             notification_after_ms: 0,
+            notification_outcome: "Delivered".into(),
             maskinporten_token_lifetime_s: 120,
             altinn_token_lifetime_s: 1800,
             clock_offset_s: 0,

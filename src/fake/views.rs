@@ -151,12 +151,15 @@ fn notification(
     let delivered_at = published + Duration::milliseconds(config.notification_after_ms as i64);
     let delivered = now >= delivered_at;
     let changed = if delivered { delivered_at } else { published };
+    let outcome = config.notification_outcome.as_str();
+    // Altinn's `succeeded`: handed over or delivered (NotificationStatusV2).
+    let succeeded = delivered && matches!(outcome, "Delivered" | "Succeeded" | "Accepted");
     let detail = |medium: &str, prefix: &str| {
-        let status = format!("{prefix}_{}", if delivered { "Delivered" } else { "New" });
+        let status = format!("{prefix}_{}", if delivered { outcome } else { "New" });
         json!({
             // Stable per order and medium, so repeated polls see the same recipient entry.
             "id": Uuid::new_v5(&order.order_id, medium.as_bytes()),
-            "succeeded": delivered,
+            "succeeded": succeeded,
             "recipient": notification_recipient(&record.public.recipient),
             "sendStatus": { "status": status, "description": null, "lastUpdate": time(changed) },
         })
