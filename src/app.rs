@@ -119,7 +119,8 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
     let endpoints = config.endpoints()?;
     let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.expose().to_string());
     let upload_timeout = Duration::from_millis(config.altinn.upload_timeout_ms);
-    let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key, upload_timeout);
+    let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key, upload_timeout)
+        .with_fault_probe(Duration::from_millis(config.altinn.config_fault_probe_ms));
     let pool = outbox::connect_lazy(
         config.database.url.expose(),
         config.pool_size(),

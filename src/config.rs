@@ -136,6 +136,12 @@ pub struct AltinnConfig {
     /// Refresh the Altinn token this long before its `exp`: Correspondence validates token
     /// lifetime with zero clock skew.
     pub token_refresh_margin_s: i64,
+    /// Milliseconds between probes of a resource with a configuration fault, at most: one of
+    /// its rows is tried after a second, then after pauses that double up to this, while the
+    /// others wait without a request. Also the longest an operator's fix waits to be noticed.
+    /// Default 60000: a minute is quick enough after a fix and costs Altinn nothing. 0 sends
+    /// every row's request as it comes.
+    pub config_fault_probe_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -177,6 +183,12 @@ pub struct RetryConfig {
     /// Fraction of each delay that is randomised (0 = none, 1 = anywhere from 0 to the delay),
     /// so that rows failed together by an outage do not return together.
     pub jitter: f64,
+    /// Seconds, counted from a row's INSERT, that it waits for an operator to fix a
+    /// configuration fault of its resource (a scope the token lacks, no access in Altinn
+    /// Authorization) before it fails with the fault's code. Meanwhile it uses no attempts and
+    /// is tried on a growing wait. Default 86400 (24 h): a working day's notice for the people
+    /// who grant access, while a letter a day late is still worth sending.
+    pub config_fault_max_age_s: u64,
 }
 
 /// When a delivery counts as done and how often its status is read.
@@ -322,6 +334,7 @@ impl Default for AltinnConfig {
             upload_timeout_ms: 300_000,
             connect_timeout_ms: 5_000,
             token_refresh_margin_s: 60,
+            config_fault_probe_ms: 60_000,
         }
     }
 }
@@ -348,7 +361,14 @@ impl Default for WorkerConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         // 1 s doubling to 5 min over 12 attempts spans about half an hour of outage.
-        RetryConfig { max_attempts: 12, initial_delay_ms: 1_000, max_delay_ms: 300_000, multiplier: 2.0, jitter: 0.3 }
+        RetryConfig {
+            max_attempts: 12,
+            initial_delay_ms: 1_000,
+            max_delay_ms: 300_000,
+            multiplier: 2.0,
+            jitter: 0.3,
+            config_fault_max_age_s: 24 * 3600,
+        }
     }
 }
 
@@ -543,6 +563,7 @@ mod tests {
         assert_eq!(config.environment, Environment::Tt02);
         let m = &config.maskinporten;
         assert_eq!((m.failure_backoff_first_ms, m.failure_backoff_max_ms), (1_000, 60_000));
+        assert_eq!(config.retry.config_fault_max_age_s, 86_400);
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database.url") || err.contains("client_id"), "{err}");
     }

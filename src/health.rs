@@ -1,6 +1,6 @@
 //! The health listener: `/healthz` says the process is alive; `/readyz` says whether it
-//! can do its work (the database answers and a token can be had), and if not, why, in
-//! words an operator can act on; `/metrics` is for Prometheus ([`crate::metrics`]). Off
+//! can do its work (the database answers, a token can be had, and Altinn accepts it for the
+//! resources it was used for), and if not, why, in words an operator can act on; `/metrics` is for Prometheus ([`crate::metrics`]). Off
 //! unless `health.listen` is set, and on localhost unless `health.allow_remote`: there is no
 //! authentication, and readiness and metrics tell how the service and its setup are doing.
 
@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::altinn::FaultReport;
 use crate::maskinporten::AuthStatus;
 use crate::worker::Context;
 
@@ -34,6 +35,11 @@ pub struct Readiness {
     pub altinn: &'static str,
     /// `ok`, or why claiming work keeps failing (letters wait meanwhile).
     pub claims: String,
+    /// Resources Altinn refuses us for (a scope the token lacks, no access in Altinn
+    /// Authorization): their rows wait without using attempts until an operator fixes it.
+    /// Empty when none; each names the resource, the fault, the code its rows get, what is
+    /// missing, what to do, and since when.
+    pub config_faults: Vec<FaultReport>,
 }
 
 /// The exposition format's content type, which Prometheus negotiates by.
@@ -78,8 +84,8 @@ async fn scrape(State(probes): State<Probes>) -> ([(header::HeaderName, &'static
 }
 
 /// Ready when the database answers, a token can be had (from the cache, or one refresh;
-/// during a failure cool-down the last error is reported without a request) and claims of
-/// work are not failing again and again.
+/// during a failure cool-down the last error is reported without a request), claims of
+/// work are not failing again and again, and no resource has a configuration fault.
 pub async fn readiness(ctx: &Context) -> Readiness {
     let database = match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&ctx.pool)).await
     {
@@ -91,6 +97,7 @@ pub async fn readiness(ctx: &Context) -> Readiness {
     let token_ok = tokens.token().await.is_ok();
     let altinn = ctx.altinn.health();
     let claims = ctx.claims.problem().unwrap_or_else(|| "ok".to_string());
-    let ready = database == "ok" && token_ok && claims == "ok";
-    Readiness { ready, database, token: tokens.status(), altinn, claims }
+    let config_faults = ctx.altinn.config_faults();
+    let ready = database == "ok" && token_ok && claims == "ok" && config_faults.is_empty();
+    Readiness { ready, database, token: tokens.status(), altinn, claims, config_faults }
 }

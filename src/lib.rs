@@ -19,6 +19,7 @@
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` listener.
 //! - [`metrics`]: the Prometheus metrics: what is counted, and the scrape.
 //! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
+//! - [`check`]: `altinn-outbox check`: the set-up, and whether Altinn accepts us per resource.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
 //! - [`bench`]: `altinn-outbox bench`, the worker measured against the fake (issue 6).
 
@@ -26,6 +27,7 @@ pub mod admin;
 pub mod altinn;
 pub mod app;
 pub mod bench;
+pub mod check;
 pub mod compose;
 pub mod config;
 pub mod fake;

@@ -28,8 +28,9 @@ enum Command {
     Migrate,
     /// Run the worker until SIGTERM or SIGINT.
     Run,
-    /// Check the configuration, the key, the database and a token request, and say what failed.
-    Check,
+    /// Check the configuration, the key, the database and a token request, and with
+    /// --resource whether Altinn accepts the token for each resource; say what failed.
+    Check(CheckArgs),
     /// Run the fake Maskinporten and Altinn (for the demo and local testing).
     Fake(FakeArgs),
     /// Generate an RSA key pair: a private JWK for this service and a public JWKS to register.
@@ -45,6 +46,17 @@ enum Command {
     Admin(admin::Command),
     /// Measure the worker against the in-process fake on a scratch database (issue 6's figures).
     Bench(altinn_outbox::bench::Args),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// A resource id to prove the token on, with the sender search (it changes nothing);
+    /// repeatable. Each is said to be ok, or missing a scope, without access, or unknown.
+    #[arg(long, value_name = "ID")]
+    resource: Vec<String>,
+    /// Print one JSON document instead of lines (field names in the README).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -86,7 +98,7 @@ async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<
     match command {
         Command::Migrate => migrate(&config).await,
         Command::Run => run(&config).await,
-        Command::Check => check(&config).await,
+        Command::Check(args) => check(&config, &args).await,
         Command::Fake(_) | Command::Keygen { .. } | Command::Admin(_) | Command::Bench(_) => {
             unreachable!("handled before")
         }
@@ -168,34 +180,14 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-async fn check(config: &Config) -> anyhow::Result<()> {
-    let step = |name: &str, ok: bool, detail: String| println!("{} {name}: {detail}", if ok { "ok  " } else { "FAIL" });
-    let ctx = match app::build_context(config) {
-        Ok(ctx) => {
-            step("config and key", true, "valid".into());
-            ctx
-        }
-        Err(e) => {
-            step("config and key", false, e.to_string());
-            anyhow::bail!("check failed");
-        }
-    };
-    let mut failed = false;
-    if let Err(open) = app::key_file_permissions(config) {
-        (failed, ()) = (true, step("key file", false, open.to_string()));
+async fn check(config: &Config, args: &CheckArgs) -> anyhow::Result<()> {
+    let report = altinn_outbox::check::check(config, &args.resource).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
     }
-    match outbox::migrations_current(&ctx.pool).await {
-        Ok(true) => step("database", true, "reachable, migrations current".into()),
-        Ok(false) => {
-            (failed, ()) = (true, step("database", false, "reachable, but run `altinn-outbox migrate`".into()))
-        }
-        Err(e) => (failed, ()) = (true, step("database", false, e.to_string())),
-    }
-    match ctx.altinn.tokens().token().await {
-        Ok(token) => step("token", true, format!("Altinn token obtained, valid until {}", token.expires_at())),
-        Err(e) => (failed, ()) = (true, step("token", false, e.to_string())),
-    }
-    if failed {
+    if !report.ok {
         anyhow::bail!("check failed");
     }
     Ok(())

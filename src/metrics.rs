@@ -21,6 +21,12 @@
 //! - `altinn_outbox_claim_failures_total`: claims of work that failed (the database away, or
 //!   refusing the claim). Letters wait while it grows; `/readyz` names the reason once
 //!   several fail in a row.
+//! - `altinn_outbox_config_faults{resource, fault}`: 1 while Altinn refuses us for a resource
+//!   (`fault` is `missing_scope`, `no_access` or `unknown_caller`), 0 once a request for it
+//!   succeeded (or no row waited for it for two hours). Alert on `max(...) > 0`. Its
+//!   `resource` label takes the resource ids the rows name: as many values as the deployment
+//!   has resources (producers add them only within their allow list, when it is on), and
+//!   never more than 100 at a time (the client keeps no more); never ids of rows or recipients.
 //! - `altinn_outbox_request_duration_seconds{system, endpoint, status}`: histogram of every
 //!   HTTP request, until the answer's headers (an upload includes sending the file). `system`
 //!   is `altinn` or `maskinporten`; `endpoint` a name from the clients' fixed list
@@ -56,6 +62,7 @@ const TOKEN_REFRESHES: &str = "altinn_outbox_token_refreshes_total";
 const LEASES_RECLAIMED: &str = "altinn_outbox_leases_reclaimed_total";
 const CLAIM_FAILURES: &str = "altinn_outbox_claim_failures_total";
 const REQUEST_DURATION: &str = "altinn_outbox_request_duration_seconds";
+const CONFIG_FAULTS: &str = "altinn_outbox_config_faults";
 
 /// Upper bounds in seconds: from a token served in milliseconds to an upload that may take
 /// `altinn.upload_timeout_ms` (five minutes by default); ordinary requests time out at 30 s.
@@ -115,6 +122,7 @@ pub fn describe() {
     describe_counter!(TOKEN_REFRESHES, "Altinn token refreshes (Maskinporten grant and exchange), by outcome");
     describe_counter!(LEASES_RECLAIMED, "Expired leases of stopped workers taken back by the sweep");
     describe_counter!(CLAIM_FAILURES, "Claims of work that failed");
+    ::metrics::describe_gauge!(CONFIG_FAULTS, "1 while Altinn refuses us for a resource, by resource and fault");
     ::metrics::counter!(CLAIM_FAILURES).increment(0);
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "HTTP requests to Altinn and Maskinporten, to the headers");
     ::metrics::counter!(SENDS, "outcome" => "sent", "error_code" => "").increment(0);
@@ -150,6 +158,11 @@ pub fn token_refreshed(outcome: &'static str) {
 /// Leases taken back by a sweep: `delivery` or `upload`.
 pub fn leases_reclaimed(kind: &'static str, count: u64) {
     ::metrics::counter!(LEASES_RECLAIMED, "kind" => kind).increment(count);
+}
+
+/// A resource's configuration fault began (`on`) or ended; `fault` from [`crate::altinn::Fault`].
+pub fn config_fault(resource: &str, fault: &'static str, on: bool) {
+    ::metrics::gauge!(CONFIG_FAULTS, "resource" => resource.to_string(), "fault" => fault).set(f64::from(u8::from(on)));
 }
 
 /// One HTTP request, from `started` until its answer's headers (or its failure).

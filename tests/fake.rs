@@ -1150,3 +1150,71 @@ async fn faults_can_be_injected_on_the_attachment_endpoints() {
     assert_eq!(overview["status"], "Published");
     assert_eq!(server.faults().injected(), 4);
 }
+
+#[tokio::test]
+async fn a_denied_resource_is_refused_with_4001_on_initialize_and_on_the_search_until_allowed() {
+    let server = FakeServer::start(FakeConfig { unknown_resources: vec!["ghost".into()], ..config() }).await;
+    let api = Api::new(&server).await;
+    let search = |resource: &str| format!("/correspondence?resourceId={resource}&role=Sender");
+    let (status, body) = api.get(&search(RESOURCE)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "ids": [] })));
+
+    server.access().deny_resource(&format!("urn:altinn:resource:{RESOURCE}"));
+    let (status, body) = api.initialize(&message(&[ORG], None)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, Some(4001)), "{body}");
+    assert_eq!(body["code"], "CORR-04001");
+    assert!(body["detail"].as_str().unwrap().contains("access to the resource"), "{body}");
+    // Altinn Authorization is asked before the content rules: a bad title changes nothing.
+    let mut bad = message(&[ORG], None);
+    bad["correspondence"]["content"]["messageTitle"] = json!("<b>x</b>");
+    assert_eq!(error_code(&api.initialize(&bad).await.1), Some(4001));
+    for role in ["Sender", "Recipient"] {
+        let (status, body) = api.get(&format!("/correspondence?resourceId={RESOURCE}&role={role}")).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, Some(4001)), "{role}: {body}");
+    }
+    // An unknown resource: 1036 on initialize, but the search's access check finds no owner.
+    let mut ghost = message(&[ORG], None);
+    ghost["correspondence"]["resourceId"] = json!("ghost");
+    assert_eq!(error_code(&api.initialize(&ghost).await.1), Some(1036));
+    assert_eq!(error_code(&api.get(&search("ghost")).await.1), Some(4001));
+    assert!(server.state().correspondences().is_empty(), "nothing was created");
+
+    server.access().allow_resource(RESOURCE);
+    let (status, body) = api.initialize(&message(&[ORG], None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.get(&search(RESOURCE)).await;
+    assert_eq!((status, body["ids"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+}
+
+#[tokio::test]
+async fn the_resource_registry_answers_a_public_read_of_each_resource() {
+    let server = FakeServer::start(FakeConfig { unknown_resources: vec!["ghost".into()], ..config() }).await;
+    let url = |id: &str| format!("{}/resourceregistry/api/v1/resource/{id}", server.base_url());
+    let known = reqwest::get(url(RESOURCE)).await.unwrap();
+    assert_eq!(known.status(), StatusCode::OK, "no token needed");
+    let body: Value = known.json().await.unwrap();
+    assert_eq!(
+        (body["identifier"].as_str(), body["resourceType"].as_str()),
+        (Some(RESOURCE), Some("CorrespondenceService"))
+    );
+    assert_eq!(reqwest::get(url("ghost")).await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_withheld_scope_is_missing_from_every_token_until_granted_and_then_carried_by_new_ones() {
+    let write = "altinn:correspondence.write";
+    let server = FakeServer::start(FakeConfig { withheld_scopes: vec![write.into()], ..config() }).await;
+    let (status, body) = post_grant(&server, &grant(&server, json!({}))).await;
+    assert_eq!((status, body["scope"].as_str()), (StatusCode::OK, Some("altinn:serviceowner")), "{body}");
+    let old = Api::new(&server).await;
+    let (status, body) = old.initialize(&message(&[ORG], None)).await;
+    assert_eq!((status, body), (StatusCode::FORBIDDEN, json!("")), "the scope policy's empty 403");
+
+    server.access().grant_scope(write);
+    assert_eq!(old.initialize(&message(&[ORG], None)).await.0, StatusCode::FORBIDDEN, "a token issued before");
+    let new = Api::new(&server).await;
+    let (status, body) = new.initialize(&message(&[ORG], None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.access().withhold_scope(write);
+    assert_eq!(Api::new(&server).await.initialize(&message(&[ORG], None)).await.0, StatusCode::FORBIDDEN);
+}

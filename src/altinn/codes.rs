@@ -9,10 +9,14 @@
 //! that raise each code. A code is transient when it means that a dependency of Altinn
 //! failed (Register, KRR, the resource registry, storage) or that Altinn could not read its
 //! own data: the same request may succeed later. It is permanent when the request can never
-//! succeed as it is. A code not listed here keeps the rule of its HTTP status.
+//! succeed as it is. It is a configuration fault when Altinn refuses who we are rather than
+//! what we sent (no access to the resource in Altinn Authorization, a token that names no
+//! caller): an operator's fix makes the same request succeed. A code not listed here keeps the
+//! rule of its HTTP status.
 //! `docs/altinn-errors.md` has the same table; a test holds the two together.
 
-use super::error::ErrorClass::{self, Permanent, Transient};
+use super::error::ErrorClass::{self, Misconfigured, Permanent, Transient};
+use super::faults::Fault::{NoAccess, UnknownCaller};
 
 /// (errorCode, class, why). In code order, each code once (a test checks).
 const CODES: &[(i64, ErrorClass, &str)] = &[
@@ -97,10 +101,10 @@ const CODES: &[(i64, ErrorClass, &str)] = &[
     (3023, Permanent, "the notification template is invalid"),
     (3024, Permanent, "an e-mail and SMS notification needs both texts"),
     (3025, Permanent, "an e-mail and SMS reminder needs both texts"),
-    (4001, Permanent, "Altinn Authorization denies access to the resource"),
+    (4001, Misconfigured(NoAccess), "Altinn Authorization gives the organisation no access to the resource"),
     (4002, Transient, "Altinn Register could not find the sender's own party, which exists: Register failed"),
-    (4006, Permanent, "the token names no caller"),
-    (4007, Permanent, "the token names no organisation number"),
+    (4006, Misconfigured(UnknownCaller), "the token names no caller"),
+    (4007, Misconfigured(UnknownCaller), "the token names no organisation number"),
     (4009, Permanent, "the resource is not a CorrespondenceService"),
     (4010, Permanent, "the resource is not a CorrespondenceService"),
 ];
@@ -124,9 +128,11 @@ mod tests {
         for code in [4002, 1015, 1032, 2002, 2022] {
             assert_eq!(class_of(code), Some(Transient), "{code}");
         }
-        for code in [1002, 1037, 1036, 1030, 4001, 2008] {
+        for code in [1002, 1037, 1036, 1030, 2008] {
             assert_eq!(class_of(code), Some(Permanent), "{code}");
         }
+        assert_eq!(class_of(4001), Some(Misconfigured(NoAccess)), "an operator's grant makes it go");
+        assert_eq!(class_of(4006), Some(Misconfigured(UnknownCaller)));
         assert_eq!(class_of(9999), None, "an unknown code is left to the HTTP status");
         assert!(is_transient(4002) && !is_transient(1037) && !is_transient(9999));
     }
@@ -148,7 +154,11 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), CODES.len(), "one row per code");
         for (row, (code, class, why)) in rows.iter().zip(CODES) {
-            let class = if *class == Transient { "transient" } else { "permanent" };
+            let class = match class {
+                Transient => "transient",
+                Misconfigured(_) => "configuration",
+                _ => "permanent",
+            };
             assert_eq!((row[0], row[2], row[3]), (code.to_string().as_str(), class, *why), "{row:?}");
         }
     }

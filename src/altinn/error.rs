@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::codes;
+use super::faults::Fault;
 use crate::identifiers::scrub;
 
 /// What the worker should do about a failed call.
@@ -21,6 +22,10 @@ pub enum ErrorClass {
     Permanent,
     /// Nothing is wrong with the row (no token can be had): wait without using an attempt.
     Deferred,
+    /// Nothing is wrong with the row, our set-up is wrong for its resource: the token lacks a
+    /// scope, or Altinn Authorization gives us no access. An operator's fix makes the same
+    /// request succeed, so the row waits without using an attempt, up to an age limit.
+    Misconfigured(Fault),
 }
 
 /// A failed Altinn or Maskinporten call. `code` is stable and machine-readable: Altinn's own
@@ -34,20 +39,35 @@ pub struct ApiError {
     pub message: String,
     /// From a 429's Retry-After (or our own throttle): no request before then.
     pub retry_after: Option<Duration>,
+    /// The resource the request concerned, when it names one (initialize, the search, an
+    /// attachment's creation): what a configuration fault is about.
+    pub resource: Option<String>,
 }
 
 impl ApiError {
+    fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { class, code: code.into(), message: message.into(), retry_after: None, resource: None }
+    }
+
     pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { class: ErrorClass::Transient, code: code.into(), message: message.into(), retry_after: None }
+        ApiError::new(ErrorClass::Transient, code, message)
     }
 
     /// Not the row's fault and nothing was sent: wait without using an attempt.
     pub fn deferred(code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { class: ErrorClass::Deferred, code: code.into(), message: message.into(), retry_after: None }
+        ApiError::new(ErrorClass::Deferred, code, message)
     }
 
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { class: ErrorClass::Permanent, code: code.into(), message: message.into(), retry_after: None }
+        ApiError::new(ErrorClass::Permanent, code, message)
+    }
+
+    /// Our set-up is wrong for `resource` (see [`Fault`]).
+    pub fn misconfigured(fault: Fault, code: impl Into<String>, message: impl Into<String>, resource: &str) -> Self {
+        ApiError {
+            resource: Some(resource.to_string()),
+            ..ApiError::new(ErrorClass::Misconfigured(fault), code, message)
+        }
     }
 
     /// A transport failure: the request may or may not have reached Altinn, so it is
@@ -67,7 +87,12 @@ impl ApiError {
             Some(class) => class,
             None => match status {
                 408 | 429 | 500..=599 => ErrorClass::Transient,
-                // An empty 401 (even after a fresh token) or 403 means our token is not right
+                // The scope policy refuses a valid token with an empty 403: it lacks
+                // altinn:correspondence.write (or the service-owner org claim). Granting it
+                // makes the next token, and the same request, succeed.
+                403 if body.trim_ascii().is_empty() => ErrorClass::Misconfigured(Fault::MissingScope),
+                // An empty 401 (even after a fresh token), or a 403 with a body but no code
+                // (an issuer Correspondence does not accept), means our token is not right
                 // yet, not that the row is: the worker waits (Deferred) rather than fail rows.
                 401 | 403 if problem.error_code.is_none() => ErrorClass::Deferred,
                 _ => ErrorClass::Permanent,
@@ -78,8 +103,22 @@ impl ApiError {
             (None, Some(c)) => format!("altinn:{c}"),
             (None, None) => format!("http:{status}"),
         };
-        let message = problem.message.unwrap_or_else(|| format!("HTTP {status} with no error body"));
-        ApiError { class, code, message, retry_after }
+        let message = match (problem.message, class) {
+            (Some(message), _) => message,
+            (None, ErrorClass::Misconfigured(fault)) => {
+                format!("HTTP {status} with no error body: {}", fault.missing())
+            }
+            (None, _) => format!("HTTP {status} with no error body"),
+        };
+        ApiError { retry_after, ..ApiError::new(class, code, message) }
+    }
+
+    /// The configuration fault this error reports, if it is one.
+    pub fn fault(&self) -> Option<Fault> {
+        match self.class {
+            ErrorClass::Misconfigured(fault) => Some(fault),
+            _ => None,
+        }
     }
 
     pub fn is_already_created(&self) -> bool {
@@ -202,12 +241,34 @@ mod tests {
         let e = ApiError::from_response(429, Some(Duration::from_secs(7)), b"");
         assert_eq!((e.class, e.retry_after), (ErrorClass::Transient, Some(Duration::from_secs(7))));
         assert_eq!(ApiError::from_response(401, None, b"").class, ErrorClass::Deferred);
-        let denied = br#"{"status":401,"detail":"You must use an Altinn token","errorCode":4001}"#;
-        assert_eq!(ApiError::from_response(401, None, denied).class, ErrorClass::Permanent);
         assert_eq!(ApiError::from_response(404, None, b"").code, "http:404");
         let e = ApiError::from_response(400, None, br#""Invalid notification template""#);
         assert_eq!((e.code.as_str(), e.message.as_str()), ("http:400", "Invalid notification template"));
         assert!(ApiError::from_response(409, None, br#"{"errorCode":1034}"#).is_already_created());
+    }
+
+    #[test]
+    fn refusals_of_who_we_are_are_configuration_faults() {
+        // The scope policy's empty 403: the token lacks the write scope or the org claim.
+        let scope = ApiError::from_response(403, None, b"");
+        assert_eq!((scope.class, scope.code.as_str()), (ErrorClass::Misconfigured(Fault::MissingScope), "http:403"));
+        assert!(scope.message.contains("altinn:correspondence.write"), "{}", scope.message);
+        assert_eq!(scope.fault(), Some(Fault::MissingScope));
+        assert_eq!(ApiError::from_response(403, None, b" \n").class, ErrorClass::Misconfigured(Fault::MissingScope));
+        // Altinn Authorization's deny, exactly as the server shapes it.
+        let denied = br#"{"type":"https://tools.ietf.org/html/rfc9110#section-15.5.2","title":"Unauthorized","status":401,"detail":"You must use an Altinn token, DialogToken or log in to IDPorten as someone with access to the resource and organization in Altinn Authorization","code":"CORR-04001","errorCode":4001}"#;
+        let e = ApiError::from_response(401, None, denied);
+        assert_eq!((e.class, e.code.as_str()), (ErrorClass::Misconfigured(Fault::NoAccess), "altinn:4001"));
+        assert!(e.message.starts_with("You must use an Altinn token"), "{}", e.message);
+        let caller = ApiError::from_response(401, None, br#"{"status":401,"errorCode":4006}"#);
+        assert_eq!(caller.class, ErrorClass::Misconfigured(Fault::UnknownCaller));
+        // Not ours to judge: the bearer check's empty 401, and a 403 for a token of a foreign
+        // issuer (a body, no code), wait as before; a 400 is still the request's fault.
+        assert_eq!(ApiError::from_response(401, None, b"").class, ErrorClass::Deferred);
+        let issuer = br#"{"status":403,"title":"IDX10205: Issuer validation failed"}"#;
+        assert_eq!(ApiError::from_response(403, None, issuer).class, ErrorClass::Deferred);
+        assert_eq!(ApiError::from_response(400, None, b"").fault(), None);
+        assert_eq!(ApiError::from_response(400, None, br#"{"errorCode":1036}"#).class, ErrorClass::Permanent);
     }
 
     #[test]

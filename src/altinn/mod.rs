@@ -1,14 +1,20 @@
 //! The Altinn 3 Correspondence API client. HTTP statuses are matched here and nowhere else:
 //! every failure leaves as an [`ApiError`] with its [`ErrorClass`]. Altinn's free texts (error
 //! details, status texts) are scrubbed of personal data before they leave this module.
+//! Requests that name a resource pass its [`Faults`] first: a resource whose configuration is
+//! faulted is probed, not hammered.
 
 mod codes;
 mod error;
+pub mod faults;
 mod form;
 mod gate;
+mod resource_check;
 pub mod wire;
 
 pub use error::{ApiError, ErrorClass, Problem};
+use faults::Faults;
+pub use faults::{Fault, FaultReport};
 pub use form::dictionary_key_binds;
 use gate::{Closed, Gates, Health, Kind};
 
@@ -41,11 +47,15 @@ const FIND_BY_KEY: &str = "find_by_key";
 const OVERVIEW: &str = "overview";
 const DETAILS: &str = "details";
 const PURGE: &str = "purge";
+const SEARCH: &str = "search";
+const RESOURCE_REGISTRY: &str = "resource_registry";
 
 #[derive(Clone)]
 pub struct AltinnClient {
     http: reqwest::Client,
     api: String,
+    /// The resource registry's read of a resource (`…/resource/{id}`), without the id.
+    registry: String,
     tokens: TokenClient,
     subscription_key: Option<String>,
     /// Whole-request timeout of a request that carries files (the client's own is for the rest).
@@ -53,6 +63,10 @@ pub struct AltinnClient {
     /// Hold requests back while Altinn throttles us (every request: a 429's wait applies to
     /// every row, not only the one that was told) or looks down (per kind: sends, reads).
     gates: Gates,
+    /// Configuration faults by resource: said once, shown to readiness, probed.
+    faults: Faults,
+    /// When a token refused for a missing scope was last dropped ([`Faults::renewal_pause`]).
+    scope_renewed: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 /// One file of the multipart request; its name matches the metadata's `fileName`.
@@ -94,11 +108,21 @@ impl AltinnClient {
         AltinnClient {
             http,
             api: format!("{}{API_PATH}", platform_url.trim_end_matches('/')),
+            registry: format!("{}{}", platform_url.trim_end_matches('/'), resource_check::REGISTRY_PATH),
             tokens,
             subscription_key: subscription_key.filter(|k| !k.trim().is_empty()),
             upload_timeout,
             gates: Gates::default(),
+            faults: Faults::default(),
+            scope_renewed: Default::default(),
         }
+    }
+
+    /// Holds back the requests of a resource with a configuration fault, letting one through
+    /// (a probe) after pauses that double up to `max_pause`; zero holds nothing back.
+    pub fn with_fault_probe(mut self, max_pause: Duration) -> Self {
+        self.faults = Faults::new(max_pause);
+        self
     }
 
     pub fn tokens(&self) -> &TokenClient {
@@ -108,7 +132,8 @@ impl AltinnClient {
     /// Initializes one correspondence. Success is 200 with one element per recipient.
     pub async fn initialize(&self, request: &InitializeRequest) -> Result<Created, ApiError> {
         let url = format!("{}/correspondence", self.api);
-        created(self.send(INITIALIZE, |http| http.post(&url).json(request)).await)
+        let resource = Some(request.correspondence.resource_id.as_str());
+        created(self.send(INITIALIZE, resource, |http| http.post(&url).json(request)).await)
     }
 
     /// Initializes one correspondence and uploads its files in the same multipart request,
@@ -135,13 +160,15 @@ impl AltinnClient {
             }
             http.post(&url).multipart(multipart).timeout(self.upload_timeout)
         };
-        created(self.send(INITIALIZE_WITH_FILES, build).await)
+        let resource = Some(request.correspondence.resource_id.as_str());
+        created(self.send(INITIALIZE_WITH_FILES, resource, build).await)
     }
 
     /// Creates an attachment to upload into; its id is the JSON string answered.
     pub async fn create_attachment(&self, request: &InitializeAttachment) -> Result<Uuid, ApiError> {
         let url = format!("{}/attachment", self.api);
-        let body = self.send(CREATE_ATTACHMENT, |http| http.post(&url).json(request)).await?;
+        let resource = Some(request.resource_id.as_str());
+        let body = self.send(CREATE_ATTACHMENT, resource, |http| http.post(&url).json(request)).await?;
         parse(&body)
     }
 
@@ -150,7 +177,7 @@ impl AltinnClient {
     pub async fn upload_attachment(&self, id: Uuid, content: &FileContent) -> Result<AttachmentOverview, ApiError> {
         let url = format!("{}/attachment/{id}/upload", self.api);
         let body = self
-            .send(UPLOAD_ATTACHMENT, |http| {
+            .send(UPLOAD_ATTACHMENT, None, |http| {
                 http.post(&url)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .header(reqwest::header::CONTENT_LENGTH, content.len())
@@ -164,7 +191,7 @@ impl AltinnClient {
     /// An attachment's status: `Published` once the malware scan passed.
     pub async fn attachment_status(&self, id: Uuid) -> Result<AttachmentOverview, ApiError> {
         let url = format!("{}/attachment/{id}", self.api);
-        let body = self.send(ATTACHMENT_STATUS, |http| http.get(&url)).await?;
+        let body = self.send(ATTACHMENT_STATUS, None, |http| http.get(&url)).await?;
         parse(&body).map(scrub_attachment)
     }
 
@@ -173,7 +200,7 @@ impl AltinnClient {
         let url = format!("{}/correspondence", self.api);
         let query =
             [("resourceId", resource_id.to_string()), ("role", "Sender".into()), ("idempotentKey", key.to_string())];
-        let body = self.send(FIND_BY_KEY, |http| http.get(&url).query(&query)).await?;
+        let body = self.send(FIND_BY_KEY, Some(resource_id), |http| http.get(&url).query(&query)).await?;
         let ids: IdList = parse(&body)?;
         Ok(ids.ids.into_iter().next())
     }
@@ -183,11 +210,11 @@ impl AltinnClient {
     /// purge, while details still does).
     pub async fn identity(&self, id: Uuid) -> Result<Identity, ApiError> {
         let url = format!("{}/correspondence/{id}", self.api);
-        match self.send(OVERVIEW, |http| http.get(&url)).await {
+        match self.send(OVERVIEW, None, |http| http.get(&url)).await {
             Ok(body) => parse(&body),
             Err(e) if e.code == "altinn:1001" || e.code == "http:404" => {
                 let url = format!("{url}/details");
-                parse(&self.send(DETAILS, |http| http.get(&url)).await?)
+                parse(&self.send(DETAILS, None, |http| http.get(&url)).await?)
             }
             Err(e) => Err(e),
         }
@@ -196,13 +223,13 @@ impl AltinnClient {
     /// The status of one correspondence, from Altinn's own database (the routine read).
     pub async fn overview(&self, id: Uuid) -> Result<Overview, ApiError> {
         let url = format!("{}/correspondence/{id}", self.api);
-        parse(&self.send(OVERVIEW, |http| http.get(&url)).await?).map(scrub_overview)
+        parse(&self.send(OVERVIEW, None, |http| http.get(&url)).await?).map(scrub_overview)
     }
 
     /// Status history and notification outcome of one correspondence.
     pub async fn details(&self, id: Uuid) -> Result<Details, ApiError> {
         let url = format!("{}/correspondence/{id}/details", self.api);
-        let body = self.send(DETAILS, |http| http.get(&url)).await?;
+        let body = self.send(DETAILS, None, |http| http.get(&url)).await?;
         parse(&body).map(scrub_details)
     }
 
@@ -210,17 +237,22 @@ impl AltinnClient {
     /// while the status is Initialized, ReadyForPublish or Failed.
     pub async fn purge(&self, id: Uuid) -> Result<Purged, ApiError> {
         let url = format!("{}/correspondence/{id}/purge", self.api);
-        purged(self.send(PURGE, |http| http.delete(&url)).await)
+        purged(self.send(PURGE, None, |http| http.delete(&url)).await)
     }
 
-    /// Sends with a token; a 401 drops the cached token and retries once with a fresh one,
-    /// because Altinn validates token lifetime with zero clock skew.
+    /// Sends with a token; an empty 401 drops the cached token and retries once with a fresh
+    /// one, because Altinn validates token lifetime with zero clock skew. A request for
+    /// `resource` passes its configuration faults first, and its answer is recorded there.
     async fn send(
         &self,
         endpoint: &'static str,
+        resource: Option<&str>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<bytes::Bytes, ApiError> {
         let pass = self.gates.of(kind_of(endpoint)).enter(Instant::now()).map_err(closed)?;
+        if let Some(resource) = resource {
+            self.faults.enter(resource, Instant::now()).map_err(|(fault, code)| held(resource, fault, code))?;
+        }
         let (status, retry_after, body) = match self.answer(endpoint, &build).await {
             Ok(answer) => answer,
             // Nothing was sent: says nothing about Altinn (a probe's pass is freed on drop).
@@ -230,45 +262,78 @@ impl AltinnClient {
                 return Err(e);
             }
         };
-        let error = (status != StatusCode::OK).then(|| ApiError::from_response(status.as_u16(), retry_after, &body));
+        let mut error =
+            (status != StatusCode::OK).then(|| ApiError::from_response(status.as_u16(), retry_after, &body));
         let health = health(status, retry_after, error.as_ref());
         if let Health::Throttled(wait) = health {
             self.gates.throttle(wait, Instant::now());
         }
         pass.record(health);
+        if let Some(resource) = resource {
+            self.learn(resource, error.as_mut());
+        }
+        error.map_or(Ok(body), Err)
+    }
+
+    /// What an answer for `resource` says about its configuration: a success clears its
+    /// fault; a configuration fault is recorded, and the error names the resource. Any other
+    /// answer proves nothing either way (the next probe decides).
+    fn learn(&self, resource: &str, error: Option<&mut ApiError>) {
         match error {
-            None => Ok(body),
-            Some(e) => Err(e),
+            None => self.faults.succeeded(resource),
+            Some(e) => {
+                if let Some(fault) = e.fault() {
+                    self.faults.refused(resource, fault, &e.code, Instant::now());
+                    e.resource = Some(resource.to_string());
+                }
+            }
         }
     }
 
-    /// One request with a token (two after a 401), its body read completely.
+    /// One request with a token (two after an empty 401), its body read completely.
     async fn answer(
         &self,
         endpoint: &'static str,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<(StatusCode, Option<Duration>, bytes::Bytes), NoAnswer> {
         let mut token = self.token().await.map_err(NoAnswer::NoToken)?;
-        let mut response = self.attempt(endpoint, build, &token).await.map_err(NoAnswer::Lost)?;
-        if response.status() == StatusCode::UNAUTHORIZED {
+        let mut answer = self.attempt(endpoint, build, &token).await?;
+        // An empty 401 is the bearer check (an expired token, say); one with Altinn's code is
+        // Altinn Authorization's answer about the resource, which a new token does not change.
+        if answer.0 == StatusCode::UNAUTHORIZED && Problem::parse(&answer.2).error_code.is_none() {
             self.tokens.invalidate(&token);
             token = self.token().await.map_err(NoAnswer::NoToken)?;
-            response = self.attempt(endpoint, build, &token).await.map_err(NoAnswer::Lost)?;
+            answer = self.attempt(endpoint, build, &token).await?;
         }
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        // A body that cannot be read completely is a lost response, whatever the status said.
-        let body = response.bytes().await.map_err(|e| NoAnswer::Lost(ApiError::from_transport(&e)))?;
-        Ok((status, retry_after, body))
+        if answer.0 == StatusCode::FORBIDDEN && answer.2.trim_ascii().is_empty() {
+            self.renew_after_scope_refusal(&token);
+        }
+        Ok(answer)
     }
 
-    /// One request, timed for [`metrics`] under the endpoint's name.
+    /// A token the scope policy refused is refused until it is replaced: drop it, so that the
+    /// next request fetches one that carries the scope as soon as it is granted. Without
+    /// this the grant would take effect only when the token expires (half an hour). Not
+    /// again within the first probe pause, though: requests that name no resource (status
+    /// reads) are not held back by [`Faults`], and must not turn a missing scope into a grant
+    /// at Maskinporten per request.
+    fn renew_after_scope_refusal(&self, refused: &AltinnToken) {
+        let mut renewed = self.scope_renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if renewed.is_none_or(|at| now.duration_since(at) >= self.faults.renewal_pause()) {
+            *renewed = Some(now);
+            self.tokens.invalidate(refused);
+        }
+    }
+
+    /// One request, timed for [`metrics`] under the endpoint's name, its body read completely:
+    /// a body that cannot be read is a lost answer, whatever the status said.
     async fn attempt(
         &self,
         endpoint: &'static str,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
         token: &AltinnToken,
-    ) -> Result<reqwest::Response, ApiError> {
+    ) -> Result<(StatusCode, Option<Duration>, bytes::Bytes), NoAnswer> {
         let mut request = build(&self.http).bearer_auth(token.expose()).header(ACCEPT, "application/json");
         if let Some(key) = &self.subscription_key {
             request = request.header("Ocp-Apim-Subscription-Key", key);
@@ -276,7 +341,11 @@ impl AltinnClient {
         let started = Instant::now();
         let result = request.send().await;
         metrics::request_done(System::Altinn, endpoint, started, &result);
-        result.map_err(|e| ApiError::from_transport(&e))
+        let response = result.map_err(|e| NoAnswer::Lost(ApiError::from_transport(&e)))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map_err(|e| NoAnswer::Lost(ApiError::from_transport(&e)))?;
+        Ok((status, retry_after, body))
     }
 
     async fn token(&self) -> Result<AltinnToken, ApiError> {
@@ -318,6 +387,11 @@ impl AltinnClient {
     /// in a row.
     pub fn looks_down(&self) -> bool {
         self.gates.of(Kind::Send).outage() && self.gates.of(Kind::Read).outage()
+    }
+
+    /// The resources whose configuration is faulted now, for readiness.
+    pub fn config_faults(&self) -> Vec<FaultReport> {
+        self.faults.current(Instant::now())
     }
 
     /// How Altinn looks from here, for readiness: `up`, `throttled`, `looks down`, or one kind
@@ -386,7 +460,17 @@ fn closed(why: Closed) -> ApiError {
 /// an attempt, whether the cause is an outage or a configuration error; the latter is
 /// reported loudly by the worker instead.
 fn token_error(e: &TokenError) -> ApiError {
-    ApiError { class: ErrorClass::Deferred, code: e.code(), message: e.to_string(), retry_after: None }
+    ApiError::deferred(e.code(), e.to_string())
+}
+
+/// A request held back by its resource's configuration fault was never sent: the row waits
+/// as if it had been refused, without using an attempt.
+fn held(resource: &str, fault: Fault, code: String) -> ApiError {
+    let message = format!(
+        "{}; held back until it is fixed (the resource is probed now and then), no request was made",
+        fault.missing()
+    );
+    ApiError::misconfigured(fault, code, message, resource)
 }
 
 /// 200 with the first correspondence, or 409/1034 "already created".

@@ -3,7 +3,9 @@
 //! Failure shapes follow the real servers exactly (contract §2, `maskinporten.md` §3): the
 //! exchange answers every failure with an empty 401; Correspondence answers a bad or expired
 //! token (zero clock skew) with an empty 401 and `WWW-Authenticate: Bearer`, a token without
-//! the write scope or the service-owner org claim with an empty 403.
+//! the scope of the endpoint's policy or without the service-owner org claim with an empty
+//! 403. The policies are the real ones: Sender (initialize, attachments) wants the write
+//! scope; SenderOrRecipient (search, overview, details, purge) the write or the read scope.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use super::App;
 /// altinn-authentication validates Maskinporten tokens with 10 s of clock skew.
 const EXCHANGE_SKEW_S: i64 = 10;
 const WRITE_SCOPE: &str = "altinn:correspondence.write";
+const READ_SCOPE: &str = "altinn:correspondence.read";
 const SERVICE_OWNER_SCOPE: &str = "altinn:serviceowner";
 /// The service-owner code of [`super::maskinporten::CONSUMER_ORG`].
 const ORG_CODE: &str = "digdir";
@@ -153,7 +156,11 @@ pub(crate) async fn require_altinn_token(State(app): State<Arc<App>>, request: R
         let text = "Not Acceptable: this endpoint produces application/json";
         return (StatusCode::NOT_ACCEPTABLE, text).into_response();
     }
-    if let Err(refusal) = check_altinn_token(&app, headers) {
+    // Everything but a POST and the attachment endpoints is SenderOrRecipient.
+    let path = request.uri().path();
+    let sender_only = request.method() == axum::http::Method::POST || path.contains("/attachment");
+    let scopes: &[&str] = if sender_only { &[WRITE_SCOPE] } else { &[WRITE_SCOPE, READ_SCOPE] };
+    if let Err(refusal) = check_altinn_token(&app, headers, scopes) {
         tracing::info!("correspondence call refused by the bearer check");
         return refusal.into_response();
     }
@@ -212,7 +219,8 @@ impl CheckedToken {
     }
 }
 
-fn check_altinn_token(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
+/// The bearer check: a valid, unexpired Altinn token with one of `scopes` and the org claim.
+fn check_altinn_token(app: &App, headers: &HeaderMap, scopes: &[&str]) -> Result<(), Refusal> {
     let token = bearer(headers).ok_or(Refusal::Unauthenticated)?;
     let claims = app.checked_token.claims(app, token)?;
     let exp = claims.get("exp").and_then(Value::as_i64).ok_or(Refusal::Unauthenticated)?;
@@ -221,7 +229,7 @@ fn check_altinn_token(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
         return Err(Refusal::Unauthenticated);
     }
     let scope = claims.get("scope").and_then(Value::as_str).unwrap_or_default();
-    let has_scope = scope.split_whitespace().any(|s| s == WRITE_SCOPE);
+    let has_scope = scope.split_whitespace().any(|s| scopes.contains(&s));
     if !has_scope || claims.get("urn:altinn:org").is_none() {
         return Err(Refusal::Forbidden);
     }

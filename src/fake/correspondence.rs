@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::access;
 use super::attachment::AttachmentRecord;
 use super::auth::require_altinn_token;
 use super::linking::{self, AttachmentPlan};
@@ -84,7 +85,7 @@ fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Val
 pub(crate) fn initialize_with_files(app: &App, original: Value, files: Vec<FilePart>) -> Result<Value, Problem> {
     let body = normalize_keys(original.clone());
     let key = idempotency_precheck(app, &body)?;
-    let mut valid = validate(&body, &app.config, app.now())?;
+    let mut valid = validate(&body, &app.config, &app.access, app.now())?;
     let metadata = std::mem::take(&mut valid.attachments);
     let plan = linking::plan(&body, metadata, files, &app.state.lock_attachments_advanced().attachments)?;
     commit(app, key, valid, plan, original, body)
@@ -258,6 +259,10 @@ async fn lookup(State(app): State<Arc<App>>, Query(query): Query<HashMap<String,
         Ok(search) => search,
         Err(problem) => return problem.into_response(),
     };
+    // The access check comes first, whatever the role asked for.
+    if let Some(refusal) = access::search_refusal(&app, &search.resource) {
+        return refusal.into_response();
+    }
     // The fake's correspondences all belong to its one sender and no recipient ever asks.
     if search.role == 0 {
         return json_response(200, &json!({ "ids": [] }));

@@ -99,7 +99,7 @@ fn grant(app: &App, fields: &Map<String, Value>) -> Result<Value, OAuthError> {
     app.state.lock().secrets.push(assertion.to_string());
     let claims = verify_assertion(app, assertion)?;
     let client_id = claims["iss"].as_str().unwrap_or_default().to_string();
-    let scope = check_claims(app, &claims)?;
+    let scope = app.access.issued_scope(&check_claims(app, &claims)?);
     let jti = claims["jti"].as_str().unwrap_or_default().to_string();
     // Recorded only when a token is issued: a grant rejected for another reason was not used.
     if !app.state.lock().used_jtis.insert(jti) {

@@ -7,6 +7,8 @@
 //!
 //! - `maskinporten`: `POST /token` (JWT-bearer grants) and the RFC 8414 metadata.
 //! - `auth`: the Altinn token exchange and the bearer check in front of the Correspondence API.
+//! - `access`: resources Altinn Authorization denies and scopes tokens lack, changeable at
+//!   run time; the resource registry's read of a resource.
 //! - `correspondence`: the Correspondence endpoints; `model`, `validate`, `notify` and
 //!   `plain`: model binding and validation of initialize requests.
 //! - `upload`, `multipart`, `form`: the multipart initialize (streamed form reading, C#
@@ -16,6 +18,7 @@
 //! - `views`: overview and details bodies. `problem`: error bodies.
 //! - `state`: what the fake remembers, for assertions. `faults`: fault injection.
 
+mod access;
 mod attachment;
 mod attachment_api;
 mod auth;
@@ -48,6 +51,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+pub use access::Access;
 pub use attachment::FakeAttachment;
 pub use blob::md5_hex;
 pub use faults::{Endpoint, FaultKind, FaultRule, Faults};
@@ -98,8 +102,15 @@ pub struct FakeConfig {
     pub subscription_key: Option<String>,
     /// 11-digit national identity numbers reserved in KRR.
     pub reserved_persons: Vec<String>,
-    /// Resource ids the Resource Registry does not know (initialize answers 400/1036).
+    /// Resource ids the Resource Registry does not know (initialize answers 400/1036, the
+    /// search 401/4001, the registry 404).
     pub unknown_resources: Vec<String>,
+    /// Resource ids Altinn Authorization denies the fake's organisation at start (401/4001 on
+    /// initialize and the search); [`FakeServer::access`] changes them at run time.
+    pub denied_resources: Vec<String>,
+    /// Scopes left out of every token issued, at start (Correspondence answers an empty 403
+    /// without the write scope); [`FakeServer::access`] grants them at run time.
+    pub withheld_scopes: Vec<String>,
     /// The base URL clients use, when it differs from the listening address (port mapping,
     /// a host name). Default `http://<listening address>`, with 0.0.0.0 shown as 127.0.0.1.
     pub public_base_url: Option<String>,
@@ -121,6 +132,8 @@ impl Default for FakeConfig {
             subscription_key: None,
             reserved_persons: Vec::new(),
             unknown_resources: Vec::new(),
+            denied_resources: Vec::new(),
+            withheld_scopes: Vec::new(),
             public_base_url: None,
         }
     }
@@ -134,6 +147,7 @@ pub(crate) struct App {
     pub secret: [u8; 32],
     pub state: Arc<FakeState>,
     pub faults: Arc<Faults>,
+    pub access: Arc<access::Access>,
     /// The last Altinn token whose signature and issuer were checked, with its claims.
     pub checked_token: auth::CheckedToken,
 }
@@ -142,6 +156,7 @@ impl App {
     fn new(config: FakeConfig, base_url: String) -> App {
         App {
             state: Arc::new(FakeState::new(config.clone())),
+            access: Arc::new(access::Access::new(&config)),
             config,
             base_url,
             secret: rand::random(),
@@ -182,6 +197,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/token", post(maskinporten::token))
         .route("/.well-known/oauth-authorization-server", get(maskinporten::well_known))
         .route("/authentication/api/v1/exchange/{provider}", get(auth::exchange))
+        .route("/resourceregistry/api/v1/resource/{id}", get(access::resource))
         .nest("/correspondence/api/v1", correspondence::router(app.clone()))
         // Layers run outside-in from the last one: the record sees the final status,
         // faults run before any handler or auth check, like a gateway in front.
@@ -261,6 +277,11 @@ impl FakeServer {
 
     pub fn faults(&self) -> &Faults {
         &self.app.faults
+    }
+
+    /// Denied resources and withheld scopes, to change while the daemon runs.
+    pub fn access(&self) -> &Access {
+        &self.app.access
     }
 }
 

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::access::{no_access, Access};
 use super::attachment::{read_metadata, Metadata};
 use super::model::{at, recipients, utf16_len, Checker, REFERENCE_TYPES};
 use super::notify::{self, NotificationPlan};
@@ -280,7 +281,12 @@ fn recipient_rules(p: &Parsed, config: &FakeConfig) -> Result<(), Problem> {
 }
 
 /// Validates a key-normalised body; the idempotency checks have already run.
-pub(crate) fn validate(body: &Value, config: &FakeConfig, now: DateTime<Utc>) -> Result<Initialize, Problem> {
+pub(crate) fn validate(
+    body: &Value,
+    config: &FakeConfig,
+    access: &Access,
+    now: DateTime<Utc>,
+) -> Result<Initialize, Problem> {
     if !body.is_object() {
         return Err(Problem::validation("$", "The JSON value could not be converted to InitializeCorrespondencesExt."));
     }
@@ -305,6 +311,10 @@ pub(crate) fn validate(body: &Value, config: &FakeConfig, now: DateTime<Utc>) ->
     }
     if config.unknown_resources.iter().any(|r| r.trim_start_matches("urn:altinn:resource:") == resource) {
         return Err(Problem::domain(1036, "ResourceId must match an existing resource in the resource registry"));
+    }
+    // Altinn Authorization is asked once the resource is found, before any other rule.
+    if access.denies(resource) {
+        return Err(no_access());
     }
     correspondence_rules(&parsed, body, now)?;
     content_rules(&parsed)?;

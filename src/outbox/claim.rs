@@ -58,6 +58,8 @@ pub struct ClaimedSend {
     pub idempotency_key: Option<Uuid>,
     /// The message has files: its request may take the upload timeout.
     pub has_files: bool,
+    /// When the producer inserted the message: how long a configuration fault may hold it.
+    pub inserted_at: DateTime<Utc>,
 }
 
 /// A delivery claimed for a status read.
@@ -123,8 +125,10 @@ pub async fn claim_sends(
          )
          SELECT d.id AS delivery_id, d.lease_no + 1 AS lease_no, d.attempts + 1 AS attempts, d.message_id,
                 d.recipient, d.recipient_key, d.resource_id, d.senders_reference, d.resend, d.idempotency_key,
-                EXISTS (SELECT 1 FROM altinn_outbox.attachment a WHERE a.message_id = d.message_id) AS has_files
-         FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id",
+                EXISTS (SELECT 1 FROM altinn_outbox.attachment a WHERE a.message_id = d.message_id) AS has_files,
+                m.created_at AS inserted_at
+         FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id
+              JOIN altinn_outbox.message m ON m.id = d.message_id",
     )
     .bind(limit)
     .fetch_all(&mut *tx)

@@ -98,7 +98,7 @@ impl Job {
 
     fn failed(&self, ctx: &Context, e: ApiError) -> Outcome {
         match self {
-            Job::Send(send, _) => send::failure(ctx, send.attempts, e, chrono::Utc::now()),
+            Job::Send(send, _) => send::failure(ctx, send, e, chrono::Utc::now()),
             Job::Poll(poll) => poll::read_failed(poll, &ctx.settings.status, e, chrono::Utc::now()),
             Job::Upload(_) => unreachable!("uploads bound their own requests"),
         }
@@ -237,6 +237,11 @@ fn log_outcome(job: &Job, outcome: &Outcome) {
     match outcome {
         Outcome::Sent { correspondence_id, .. } => {
             info!(message_id, %correspondence_id, state = "awaiting_status", "sent")
+        }
+        // A wait that is not the row's fault is said once where it arises (the gate, the token
+        // client, the resource's configuration fault), not once per row and try.
+        Outcome::Retry { code, at, refund: true, .. } => {
+            tracing::debug!(message_id, code, retry_at = %at, state = "pending", "waits without using an attempt")
         }
         Outcome::Retry { code, at, .. } => warn!(message_id, code, retry_at = %at, state = "pending", "will retry"),
         Outcome::Finished { state, code, message } => {

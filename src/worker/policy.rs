@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::altinn::faults::LONGEST_ROW_WAIT;
 use crate::config::{FollowUntil, RetryConfig, StatusConfig};
 
 /// `now + wait`, saturating: a configured wait never overflows into a panic.
@@ -38,6 +39,8 @@ impl Backoff {
 pub struct RetryPolicy {
     pub max_attempts: i32,
     pub backoff: Backoff,
+    /// How long after its INSERT a row held by a configuration fault may still wait.
+    pub config_fault_max_age: Duration,
 }
 
 impl RetryPolicy {
@@ -50,12 +53,31 @@ impl RetryPolicy {
                 multiplier: c.multiplier,
                 jitter: c.jitter,
             },
+            config_fault_max_age: Duration::from_secs(c.config_fault_max_age_s),
         }
     }
 
     /// True when a transient failure of attempt `attempt` (1-based) ends the delivery.
     pub fn exhausted(&self, attempt: i32) -> bool {
         attempt >= self.max_attempts
+    }
+
+    /// The wait of a row held by a configuration fault at `age` (since its INSERT): about as
+    /// long as it has waited already, so that tries thin out as the fault lasts, from the
+    /// backoff's first delay to its cap. It is the backoff's delay after as many failures
+    /// as doublings fit into the age; no attempt is counted for it. Never longer than
+    /// [`LONGEST_ROW_WAIT`], which the client counts on to forget faults no row waits for.
+    pub fn fault_delay(&self, age: Duration, random: f64) -> Duration {
+        let b = &self.backoff;
+        let grown = age.as_secs_f64() / b.initial.as_secs_f64().max(f64::EPSILON);
+        let n = if grown < 1.0 || b.multiplier <= 1.0 { 1 } else { grown.log(b.multiplier).floor() as u32 + 1 };
+        b.delay(n, random).min(LONGEST_ROW_WAIT)
+    }
+
+    /// How much longer a row inserted `age` ago may wait for a configuration fault to be
+    /// fixed; None once it is too old.
+    pub fn fault_wait_left(&self, age: Duration) -> Option<Duration> {
+        self.config_fault_max_age.checked_sub(age).filter(|left| !left.is_zero())
     }
 }
 
@@ -118,8 +140,26 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_from_one() {
-        let p = RetryPolicy { max_attempts: 3, backoff: backoff() };
+        let p = RetryPolicy { max_attempts: 3, backoff: backoff(), config_fault_max_age: Duration::ZERO };
         assert!(!p.exhausted(2));
         assert!(p.exhausted(3));
+    }
+
+    #[test]
+    fn a_configuration_fault_waits_about_as_long_as_the_row_has_waited() {
+        let p = RetryPolicy { max_attempts: 3, backoff: backoff(), config_fault_max_age: Duration::from_secs(3600) };
+        let secs = |s: u64| Duration::from_secs(s);
+        assert_eq!(p.fault_delay(secs(0), 0.0), secs(1), "a fresh row: the first delay");
+        assert_eq!(p.fault_delay(Duration::from_millis(1_500), 0.0), secs(1));
+        assert_eq!(p.fault_delay(secs(5), 0.0), secs(4), "the largest doubling within its age");
+        assert_eq!(p.fault_delay(secs(40), 0.0), secs(32));
+        assert_eq!(p.fault_delay(secs(100), 0.0), secs(60), "capped by the backoff");
+        let slow = Backoff { max: secs(86_400), ..backoff() };
+        let p = RetryPolicy { backoff: slow, ..p };
+        assert_eq!(p.fault_delay(secs(20_000), 0.0), LONGEST_ROW_WAIT, "never past what the client counts on");
+        assert_eq!(p.fault_wait_left(secs(3_000)), Some(secs(600)));
+        assert_eq!(p.fault_wait_left(secs(3_600)), None, "too old: it fails");
+        let flat = RetryPolicy { backoff: Backoff { multiplier: 1.0, ..backoff() }, ..p };
+        assert_eq!(flat.fault_delay(secs(500), 0.0), secs(1));
     }
 }

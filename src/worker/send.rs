@@ -19,9 +19,7 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
     let message = match outbox::message_content(&ctx.pool, job.message_id).await {
         Ok(Ok(message)) => message,
         Ok(Err(column)) => return undecodable(&column),
-        Err(e) => {
-            return failure(ctx, job.attempts, ApiError::deferred("database", format!("reading the message: {e}")), now)
-        }
+        Err(e) => return failure(ctx, job, ApiError::deferred("database", format!("reading the message: {e}")), now),
     };
     let request = match compose::check_identity(&job.recipient, &job.recipient_key)
         .and_then(|()| compose::initialize_request(&message, &job.recipient, key, now))
@@ -42,14 +40,7 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
     } else if message.attachment_count > 0 {
         let files = match outbox::message_files(&ctx.pool, message.message_id).await {
             Ok(files) => files,
-            Err(e) => {
-                return failure(
-                    ctx,
-                    job.attempts,
-                    ApiError::deferred("database", format!("reading the files: {e}")),
-                    now,
-                )
-            }
+            Err(e) => return failure(ctx, job, ApiError::deferred("database", format!("reading the files: {e}")), now),
         };
         let metas: Vec<FileMeta> = files.iter().map(|f| f.meta.clone()).collect();
         let request = match compose::attachment::add_files(request, &metas) {
@@ -75,7 +66,7 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
             notification: if has_notification(&message) { "pending" } else { "none" },
             next_poll_at: first_poll(ctx, message.requested_publish_time, now),
         },
-        Err(e) => failure(ctx, job.attempts, e, now),
+        Err(e) => failure(ctx, job, e, now),
     }
 }
 
@@ -145,8 +136,8 @@ fn first_poll(ctx: &Context, publish: Option<DateTime<Utc>>, now: DateTime<Utc>)
 }
 
 /// The one place a failure's class decides the row's fate.
-pub fn failure(ctx: &Context, attempt: i32, e: ApiError, now: DateTime<Utc>) -> Outcome {
-    let policy = &ctx.settings.retry;
+pub fn failure(ctx: &Context, job: &ClaimedSend, e: ApiError, now: DateTime<Utc>) -> Outcome {
+    let (policy, attempt) = (&ctx.settings.retry, job.attempts);
     let random: f64 = rand::random();
     let wait =
         |n: i32| after(now, policy.backoff.delay(n.max(1) as u32, random).max(e.retry_after.unwrap_or_default()));
@@ -160,5 +151,27 @@ pub fn failure(ctx: &Context, attempt: i32, e: ApiError, now: DateTime<Utc>) -> 
         ErrorClass::Transient => Outcome::Retry { at: wait(attempt), code: e.code, message: e.message, refund: false },
         // Not the row's fault (no token, or throttled before any request): wait, keep the attempt.
         ErrorClass::Deferred => Outcome::Retry { at: wait(3), code: e.code, message: e.message, refund: true },
+        // Not the row's fault either, but nothing changes until an operator acts (the client
+        // said so once, per resource): wait longer each time, keep the attempt, and give up
+        // once the row is older than the limit, with the fault's code.
+        ErrorClass::Misconfigured(_) => {
+            let age = (now - job.inserted_at).to_std().unwrap_or_default();
+            match policy.fault_wait_left(age) {
+                Some(left) => {
+                    let at = after(now, policy.fault_delay(age, random).min(left));
+                    Outcome::Retry { at, code: e.code, message: e.message, refund: true }
+                }
+                None => Outcome::Finished {
+                    state: "failed",
+                    code: e.code,
+                    message: format!(
+                        "gave up after {} h waiting for the configuration to be fixed (retry.config_fault_max_age_s); \
+                         last error: {}",
+                        policy.config_fault_max_age.as_secs() / 3600,
+                        e.message
+                    ),
+                },
+            }
+        }
     }
 }

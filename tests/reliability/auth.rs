@@ -10,7 +10,7 @@ use crate::crash::field_of;
 use crate::harness::{fake, free_port, long, probe, report, Cluster};
 
 /// Polls `/readyz` until its JSON satisfies `want`; returns that JSON.
-async fn readyz_until(port: u16, what: &str, want: impl Fn(u16, &Value) -> bool) -> Value {
+pub(crate) async fn readyz_until(port: u16, what: &str, want: impl Fn(u16, &Value) -> bool) -> Value {
     let started = std::time::Instant::now();
     let mut seen = Value::Null;
     while started.elapsed() < Duration::from_secs(30) {

@@ -18,3 +18,4 @@ mod faults;
 mod garbage;
 mod hostile;
 mod register;
+mod scope;
