@@ -101,7 +101,8 @@ GRANT UPDATE (state, attempts, next_attempt_at, lease_no, locked_by, locked_unti
     error_message, updated_at) ON altinn_outbox.delivery TO altinn_outbox_worker;
 -- The shared upload's bookkeeping; never the file or its names.
 GRANT UPDATE (upload_state, altinn_attachment_id, upload_attempts, next_attempt_at, lease_no, locked_by,
-    locked_until, error_code, error_message, updated_at) ON altinn_outbox.attachment TO altinn_outbox_worker;
+    locked_until, error_code, error_message, updated_at, uploaded_at) ON altinn_outbox.attachment
+    TO altinn_outbox_worker;
 -- A claim looks a new idempotency key up before storing it (a trigger records it, as the owner).
 GRANT SELECT ON altinn_outbox.delivery_key TO altinn_outbox_worker;
 -- Pruning finished messages (the prune schedule, `altinn-outbox prune`) goes through a function

@@ -7,7 +7,7 @@ use crate::altinn::AltinnClient;
 use crate::config::Config;
 use crate::maskinporten::{key_file, KeySource, OpenKeyFile, SigningKey, TokenClient, TokenSettings};
 use crate::outbox;
-use crate::worker::policy::{RetryPolicy, StatusPolicy};
+use crate::worker::policy::{RetryPolicy, ScanPolicy, StatusPolicy};
 use crate::worker::{Context, Settings};
 use secrecy::SecretString;
 
@@ -106,6 +106,7 @@ pub fn settings(config: &Config) -> Settings {
         shutdown_grace: Duration::from_millis(w.shutdown_grace_ms),
         retry: RetryPolicy::from_config(&config.retry),
         status: StatusPolicy::from_config(&config.status),
+        scan: ScanPolicy::from_config(&config.retry, &config.status),
     }
 }
 

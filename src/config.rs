@@ -215,6 +215,13 @@ pub struct StatusConfig {
     pub follow_notifications: bool,
     /// Stop reading a correspondence this long after it was sent.
     pub max_follow_age_h: u64,
+    /// Milliseconds a file uploaded for several recipients is read while Altinn's malware
+    /// scan runs, counted from the end of the upload; then the file's upload ends `failed`
+    /// with `scan_timeout`, and so do the message's deliveries. Default one hour: Altinn's
+    /// scans take seconds to minutes, so a scan still running after an hour has most likely
+    /// lost its result, and the letters should not wait unseen for ever. The reads in
+    /// between are spaced like `[retry]`, growing with the wait.
+    pub max_scan_wait_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -381,6 +388,7 @@ impl Default for StatusConfig {
             follow_until: FollowUntil::Published,
             follow_notifications: true,
             max_follow_age_h: 24 * 14,
+            max_scan_wait_ms: 3_600_000,
         }
     }
 }
@@ -539,6 +547,12 @@ impl Config {
         if self.status.poll_multiplier < 1.0 || self.status.max_poll_interval_ms == 0 {
             return Err(invalid("status", "need poll_multiplier >= 1 and max_poll_interval_ms > 0"));
         }
+        if self.status.max_scan_wait_ms == 0 {
+            return Err(invalid(
+                "status.max_scan_wait_ms",
+                "must be at least 1: with 0 every shared file would fail at its first scan read",
+            ));
+        }
         Ok(())
     }
 
@@ -564,6 +578,7 @@ mod tests {
         let m = &config.maskinporten;
         assert_eq!((m.failure_backoff_first_ms, m.failure_backoff_max_ms), (1_000, 60_000));
         assert_eq!(config.retry.config_fault_max_age_s, 86_400);
+        assert_eq!(config.status.max_scan_wait_ms, 3_600_000, "the shipped file says the default");
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database.url") || err.contains("client_id"), "{err}");
     }
@@ -608,6 +623,10 @@ mod tests {
         c.validate().unwrap();
         c.health.listen = Some("[::1]:9187".into());
         c.health.allow_remote = false;
+        c.validate().unwrap();
+        c.status.max_scan_wait_ms = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("status.max_scan_wait_ms"));
+        c.status.max_scan_wait_ms = 1;
         c.validate().unwrap();
         c.worker.lease_ms = 1_000;
         assert!(c.validate().unwrap_err().to_string().contains("worker.lease_ms"));

@@ -317,3 +317,135 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The limit on a scan's wait in the tests below: tiny, and passed by moving the upload's
+/// time back rather than by sleeping.
+const SCAN_WAIT_MS: u64 = 300;
+
+/// One message to three recipients whose file's scan never ends, and one to two recipients
+/// whose file scans as usual, both uploaded and read once.
+async fn a_stuck_scan_beside_a_normal_one() -> (TestApp, i64, i64) {
+    let app = TestApp::with(common::fake_config(), |c| c.status.max_scan_wait_ms = SCAN_WAIT_MS).await;
+    app.fake.state().set_malware_scan_ms_for("stuck.pdf", Some(u64::MAX));
+    let recipients = organisations(5);
+    let stuck = insert_to(&app, "scan-never-ends", &recipients[..3]).await;
+    add_file(&app, stuck, "stuck.pdf", b"%PDF-1.7 stuck").await;
+    let normal = insert_to(&app, "scan-ends", &recipients[3..]).await;
+    add_file(&app, normal, "fine.pdf", b"%PDF-1.7 fine").await;
+    app.drain().await;
+    let (state, next, deadline): (String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT upload_state, next_attempt_at, uploaded_at + $2 * interval '1 millisecond'
+             FROM altinn_outbox.attachment WHERE message_id = $1",
+        )
+        .bind(stuck)
+        .bind(SCAN_WAIT_MS as f64)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "processing");
+    assert!(next <= deadline, "the next read ({next}) comes no later than the end of the wait ({deadline})");
+    (app, stuck, normal)
+}
+
+/// Time passes by the whole wait for every file uploaded so far.
+async fn let_the_scan_wait_pass(app: &TestApp) {
+    sqlx::query(
+        "UPDATE altinn_outbox.attachment SET uploaded_at = uploaded_at - $1 * interval '1 millisecond'
+         WHERE uploaded_at IS NOT NULL",
+    )
+    .bind(SCAN_WAIT_MS as f64)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.make_all_due().await;
+}
+
+async fn upload_of(app: &TestApp, message_id: i64) -> sqlx::postgres::PgRow {
+    sqlx::query("SELECT * FROM altinn_outbox.attachment WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn states_of(app: &TestApp, message_id: i64) -> Vec<(String, Option<String>)> {
+    sqlx::query_as("SELECT state, error_code FROM altinn_outbox.delivery WHERE message_id = $1 ORDER BY id")
+        .bind(message_id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_scan_that_never_ends_fails_its_message_after_the_wait_and_no_other() {
+    let (app, stuck, normal) = a_stuck_scan_beside_a_normal_one().await;
+    let stuck_id: uuid::Uuid = upload_of(&app, stuck).await.get("altinn_attachment_id");
+    app.make_all_due().await;
+    app.drain().await;
+    assert_eq!(app.fake.state().attachments().iter().find(|a| a.id == stuck_id).unwrap().status, "UploadProcessing");
+
+    let_the_scan_wait_pass(&app).await;
+    run_to_rest(&app).await;
+    let file = upload_of(&app, stuck).await;
+    assert_eq!(file.get::<String, _>("upload_state"), "failed");
+    assert_eq!(file.get::<String, _>("error_code"), "scan_timeout");
+    let text = file.get::<String, _>("error_message");
+    assert!(
+        text.contains("still running") && text.contains("0.3 s") && text.contains("Altinn may still finish it"),
+        "{text}"
+    );
+    let failed = vec![("failed".to_string(), Some("scan_timeout".to_string())); 3];
+    assert_eq!(states_of(&app, stuck).await, failed, "every delivery of the message, with the file's code");
+    let message = app.delivery_of_any(stuck).await.get::<String, _>("error_message");
+    assert!(message.starts_with("attachment \"stuck.pdf\": Altinn's malware scan was still running"), "{message}");
+
+    let sent = app.fake.state().correspondences();
+    assert_eq!(sent.len(), 2, "only the other message's letters were sent");
+    assert!(sent.iter().all(|c| !c.attachment_ids.contains(&stuck_id)), "no correspondence refers to the stuck file");
+    assert_eq!(app.initialize_requests(), 2);
+    assert!(states_of(&app, normal).await.iter().all(|(s, _)| s == "awaiting_status" || s == "delivered"));
+    assert_eq!(upload_of(&app, normal).await.get::<String, _>("upload_state"), "published");
+    let stuck_reads = app.requests_to("GET", &format!("/correspondence/api/v1/attachment/{stuck_id}"));
+    assert!(stuck_reads >= 1, "given up only after a read found the scan still running");
+    app.make_all_due().await;
+    app.drain().await;
+    let after = app.requests_to("GET", &format!("/correspondence/api/v1/attachment/{stuck_id}"));
+    assert_eq!(after, stuck_reads, "a file given up is read no more");
+}
+
+#[tokio::test]
+async fn retry_after_a_scan_timeout_uploads_the_file_again_and_the_letters_go() {
+    let (app, stuck, _) = a_stuck_scan_beside_a_normal_one().await;
+    let stuck_id: uuid::Uuid = upload_of(&app, stuck).await.get("altinn_attachment_id");
+    let_the_scan_wait_pass(&app).await;
+    run_to_rest(&app).await;
+    assert_eq!(app.count_in("failed").await, 3);
+
+    // Altinn's scans work again; the operator puts the message back.
+    app.fake.state().set_malware_scan_ms_for("stuck.pdf", None);
+    let retried =
+        altinn_outbox::outbox::admin::retry(&app.pool, &altinn_outbox::outbox::admin::RetryScope::Message(stuck))
+            .await
+            .unwrap();
+    assert_eq!(retried.len(), 3);
+    assert!(retried.iter().all(|r| r.new_state == "waiting_files" && r.error_code.as_deref() == Some("scan_timeout")));
+    let file = upload_of(&app, stuck).await;
+    assert_eq!(file.get::<String, _>("upload_state"), "pending");
+    assert_eq!(file.get::<Option<uuid::Uuid>, _>("altinn_attachment_id"), None, "a new attachment, not the stuck one");
+    assert_eq!(file.get::<Option<chrono::DateTime<chrono::Utc>>, _>("uploaded_at"), None, "a new wait");
+
+    run_to_rest(&app).await;
+    let file = upload_of(&app, stuck).await;
+    assert_eq!(file.get::<String, _>("upload_state"), "published");
+    let new_id: uuid::Uuid = file.get("altinn_attachment_id");
+    assert_ne!(new_id, stuck_id);
+    assert_eq!(app.fake.state().attachment_inits(), 3, "the stuck file, the other message's, and the stuck file again");
+    assert_eq!(app.fake.state().attachment_uploads(), 3);
+    let sent = app.fake.state().correspondences();
+    let letters: Vec<_> = sent.iter().filter(|c| c.senders_reference == "scan-never-ends").collect();
+    assert_eq!(letters.len(), 3, "one letter per recipient");
+    assert!(letters.iter().all(|c| c.attachment_ids == vec![new_id]), "each carries the new upload");
+    assert!(states_of(&app, stuck).await.iter().all(|(s, _)| s == "awaiting_status" || s == "delivered"));
+    assert_eq!(app.initialize_requests(), 5);
+}

@@ -1021,6 +1021,40 @@ async fn a_reused_key_on_multipart_is_a_conflict_and_uploads_nothing() {
 }
 
 #[tokio::test]
+async fn a_scan_can_be_made_endless_for_one_file_name_or_for_all() {
+    let server = FakeServer::start(config()).await;
+    let api = Api::new(&server).await;
+    server.state().set_malware_scan_ms_for("stuck.pdf", Some(u64::MAX));
+    let stuck = api.new_attachment("stuck.pdf", None).await;
+    let fine = api.new_attachment("fine.pdf", None).await;
+    for id in [&stuck, &fine] {
+        assert_eq!(api.upload_attachment(id, PDF_A.to_vec()).await.0, StatusCode::OK);
+    }
+    let status = |body: Value| body["status"].as_str().unwrap().to_string();
+    assert_eq!(status(api.get(&format!("/attachment/{stuck}")).await.1), "UploadProcessing", "never scanned");
+    assert_eq!(status(api.get(&format!("/attachment/{fine}")).await.1), "Published", "scanned at the first look");
+    let (_, body) = api.initialize(&with_existing(&[&stuck])).await;
+    assert_eq!(error_code(&body), Some(1018), "an unscanned file cannot be sent: {body}");
+
+    // Lifted, the next upload of that name scans as usual; the one made before stays stuck.
+    server.state().set_malware_scan_ms_for("stuck.pdf", None);
+    let again = api.new_attachment("stuck.pdf", None).await;
+    assert_eq!(api.upload_attachment(&again, PDF_A.to_vec()).await.0, StatusCode::OK);
+    assert_eq!(status(api.get(&format!("/attachment/{again}")).await.1), "Published");
+    assert_eq!(status(api.get(&format!("/attachment/{stuck}")).await.1), "UploadProcessing");
+    server.state().complete_malware_scans_now();
+    assert_eq!(status(api.get(&format!("/attachment/{stuck}/details")).await.1), "Published", "a test may end it");
+
+    // For every file: u64::MAX is taken as never, not wrapped into a scan already done.
+    let endless = FakeServer::start(FakeConfig { malware_scan_ms: u64::MAX, ..config() }).await;
+    let api = Api::new(&endless).await;
+    let id = api.new_attachment("any.pdf", None).await;
+    let (code, overview) = api.upload_attachment(&id, PDF_A.to_vec()).await;
+    assert_eq!((code, status(overview)), (StatusCode::OK, "UploadProcessing".to_string()));
+    assert_eq!(status(api.get(&format!("/attachment/{id}")).await.1), "UploadProcessing");
+}
+
+#[tokio::test]
 async fn an_uploaded_attachment_is_used_once_published() {
     let server = FakeServer::start(FakeConfig { malware_scan_ms: 3_600_000, ..config() }).await;
     let api = Api::new(&server).await;

@@ -207,11 +207,15 @@ impl AttachmentRecord {
         self.history.push((status, text.to_string(), at));
     }
 
-    /// Records a completed upload; the scan finishes `scan_ms` later.
+    /// Records a completed upload; the scan finishes `scan_ms` later. A scan that would end
+    /// past the calendar's end (`u64::MAX`: a scan whose result never comes) never ends, and
+    /// the attachment answers `UploadProcessing` until it is purged or the test finishes it.
     pub fn uploaded(&mut self, received: Received, now: DateTime<Utc>, scan_ms: u64) {
         self.received = Some(received);
         self.push(AttachmentStatus::UploadProcessing, "UploadProcessing", now);
-        self.scan_done = Some(now + Duration::milliseconds(scan_ms as i64));
+        let end =
+            i64::try_from(scan_ms).ok().and_then(Duration::try_milliseconds).and_then(|d| now.checked_add_signed(d));
+        self.scan_done = Some(end.unwrap_or(DateTime::<Utc>::MAX_UTC));
     }
 
     /// Applies the scan result if it is due at `now`.
@@ -302,6 +306,22 @@ mod tests {
             Err(Problem::Domain { code, .. }) => Some(code),
             Err(other) => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_scan_without_end_answers_upload_processing_for_ever_without_overflow() {
+        let now = Utc::now();
+        let received = || Received { size: 3, md5: "m".into(), infected: false, bytes: None };
+        let mut endless = AttachmentRecord::new("r", named("a.pdf"), now);
+        endless.uploaded(received(), now, u64::MAX);
+        endless.advance(now + Duration::days(365 * 1000));
+        assert_eq!(endless.status(), AttachmentStatus::UploadProcessing);
+        let mut scanned = AttachmentRecord::new("r", named("b.pdf"), now);
+        scanned.uploaded(received(), now, 1_000);
+        scanned.advance(now + Duration::milliseconds(999));
+        assert_eq!(scanned.status(), AttachmentStatus::UploadProcessing);
+        scanned.advance(now + Duration::seconds(1));
+        assert_eq!(scanned.status(), AttachmentStatus::Published, "an ordinary scan still ends on time");
     }
 
     #[test]

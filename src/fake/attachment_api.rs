@@ -137,7 +137,9 @@ fn finish_upload(app: &App, id: Uuid, sink: Sink, broken: Option<String>) -> Res
     let received = sink.finish();
     let now = app.now();
     let mut state = app.state.lock_attachments_advanced();
-    let record = state.attachments.iter_mut().find(|a| a.id == id).ok_or_else(not_found)?;
+    let index = state.attachments.iter().position(|a| a.id == id).ok_or_else(not_found)?;
+    let scan_ms = state.scan_ms(state.attachments[index].metadata.file_name.as_deref(), app.config.malware_scan_ms);
+    let record = &mut state.attachments[index];
     if let Some(error) = broken {
         tracing::info!(%error, "attachment upload broken off");
         record.push(AttachmentStatus::Failed, "Upload failed", now);
@@ -151,7 +153,7 @@ fn finish_upload(app: &App, id: Uuid, sink: Sink, broken: Option<String>) -> Res
         record.push(AttachmentStatus::Failed, "Checksum mismatch", now);
         return Err(Problem::domain(2008, "Checksum mismatch"));
     }
-    record.uploaded(received, now, app.config.malware_scan_ms);
+    record.uploaded(received, now, scan_ms);
     tracing::info!(%id, "attachment uploaded");
     Ok(attachment::overview(record))
 }

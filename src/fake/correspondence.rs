@@ -130,9 +130,10 @@ fn commit(
     let waiting = !plan.new.is_empty();
     let mut attachment_ids = plan.existing.clone();
     for (metadata, received) in plan.new {
+        let scan_ms = state.scan_ms(metadata.file_name.as_deref(), app.config.malware_scan_ms);
         let mut attachment = AttachmentRecord::new(&valid.resource_id, metadata, now);
         attachment.upload_attempts = 1;
-        attachment.uploaded(received, now, app.config.malware_scan_ms);
+        attachment.uploaded(received, now, scan_ms);
         attachment_ids.push(attachment.id);
         state.attachments.push(attachment);
     }

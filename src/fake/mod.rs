@@ -83,7 +83,9 @@ pub struct FakeConfig {
     /// -> Confirmed, counted from creation, only when `isConfirmationNeeded`. None: never.
     pub confirm_after_ms: Option<u64>,
     /// Upload -> end of the malware scan (attachment `Published` or `Failed`), counted from
-    /// the upload. Default 0: scanned at the first look.
+    /// the upload. Default 0: scanned at the first look. `u64::MAX`: the scan never ends (the
+    /// attachment stays `UploadProcessing`). `FakeState::set_malware_scan_ms_for` sets it for
+    /// the files of one name.
     pub malware_scan_ms: u64,
     /// After publish, notifications go from `*_New` to their outcome after this long.
     pub notification_after_ms: u64,

@@ -230,9 +230,17 @@ pub(crate) struct Inner {
     pub secrets: Vec<String>,
     /// Arrival of every JSON initialize request, with its idempotency key.
     pub initialize_arrivals: Vec<(Option<Uuid>, std::time::Instant)>,
+    /// `malware_scan_ms` for files of these names uploaded from now on (see
+    /// [`FakeState::set_malware_scan_ms_for`]).
+    pub scan_ms_by_file_name: HashMap<String, u64>,
 }
 
 impl Inner {
+    /// How long the malware scan of a file so named takes: its own setting, or `default`.
+    pub fn scan_ms(&self, file_name: Option<&str>, default: u64) -> u64 {
+        file_name.and_then(|n| self.scan_ms_by_file_name.get(n)).copied().unwrap_or(default)
+    }
+
     /// Applies the transitions due at `now` to every attachment, then to the correspondences
     /// at `records` (attachments first: their scans decide what correspondences do).
     fn advance(&mut self, now: DateTime<Utc>, config: &FakeConfig, records: impl Iterator<Item = usize>) {
@@ -388,7 +396,8 @@ impl FakeState {
         self.lock_advanced().attachments.iter().map(AttachmentRecord::snapshot).collect()
     }
 
-    /// Finishes every malware scan in progress now, without waiting for `malware_scan_ms`.
+    /// Finishes every malware scan in progress now, without waiting for `malware_scan_ms`
+    /// (scans that would never end included).
     pub fn complete_malware_scans_now(&self) {
         let now = self.now();
         let mut inner = self.lock();
@@ -397,6 +406,17 @@ impl FakeState {
                 attachment.scan_done = Some(now);
             }
         }
+    }
+
+    /// Files named `file_name` uploaded from now on are scanned for `scan_ms` (`u64::MAX`: the
+    /// scan never ends) instead of `malware_scan_ms`; None returns them to it. Uploads already
+    /// made keep their scan. For tests where one file's scan behaves unlike the others'.
+    pub fn set_malware_scan_ms_for(&self, file_name: &str, scan_ms: Option<u64>) {
+        let mut inner = self.lock();
+        match scan_ms {
+            Some(ms) => inner.scan_ms_by_file_name.insert(file_name.to_string(), ms),
+            None => inner.scan_ms_by_file_name.remove(file_name),
+        };
     }
 
     /// Every correspondence created, in creation order, with its status as of now.

@@ -207,7 +207,7 @@ pub async fn retry(pool: &PgPool, scope: &RetryScope) -> Result<Vec<Retried>, sq
             RETURNING d.id, d.state
          ), files AS (
             UPDATE altinn_outbox.attachment a SET upload_state = 'pending', altinn_attachment_id = NULL,
-                upload_attempts = 0, next_attempt_at = now(), lease_no = a.lease_no + 1,
+                uploaded_at = NULL, upload_attempts = 0, next_attempt_at = now(), lease_no = a.lease_no + 1,
                 locked_by = NULL, locked_until = NULL, error_code = 'admin_retry',
                 error_message = 'put back by altinn-outbox retry after ' || coalesce(a.error_code, 'no code'),
                 updated_at = now()

@@ -17,6 +17,9 @@ pub struct ClaimedUpload {
     pub upload_state: String,
     pub altinn_attachment_id: Option<Uuid>,
     pub upload_attempts: i32,
+    /// When the upload into the current attachment finished (set while `processing`): the
+    /// malware scan's wait is counted from it.
+    pub uploaded_at: Option<DateTime<Utc>>,
     pub resource_id: String,
     pub file_name: String,
     pub display_name: Option<String>,
@@ -46,7 +49,7 @@ pub async fn claim_uploads(
             RETURNING a.*
          )
          SELECT c.id, c.message_id, c.lease_no, c.upload_state, c.altinn_attachment_id, c.upload_attempts,
-                m.resource_id, c.file_name, c.display_name, c.senders_reference,
+                c.uploaded_at, m.resource_id, c.file_name, c.display_name, c.senders_reference,
                 octet_length(c.content)::bigint AS size, md5(c.content) AS md5
          FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id",
     )
@@ -59,6 +62,11 @@ pub async fn claim_uploads(
 
 /// One upload step's result. `altinn_id`: Some(Some) stores an id, Some(None) forgets a spent
 /// one, None keeps it. Returns false when the lease was lost (nothing written).
+///
+/// `uploaded_at` is set where the upload just finished (`uploading` to `processing`) and
+/// cleared where the file starts over (`pending`), so that a scan's wait is counted from its
+/// own upload; a step that writes `processing` over a row that was not uploading (the sweep
+/// started it over meanwhile) is refused by the table's check and leaves the row as it is.
 pub struct Step<'a> {
     pub state: &'a str,
     pub altinn_id: Option<Option<Uuid>>,
@@ -74,6 +82,8 @@ pub async fn write_step(pool: &PgPool, id: i64, lease_no: i64, step: &Step<'_>) 
                 altinn_attachment_id = CASE WHEN $4 THEN $5 ELSE altinn_attachment_id END,
                 next_attempt_at = $6, upload_attempts = upload_attempts + $7::int,
                 error_code = $8, error_message = $9, updated_at = now(),
+                uploaded_at = CASE WHEN $3 = 'processing' AND upload_state = 'uploading' THEN now()
+                                   WHEN $3 = 'pending' THEN NULL ELSE uploaded_at END,
                 locked_by = CASE WHEN $3 = 'uploading' THEN locked_by END,
                 locked_until = CASE WHEN $3 = 'uploading' THEN locked_until END
          WHERE id = $1 AND lease_no = $2",
@@ -112,8 +122,9 @@ pub async fn start_upload(pool: &PgPool, id: i64, lease_no: i64, lease: Duration
 pub async fn reclaim_dead_uploads(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE altinn_outbox.attachment
-         SET upload_state = 'pending', altinn_attachment_id = NULL, next_attempt_at = now(), updated_at = now(),
-             error_code = 'lease_expired', error_message = 'the upload''s worker stopped; uploading to a new attachment',
+         SET upload_state = 'pending', altinn_attachment_id = NULL, uploaded_at = NULL, next_attempt_at = now(),
+             updated_at = now(), error_code = 'lease_expired',
+             error_message = 'the upload''s worker stopped; uploading to a new attachment',
              locked_by = NULL, locked_until = NULL
          WHERE upload_state = 'uploading' AND locked_until < now()",
     )

@@ -26,7 +26,7 @@ use crate::compose;
 use crate::metrics;
 use crate::outbox::uploads::ClaimedUpload;
 use crate::outbox::{self, ClaimedPoll, ClaimedSend, Outcome, WriteBack};
-use policy::{RetryPolicy, StatusPolicy};
+use policy::{RetryPolicy, ScanPolicy, StatusPolicy};
 
 /// Everything the worker needs, built once at start-up.
 pub struct Context {
@@ -53,6 +53,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub retry: RetryPolicy,
     pub status: StatusPolicy,
+    /// How long and how often an uploaded file is read while Altinn scans it.
+    pub scan: ScanPolicy,
 }
 
 /// One claimed piece of work.

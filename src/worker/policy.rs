@@ -1,4 +1,5 @@
-//! Retry and status-read schedules as data, with pure functions of the attempt number.
+//! Retry, status-read and malware-scan schedules as data, with pure functions of the attempt
+//! number or of the time waited.
 
 use std::time::Duration;
 
@@ -7,9 +8,10 @@ use chrono::{DateTime, Utc};
 use crate::altinn::faults::LONGEST_ROW_WAIT;
 use crate::config::{FollowUntil, RetryConfig, StatusConfig};
 
-/// `now + wait`, saturating: a configured wait never overflows into a panic.
+/// `now + wait`, saturating: a configured wait never overflows into a panic (a wait past the
+/// calendar's end means the end, which PostgreSQL's timestamptz still holds).
 pub fn after(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX / 2)
+    chrono::Duration::from_std(wait).ok().and_then(|w| now.checked_add_signed(w)).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Exponential backoff with jitter.
@@ -112,6 +114,52 @@ impl StatusPolicy {
     }
 }
 
+/// How an uploaded file is read while Altinn's malware scan runs, and for how long.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanPolicy {
+    /// `initial` spaces the first read after the upload and `max` the furthest apart; in
+    /// between each read comes when the wait so far has grown by `multiplier`. No jitter:
+    /// uploads are spread by their own times.
+    pub reads: Backoff,
+    /// How long after the upload a scan still running gives the file up.
+    pub max_wait: Duration,
+}
+
+/// What follows a read that found the scan still running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanWait {
+    /// Read again then (never later than the end of the wait, so it ends on time).
+    ReadAt(DateTime<Utc>),
+    /// The wait is over: give the file up; the scan ran at least this long.
+    GiveUp(Duration),
+}
+
+impl ScanPolicy {
+    /// Reads are spaced like send retries; the wait is bounded by `status.max_scan_wait_ms`.
+    pub fn from_config(retry: &RetryConfig, status: &StatusConfig) -> Self {
+        ScanPolicy {
+            reads: Backoff { jitter: 0.0, ..RetryPolicy::from_config(retry).backoff },
+            max_wait: Duration::from_millis(status.max_scan_wait_ms),
+        }
+    }
+
+    /// After a read at `now` of a file uploaded at `uploaded_at` whose scan still runs. The
+    /// interval grows with the wait rather than with a count of reads, so it needs no column
+    /// of its own and survives a restart: with the defaults (1 s, doubling, at most 5 min) an
+    /// hour's wait costs about twenty reads, and a scan's end is seen at the latest when it
+    /// has taken as long again (or `max` later). A read that seems to come before the upload
+    /// (clocks apart) counts as no wait at all.
+    pub fn after_read(&self, uploaded_at: DateTime<Utc>, now: DateTime<Utc>) -> ScanWait {
+        let waited = (now - uploaded_at).to_std().unwrap_or_default();
+        if waited >= self.max_wait {
+            return ScanWait::GiveUp(waited);
+        }
+        let grown = waited.mul_f64((self.reads.multiplier - 1.0).max(0.0));
+        let interval = grown.clamp(self.reads.initial, self.reads.max.max(self.reads.initial));
+        ScanWait::ReadAt(after(now, interval).min(after(uploaded_at, self.max_wait)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +184,53 @@ mod tests {
         assert_eq!(b.delay(3, 1.0), Duration::from_secs(2));
         let d = b.delay(3, 0.5);
         assert!(d > Duration::from_secs(2) && d < Duration::from_secs(4), "{d:?}");
+    }
+
+    fn scan() -> ScanPolicy {
+        let reads =
+            Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300), multiplier: 2.0, jitter: 0.0 };
+        ScanPolicy { reads, max_wait: Duration::from_secs(3600) }
+    }
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn a_running_scan_is_read_ever_more_rarely_until_its_wait_is_over() {
+        let p = scan();
+        let uploaded = at(0);
+        assert_eq!(p.after_read(uploaded, at(0)), ScanWait::ReadAt(at(1)), "the first read after the initial delay");
+        assert_eq!(p.after_read(uploaded, at(1)), ScanWait::ReadAt(at(2)));
+        assert_eq!(p.after_read(uploaded, at(8)), ScanWait::ReadAt(at(16)), "the wait so far doubles");
+        assert_eq!(p.after_read(uploaded, at(1000)), ScanWait::ReadAt(at(1300)), "at most max apart");
+        assert_eq!(
+            p.after_read(uploaded, at(3500)),
+            ScanWait::ReadAt(at(3600)),
+            "the last read at the end of the wait"
+        );
+        assert_eq!(p.after_read(uploaded, at(3600)), ScanWait::GiveUp(Duration::from_secs(3600)));
+        assert_eq!(p.after_read(uploaded, at(3700)), ScanWait::GiveUp(Duration::from_secs(3700)), "a late read");
+    }
+
+    #[test]
+    fn reads_before_the_upload_or_without_growth_stay_on_the_initial_interval() {
+        let p = ScanPolicy { reads: Backoff { multiplier: 1.0, ..scan().reads }, ..scan() };
+        assert_eq!(p.after_read(at(0), at(100)), ScanWait::ReadAt(at(101)), "multiplier 1: a fixed interval");
+        assert_eq!(
+            scan().after_read(at(10), at(0)),
+            ScanWait::ReadAt(at(1)),
+            "a read before the upload: the initial interval"
+        );
+        let tiny = ScanPolicy { max_wait: Duration::from_millis(300), ..scan() };
+        let read = tiny.after_read(at(0), at(0));
+        assert_eq!(read, ScanWait::ReadAt(at(0) + chrono::Duration::milliseconds(300)), "never past the wait");
+    }
+
+    #[test]
+    fn a_wait_too_long_for_the_calendar_never_overflows() {
+        let p = ScanPolicy { max_wait: Duration::from_millis(u64::MAX), ..scan() };
+        assert_eq!(p.after_read(at(0), at(10)), ScanWait::ReadAt(at(20)));
     }
 
     #[test]

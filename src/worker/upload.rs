@@ -1,13 +1,16 @@
 //! One step of a shared file upload: create the Altinn attachment, upload into it once,
-//! read its status until the malware scan ends. Each step's result is written at once, so
-//! a crash never loses an attachment id, and an upload is never repeated into the same
-//! one-shot attachment (a failed upload starts over with a new one).
+//! read its status until the malware scan ends, or until `status.max_scan_wait_ms` after the
+//! upload (`scan_timeout`). Each step's result is written at once, so a crash never loses an
+//! attachment id, and an upload is never repeated into the same one-shot attachment (a
+//! failed upload starts over with a new one).
+
+use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::policy::after;
+use super::policy::{after, ScanWait};
 use super::Context;
 use crate::altinn::wire::InitializeAttachment;
 use crate::altinn::{ApiError, ErrorClass};
@@ -86,17 +89,41 @@ async fn check(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx:
             let text = a.status_text.unwrap_or_else(|| format!("the attachment is {}", a.status));
             uploads::finish_upload(&ctx.pool, job, Err((&code, &text))).await.map(drop)
         }
-        // Still scanning: read again later without using an attempt.
+        // Still scanning: read again later without using an attempt, or give the file up.
         Ok(_) => scanning(ctx, job).await,
         Err(e) => retry(ctx, job, "processing", None, e).await,
     }
 }
 
-/// Uploaded, the malware scan running: read its status after the first retry delay.
+/// Uploaded, the malware scan running: read its status again on the scan schedule, or, once
+/// the wait since the upload is over, fail the file (and the message's waiting deliveries).
 async fn scanning(ctx: &Context, job: &ClaimedUpload) -> Result<(), sqlx::Error> {
-    let next = after(Utc::now(), ctx.settings.retry.backoff.initial);
+    let now = Utc::now();
+    // Only the step that just uploaded has no time yet; the write stores the database's.
+    let uploaded_at = job.uploaded_at.unwrap_or(now);
+    let next = match ctx.settings.scan.after_read(uploaded_at, now) {
+        ScanWait::ReadAt(next) => next,
+        ScanWait::GiveUp(waited) => {
+            warn!(attachment_id = job.id, waited_s = waited.as_secs(), "malware scan not done in time; file given up");
+            let text = scan_timeout_text(waited, ctx.settings.scan.max_wait);
+            return uploads::finish_upload(&ctx.pool, job, Err((SCAN_TIMEOUT, &text))).await.map(drop);
+        }
+    };
     let step = Step { state: "processing", altinn_id: None, next_attempt_at: next, count_attempt: false, error: None };
     uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
+}
+
+/// The code of a file (and its message's deliveries) whose malware scan outlasted
+/// `status.max_scan_wait_ms`: the daemon's own, as Altinn never said anything was wrong.
+const SCAN_TIMEOUT: &str = "scan_timeout";
+
+fn scan_timeout_text(waited: Duration, limit: Duration) -> String {
+    format!(
+        "Altinn's malware scan was still running {:.1} s after the upload (status.max_scan_wait_ms allows {:.1} s); \
+         Altinn may still finish it, but this attachment is given up: altinn-outbox retry uploads the file again",
+        waited.as_secs_f64(),
+        limit.as_secs_f64()
+    )
 }
 
 /// The upload's own retry, by the same policy as sends: permanent errors and exhausted
