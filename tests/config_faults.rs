@@ -26,6 +26,12 @@ const LOCKED: &str = "locked-resource";
 /// Every request goes as it comes (no probe pause): the tests move the rows' clock with
 /// `make_all_due`, and the client's own clock cannot be moved from here. The hold itself is
 /// tested on the registry, with explicit instants, and in reliability scenario 13.
+/// The tests of this file run one at a time: one of them counts the ERROR lines a fault
+/// writes through a subscriber of its own thread, and tracing's per-callsite interest cache
+/// is shared by every thread, so a test emitting the same events meanwhile on a thread
+/// without a subscriber can make it miss them.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn app(fake: FakeConfig, tweak: impl FnOnce(&mut altinn_outbox::config::Config)) -> TestApp {
     TestApp::with(fake, |c| {
         c.altinn.config_fault_probe_ms = 0;
@@ -110,6 +116,7 @@ fn waiting(code: &str) -> (String, i32, Option<String>) {
 
 #[tokio::test]
 async fn a_missing_scope_fails_nothing_uses_no_attempt_says_so_once_and_the_grant_lets_the_rows_go() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let log = Log::default();
     let _log = log.capture();
     let (_metrics, handle) = local_recorder();
@@ -175,6 +182,7 @@ async fn a_missing_scope_fails_nothing_uses_no_attempt_says_so_once_and_the_gran
 
 #[tokio::test]
 async fn no_access_to_one_resource_holds_its_rows_while_another_resource_sends() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let log = Log::default();
     let _log = log.capture();
     let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..common::fake_config() };
@@ -222,6 +230,7 @@ async fn no_access_to_one_resource_holds_its_rows_while_another_resource_sends()
 
 #[tokio::test]
 async fn rows_older_than_the_age_limit_fail_with_the_faults_code() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..common::fake_config() };
     let app = app(fake, |c| c.retry.config_fault_max_age_s = 60).await;
     let old = insert_for(&app, LOCKED, "old").await;
@@ -276,6 +285,7 @@ fn stdout(out: &Output) -> String {
 
 #[tokio::test]
 async fn check_proves_each_resource_and_names_its_fault() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let fake = FakeConfig {
         unknown_resources: vec!["ghost-resource".into()],
         denied_resources: vec![LOCKED.into()],
@@ -315,6 +325,7 @@ async fn check_proves_each_resource_and_names_its_fault() {
 
 #[tokio::test]
 async fn check_names_a_missing_scope_from_the_answer_and_from_the_configuration() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut fake = FakeConfig { withheld_scopes: vec![WRITE.into()], ..common::fake_config() };
     fake.clients[0].scopes.push("altinn:correspondence.read".into());
     let app = app(fake, |_| {}).await;
@@ -335,4 +346,53 @@ async fn check_names_a_missing_scope_from_the_answer_and_from_the_configuration(
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(&format!("FAIL scopes: maskinporten.scopes lacks {WRITE}")), "{text}");
     assert!(text.contains(&format!("FAIL resource {RESOURCE}: missing_scope: the search answered")), "{text}");
+}
+
+/// A shared file of a resource the client may not use: the upload waits like a send, without
+/// using attempts, and past the age limit fails with the fault's code, with its deliveries.
+#[tokio::test]
+async fn a_shared_upload_waits_for_the_fix_and_fails_past_the_age_limit() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..common::fake_config() };
+    let app = app(fake, |c| c.retry.config_fault_max_age_s = 60).await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
+         VALUES ($1, 'shared', ARRAY['991825827', '974760223'], 'Vedtak', 'Tekst') RETURNING id",
+    )
+    .bind(LOCKED)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    app.add_file(id).await;
+    app.drain().await;
+    let (state, attempts, code): (String, i32, Option<String>) = sqlx::query_as(
+        "SELECT upload_state, upload_attempts, error_code FROM altinn_outbox.attachment WHERE message_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), attempts, code.as_deref()), ("pending", 0, Some("altinn:4001")), "waits, no attempt");
+
+    sqlx::query("UPDATE altinn_outbox.message SET created_at = now() - interval '2 minutes' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.make_all_due().await;
+    app.drain().await;
+    let upload: String = sqlx::query_scalar("SELECT upload_state FROM altinn_outbox.attachment WHERE message_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(upload, "failed");
+    let failed: Vec<(String, String)> =
+        sqlx::query_as("SELECT state, error_code FROM altinn_outbox.delivery WHERE message_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|(s, c)| s == "failed" && c.ends_with("altinn:4001")), "{failed:?}");
 }

@@ -68,6 +68,10 @@ fn initialize_checked(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Val
     if app.config.unknown_resources.iter().any(|r| r.trim_start_matches("urn:altinn:resource:") == resource) {
         return Err(Problem::domain(1036, "ResourceId must match an existing resource in the resource registry"));
     }
+    // The sender's access to the resource, as for a correspondence (401/4001).
+    if app.access.denies(&resource) {
+        return Err(super::access::no_access());
+    }
     metadata_rules(&metadata)?;
     let record = AttachmentRecord::new(&resource, metadata, app.now());
     let id = record.id;

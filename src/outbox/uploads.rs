@@ -21,6 +21,8 @@ pub struct ClaimedUpload {
     /// malware scan's wait is counted from it.
     pub uploaded_at: Option<DateTime<Utc>>,
     pub resource_id: String,
+    /// When the file's message was inserted: a configuration fault's wait is counted from it.
+    pub message_created_at: DateTime<Utc>,
     pub file_name: String,
     pub display_name: Option<String>,
     pub senders_reference: String,
@@ -49,7 +51,7 @@ pub async fn claim_uploads(
             RETURNING a.*
          )
          SELECT c.id, c.message_id, c.lease_no, c.upload_state, c.altinn_attachment_id, c.upload_attempts,
-                c.uploaded_at, m.resource_id, c.file_name, c.display_name, c.senders_reference,
+                c.uploaded_at, m.resource_id, m.created_at AS message_created_at, c.file_name, c.display_name, c.senders_reference,
                 octet_length(c.content)::bigint AS size, md5(c.content) AS md5
          FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id",
     )

@@ -140,11 +140,30 @@ async fn retry(
     if e.class == ErrorClass::Permanent || (e.class == ErrorClass::Transient && policy.exhausted(attempt)) {
         return uploads::finish_upload(&ctx.pool, job, Err((&e.code, &e.message))).await.map(drop);
     }
-    let wait = policy.backoff.delay(attempt.max(1) as u32, rand::random()).max(e.retry_after.unwrap_or_default());
+    let now = Utc::now();
+    let wait = match e.class {
+        // As for sends: an operator must act; wait longer each time, without using an
+        // attempt, until the message is older than the limit, then fail with the fault's code.
+        ErrorClass::Misconfigured(_) => {
+            let age = (now - job.message_created_at).to_std().unwrap_or_default();
+            match policy.fault_wait_left(age) {
+                Some(left) => policy.fault_delay(age, rand::random()).min(left),
+                None => {
+                    let text = format!(
+                        "gave up waiting for the configuration to be fixed (retry.config_fault_max_age_s); last error: {}",
+                        e.message
+                    );
+                    return uploads::finish_upload(&ctx.pool, job, Err((&e.code, &text))).await.map(drop);
+                }
+            }
+        }
+        _ => policy.backoff.delay(attempt.max(1) as u32, rand::random()),
+    }
+    .max(e.retry_after.unwrap_or_default());
     let step = Step {
         state,
         altinn_id,
-        next_attempt_at: after(Utc::now(), wait),
+        next_attempt_at: after(now, wait),
         count_attempt: e.class == ErrorClass::Transient,
         error: Some((&e.code, &e.message)),
     };
