@@ -3,7 +3,7 @@
 mod common;
 
 use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
-use altinn_outbox::outbox::UploadState;
+use altinn_outbox::outbox::{DeliveryState, UploadState};
 use common::{TestApp, ORG};
 use sqlx::Row;
 
@@ -430,7 +430,9 @@ async fn retry_after_a_scan_timeout_uploads_the_file_again_and_the_letters_go() 
             .await
             .unwrap();
     assert_eq!(retried.len(), 3);
-    assert!(retried.iter().all(|r| r.new_state == "waiting_files" && r.error_code.as_deref() == Some("scan_timeout")));
+    assert!(retried
+        .iter()
+        .all(|r| r.new_state == DeliveryState::WaitingFiles && r.error_code.as_deref() == Some("scan_timeout")));
     let file = upload_of(&app, stuck).await;
     assert_eq!(file.get::<String, _>("upload_state"), "pending");
     assert_eq!(file.get::<Option<uuid::Uuid>, _>("altinn_attachment_id"), None, "a new attachment, not the stuck one");
