@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::SchedulesConfig;
 use crate::outbox::schedule as db;
+use crate::outbox::{DeliveryState, RunOutcome};
 use crate::worker::Context;
 
 /// Schedules are re-checked at least this often, so that a clock step (NTP, a suspended VM)
@@ -109,14 +110,14 @@ impl Scheduler {
             self.tried.insert(task, slot);
             if let Some(run_id) = claimed {
                 let result = perform(&self.schedules, ctx, task, now).await;
-                let (ok, detail) = match &result {
-                    Ok(detail) => (true, detail.as_str()),
-                    Err(e) => (false, e.as_str()),
+                let (outcome, detail) = match &result {
+                    Ok(detail) => (RunOutcome::Ok, detail.as_str()),
+                    Err(e) => (RunOutcome::Failed, e.as_str()),
                 };
-                if !ok {
+                if outcome == RunOutcome::Failed {
                     warn!(schedule = task.name(), %slot, error = detail, "scheduled housekeeping failed");
                 }
-                db::finish_run(&ctx.pool, run_id, ok, detail).await?;
+                db::finish_run(&ctx.pool, run_id, outcome, detail).await?;
                 ran.push((task, slot));
             }
         }
@@ -166,7 +167,7 @@ async fn sweep(ctx: &Context, overdue_before: DateTime<Utc>) -> Result<String, S
     let (deliveries, uploads) = crate::worker::reclaim(ctx).await.ok_or("the database could not be reached")?;
     let stuck = db::stuck(&ctx.pool, overdue_before).await.map_err(|e| e.to_string())?;
     for (state, count, ids) in &stuck.by_state {
-        warn!(state, count, first_ids = ?ids, overdue_since = %overdue_before, "deliveries stuck");
+        warn!(state = state.as_str(), count, first_ids = ?ids, overdue_since = %overdue_before, "deliveries stuck");
     }
     Ok(format!("reclaimed {deliveries} deliveries and {uploads} uploads; {} stuck", stuck.total()))
 }
@@ -186,24 +187,24 @@ async fn prune(ctx: &Context, retention: chrono::Duration) -> Result<String, Str
 /// The daily line: every state's count as a field of its own, so log queries can chart them.
 async fn summary(ctx: &Context) -> Result<String, String> {
     let s = crate::outbox::admin::summary(&ctx.pool).await.map_err(|e| e.to_string())?;
-    let count = |state: &str| s.deliveries.iter().find(|(n, _)| n == state).map_or(0, |(_, c)| *c);
+    let count = |state: DeliveryState| s.deliveries.iter().find(|(n, _)| n == state.as_str()).map_or(0, |(_, c)| *c);
     let failures: Vec<String> =
         s.failed_last_24h.iter().map(|(code, n)| format!("{}={n}", code.as_deref().unwrap_or("none"))).collect();
     let oldest_pending_s = s.oldest_pending.as_ref().map(|o| o.age_s);
     info!(
         messages = s.messages,
-        pending = count("pending"),
-        waiting_files = count("waiting_files"),
-        sending = count("sending"),
-        awaiting_status = count("awaiting_status"),
-        delivered = count("delivered"),
-        unconfirmed = count("unconfirmed"),
-        failed = count("failed"),
-        cancelled = count("cancelled"),
+        pending = count(DeliveryState::Pending),
+        waiting_files = count(DeliveryState::WaitingFiles),
+        sending = count(DeliveryState::Sending),
+        awaiting_status = count(DeliveryState::AwaitingStatus),
+        delivered = count(DeliveryState::Delivered),
+        unconfirmed = count(DeliveryState::Unconfirmed),
+        failed = count(DeliveryState::Failed),
+        cancelled = count(DeliveryState::Cancelled),
         oldest_pending_s,
         failed_last_24h = failures.join(" "),
         "daily summary"
     );
     let failed: i64 = s.failed_last_24h.iter().map(|(_, n)| n).sum();
-    Ok(format!("{} messages, {} pending, {failed} failed in the last 24 h", s.messages, count("pending")))
+    Ok(format!("{} messages, {} pending, {failed} failed in the last 24 h", s.messages, count(DeliveryState::Pending)))
 }

@@ -7,7 +7,8 @@
 //! - [`config`]: the typed configuration (defaults, `worker.toml`, environment).
 //! - [`app`]: start-up: builds the worker's context from the configuration.
 //! - [`telemetry`]: logging set-up.
-//! - [`outbox`]: the outbox tables; all SQL lives here.
+//! - [`outbox`]: the outbox tables; all SQL lives here, and the enums of the values their
+//!   `text` columns hold (delivery and upload states, history kinds, notification outcomes).
 //! - [`identifiers`]: organisation and national identity numbers, recipient URNs, their mask
 //!   and the scrub that keeps personal data out of stored and logged texts.
 //! - [`compose`]: a message and a recipient become an initialize request, or a field error.

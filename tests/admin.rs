@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use altinn_outbox::admin::{self, Exit};
 use altinn_outbox::fake::{Endpoint, FakeConfig, FaultKind, FaultRule};
-use altinn_outbox::outbox::{self, Outcome, PollUpdate, WriteBack};
+use altinn_outbox::outbox::{self, DeliveryState, Outcome, PollUpdate, WriteBack};
 use common::{TestApp, ORG};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -392,10 +392,9 @@ async fn cancel_purges_a_sent_letter_at_altinn_and_no_status_read_brings_it_back
     assert!(d.get::<Option<chrono::DateTime<chrono::Utc>>, _>("next_poll_at").is_none());
 
     let stale = Outcome::Polled(Box::new(PollUpdate {
-        state: "awaiting_status",
         altinn_status: Some("ReadyForPublish".into()),
         next_poll_at: Some(chrono::Utc::now()),
-        ..PollUpdate::default()
+        ..PollUpdate::new(DeliveryState::AwaitingStatus)
     }));
     let written = outbox::write_back(
         &app.pool,

@@ -3,6 +3,7 @@
 mod common;
 
 use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
+use altinn_outbox::outbox::{DeliveryState, UploadState};
 use common::{TestApp, ORG};
 use sqlx::Row;
 
@@ -189,7 +190,7 @@ async fn a_crash_between_attachment_create_and_upload_uploads_into_the_same_atta
     };
     let altinn_id = app.ctx.altinn.create_attachment(&request).await.unwrap();
     let step = altinn_outbox::outbox::uploads::Step {
-        state: "initialized",
+        state: UploadState::Initialized,
         altinn_id: Some(Some(altinn_id)),
         next_attempt_at: chrono::Utc::now() + chrono::Duration::seconds(60),
         count_attempt: false,
@@ -245,7 +246,7 @@ async fn an_upload_whose_worker_died_is_started_over_by_the_sweep() {
     let claimed =
         uploads::claim_uploads(&app.pool, 1, "doomed", std::time::Duration::from_secs(60)).await.unwrap().remove(0);
     let step = uploads::Step {
-        state: "initialized",
+        state: UploadState::Initialized,
         altinn_id: Some(Some(uuid::Uuid::from_u128(42))),
         next_attempt_at: chrono::Utc::now(),
         count_attempt: false,
@@ -429,7 +430,9 @@ async fn retry_after_a_scan_timeout_uploads_the_file_again_and_the_letters_go() 
             .await
             .unwrap();
     assert_eq!(retried.len(), 3);
-    assert!(retried.iter().all(|r| r.new_state == "waiting_files" && r.error_code.as_deref() == Some("scan_timeout")));
+    assert!(retried
+        .iter()
+        .all(|r| r.new_state == DeliveryState::WaitingFiles && r.error_code.as_deref() == Some("scan_timeout")));
     let file = upload_of(&app, stuck).await;
     assert_eq!(file.get::<String, _>("upload_state"), "pending");
     assert_eq!(file.get::<Option<uuid::Uuid>, _>("altinn_attachment_id"), None, "a new attachment, not the stuck one");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use altinn_outbox::config::Secret;
 use altinn_outbox::fake::{Endpoint, FakeConfig, FaultKind, FaultRule};
-use altinn_outbox::outbox::counts::DELIVERY_STATES;
+use altinn_outbox::outbox::DeliveryState;
 use altinn_outbox::worker::{self, Context};
 use altinn_outbox::{app, health};
 use common::{TestApp, ORG};
@@ -163,7 +163,7 @@ async fn sends_polls_requests_and_the_outbox_gauges_match_what_happened() {
     let counts = database_counts(&app).await;
     let count = |state: &str| counts.get(state).copied().unwrap_or(0);
     assert_eq!((count("delivered"), count("failed"), count("pending"), count("waiting_files")), (3, 1, 2, 2));
-    for state in DELIVERY_STATES {
+    for state in DeliveryState::ALL.map(DeliveryState::as_str) {
         let expected = counts.get(state).copied().unwrap_or(0) as f64;
         assert_eq!(s.sum("altinn_outbox_deliveries", &[("state", state)]), expected, "{state}");
     }

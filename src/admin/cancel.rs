@@ -19,13 +19,14 @@ use super::format::{or_dash, table};
 use super::{Answer, Exit};
 use crate::altinn::{ApiError, ErrorClass, Purged};
 use crate::outbox::admin::{self, CancelTarget};
+use crate::outbox::DeliveryState;
 use crate::worker::Context;
 
 /// What became of one delivery.
 enum Verdict {
     Cancelled,
     Purged(Uuid),
-    NothingToDo(String),
+    NothingToDo(DeliveryState),
     InFlight,
     Published(Option<Uuid>),
     Altinn(ApiError),
@@ -81,14 +82,17 @@ pub async fn cancel(ctx: &Context, message_id: i64) -> anyhow::Result<Answer> {
 }
 
 async fn cancel_one(ctx: &Context, t: &CancelTarget) -> anyhow::Result<Verdict> {
-    Ok(match (t.state.as_str(), t.correspondence_id) {
-        ("failed" | "cancelled", _) => Verdict::NothingToDo(t.state.clone()),
-        ("delivered", cid) => Verdict::Published(cid),
-        ("sending", _) => Verdict::InFlight,
+    use DeliveryState as S;
+    Ok(match (t.state, t.correspondence_id) {
+        (S::Failed | S::Cancelled, _) => Verdict::NothingToDo(t.state),
+        (S::Delivered, cid) => Verdict::Published(cid),
+        (S::Sending, _) => Verdict::InFlight,
         // Altinn has it, unpublished as far as anyone knows: purge it (1013 if it was published).
-        ("awaiting_status" | "unconfirmed", Some(cid)) => purge(ctx, t, cid).await?,
-        ("pending" | "waiting_files", _) => maybe_at_altinn(ctx, t).await?,
-        (state, _) => anyhow::bail!("delivery {} is {state} without a correspondence id", t.id),
+        (S::AwaitingStatus | S::Unconfirmed, Some(cid)) => purge(ctx, t, cid).await?,
+        (S::Pending | S::WaitingFiles, _) => maybe_at_altinn(ctx, t).await?,
+        (state @ (S::AwaitingStatus | S::Unconfirmed), None) => {
+            anyhow::bail!("delivery {} is {state} without a correspondence id", t.id)
+        }
     })
 }
 

@@ -11,6 +11,7 @@ use super::format::{fields, opt_time, or_dash, table, time};
 use super::{Answer, Exit};
 use crate::identifiers::{masked, scrub};
 use crate::outbox::admin::{self, DeliveryInfo, HistoryRow, MessageInfo};
+use crate::outbox::DeliveryState;
 
 #[derive(Serialize)]
 struct DeliveryView {
@@ -71,7 +72,7 @@ fn delivery_text(view: &DeliveryView) -> String {
     });
     let error = d.error_code.as_ref().map(|c| format!("{c}: {}", d.error_message.as_deref().unwrap_or("")));
     let lease = d.locked_until.map(|until| format!("{} until {}", or_dash(d.locked_by.as_ref()), time(until)));
-    let next_attempt = (d.state == "pending").then(|| time(d.next_attempt_at));
+    let next_attempt = (d.state == DeliveryState::Pending).then(|| time(d.next_attempt_at));
     let mut out = format!("delivery {} to {}\n", d.id, d.recipient);
     out += &fields(
         "  ",
@@ -82,7 +83,7 @@ fn delivery_text(view: &DeliveryView) -> String {
             ("idempotency key", d.idempotency_key.map(|k| k.to_string())),
             ("correspondence", d.correspondence_id.map(|c| c.to_string())),
             ("altinn status", status),
-            ("notification", d.notification.clone()),
+            ("notification", d.notification.map(|n| n.to_string())),
             ("error", error),
             ("sent", opt_time(d.sent_at)),
             ("published", opt_time(d.published_at)),
@@ -99,7 +100,7 @@ fn delivery_text(view: &DeliveryView) -> String {
             .iter()
             .map(|h| {
                 let change = format!("{} → {}", or_dash(h.old_value.as_ref()), or_dash(h.new_value.as_ref()));
-                vec![time(h.at), h.kind.clone(), change, h.detail.clone().unwrap_or_default()]
+                vec![time(h.at), h.kind.to_string(), change, h.detail.clone().unwrap_or_default()]
             })
             .collect();
         let history = table(&["AT", "KIND", "CHANGE", "DETAIL"], &rows);

@@ -209,7 +209,6 @@ impl Setup<'_> {
 }
 
 fn assemble(args: &Args, selection: &Selection, m: &Measured, anchors: Vec<anchors::Anchor>) -> Report {
-    let until = selection.backlog().map(|u| if u == Until::Delivered { "delivered" } else { "sent" });
     Report {
         rows: args.rows,
         concurrency: args.concurrency,
@@ -218,7 +217,7 @@ fn assemble(args: &Args, selection: &Selection, m: &Measured, anchors: Vec<ancho
         runs: args.runs,
         selected: selection.numbers().to_vec(),
         figures: figures::figures(args, selection, m),
-        backlog_until: until,
+        backlog_until: selection.backlog(),
         sent: m.backlogs.iter().map(|b| b.sent).collect(),
         delivered: m.backlogs.iter().map(|b| b.delivered).collect(),
         memory: m.memory.clone(),

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::anchors::Anchor;
 use super::memory::MemoryRun;
+use super::scenario::Until;
 
 /// One figure over all runs.
 #[derive(Clone, Debug, Serialize)]
@@ -55,9 +56,9 @@ pub struct Report {
     /// The figures measured (`--figures`).
     pub selected: Vec<u8>,
     pub figures: Vec<Figure>,
-    /// How far each backlog run went: "delivered", or "sent" when only figure 1 needed it;
-    /// none when no figure needed the backlog run.
-    pub backlog_until: Option<&'static str>,
+    /// How far each backlog run went: delivered, or sent when only figure 1 needed it; none
+    /// when no figure needed the backlog run.
+    pub backlog_until: Option<Until>,
     /// Rows sent and delivered in each backlog run, beside `rows` loaded: equal when nothing was lost.
     pub sent: Vec<i64>,
     pub delivered: Vec<i64>,
@@ -99,8 +100,8 @@ impl Report {
         let mut out = String::new();
         let joined = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
         let per_run = match self.backlog_until {
-            Some("delivered") => Some(("delivered", joined(&self.delivered))),
-            Some(_) => Some(("sent", joined(&self.sent))),
+            Some(Until::Delivered) => Some(("delivered", joined(&self.delivered))),
+            Some(Until::Sent) => Some(("sent", joined(&self.sent))),
             None => None,
         };
         if let Some((what, counts)) = per_run {

@@ -21,8 +21,9 @@ const IDLE_SETTLE: Duration = Duration::from_millis(500);
 /// size shows progress every few seconds without slowing the load.
 const PRELOAD_PART: u32 = 100_000;
 
-/// When a backlog run is over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// When a backlog run is over; the report's `backlog_until` (`sent` or `delivered`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Until {
     /// Every row accepted by Altinn (send phase only).
     Sent,

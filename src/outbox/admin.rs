@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::counts::{with_zeros, DELIVERY_STATES};
+use super::counts::{delivery_states, with_zeros};
+use super::states::{DeliveryState, HistoryKind, NotificationOutcome};
 use uuid::Uuid;
 
 /// Messages deleted per prune statement: each batch is its own short transaction, so a
@@ -22,7 +23,8 @@ const PRUNE_BATCH: i32 = 500;
 #[derive(Clone, Debug)]
 pub struct Summary {
     pub messages: i64,
-    /// Deliveries per state, every state of [`DELIVERY_STATES`] present (zero included), in that order.
+    /// Deliveries per state, every state of [`DeliveryState::ALL`] present (zero included), in
+    /// that order; then any state the constraint gained after this binary was built.
     pub deliveries: Vec<(String, i64)>,
     pub oldest_pending: Option<OldestPending>,
     /// Deliveries that failed in the last 24 hours, by `error_code`, most frequent first.
@@ -34,7 +36,7 @@ pub struct Summary {
 pub struct OldestPending {
     pub delivery_id: i64,
     pub message_id: i64,
-    pub state: String,
+    pub state: DeliveryState,
     pub created_at: DateTime<Utc>,
     pub age_s: i64,
 }
@@ -43,7 +45,7 @@ pub async fn summary(pool: &PgPool) -> Result<Summary, sqlx::Error> {
     let messages = sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.message").fetch_one(pool).await?;
     let counted: Vec<(String, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM altinn_outbox.delivery GROUP BY state").fetch_all(pool).await?;
-    let deliveries = with_zeros(&DELIVERY_STATES, counted);
+    let deliveries = with_zeros(delivery_states(), counted);
     let oldest_pending = sqlx::query_as(
         "SELECT d.id AS delivery_id, d.message_id, d.state, m.created_at,
                 extract(epoch FROM now() - m.created_at)::bigint AS age_s
@@ -79,7 +81,7 @@ pub struct MessageInfo {
 pub struct DeliveryInfo {
     pub id: i64,
     pub recipient: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub locked_by: Option<String>,
@@ -94,7 +96,7 @@ pub struct DeliveryInfo {
     pub published_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub confirmed_at: Option<DateTime<Utc>>,
-    pub notification: Option<String>,
+    pub notification: Option<NotificationOutcome>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -105,7 +107,7 @@ pub struct DeliveryInfo {
 pub struct HistoryRow {
     pub delivery_id: i64,
     pub at: DateTime<Utc>,
-    pub kind: String,
+    pub kind: HistoryKind,
     pub old_value: Option<String>,
     pub new_value: Option<String>,
     pub detail: Option<String>,
@@ -159,8 +161,8 @@ pub enum RetryScope {
 pub struct Retried {
     pub delivery_id: i64,
     pub message_id: i64,
-    pub old_state: String,
-    pub new_state: String,
+    pub old_state: DeliveryState,
+    pub new_state: DeliveryState,
     pub correspondence_id: Option<Uuid>,
     pub altinn_status: Option<String>,
     pub error_code: Option<String>,
@@ -228,7 +230,7 @@ pub async fn retry(pool: &PgPool, scope: &RetryScope) -> Result<Vec<Retried>, sq
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct CancelTarget {
     pub id: i64,
-    pub state: String,
+    pub state: DeliveryState,
     pub lease_no: i64,
     pub resource_id: String,
     pub idempotency_key: Option<Uuid>,

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::states::{DeliveryState, NotificationOutcome};
+
 /// The producer's message, as the worker needs it to build the request.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct MessageRow {
@@ -69,14 +71,14 @@ pub struct ClaimedPoll {
     pub message_id: i64,
     pub lease_no: i64,
     pub correspondence_id: Uuid,
-    pub state: String,
+    pub state: DeliveryState,
     pub polls: i32,
     pub sent_at: DateTime<Utc>,
     pub altinn_status: Option<String>,
     pub published_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub confirmed_at: Option<DateTime<Utc>>,
-    pub notification: Option<String>,
+    pub notification: Option<NotificationOutcome>,
     pub is_confirmation_needed: bool,
 }
 

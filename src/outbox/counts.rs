@@ -4,23 +4,27 @@
 
 use sqlx::PgPool;
 
-/// Every state a delivery can be in (the `delivery_state_known` constraint): each is
-/// reported, with zero when no row is in it, so a state that empties reads 0 instead of
-/// vanishing from the scrape.
-pub const DELIVERY_STATES: [&str; 8] =
-    ["pending", "waiting_files", "sending", "awaiting_status", "delivered", "unconfirmed", "failed", "cancelled"];
+use super::states::{DeliveryState, UploadState};
 
-/// The states of a shared upload (`attachment_upload_state_known` less `none`: files sent
-/// inside their multipart request have no upload of their own).
-pub const UPLOAD_STATES: [&str; 6] = ["pending", "initialized", "uploading", "processing", "published", "failed"];
+/// Every state a delivery can be in ([`DeliveryState::ALL`]): each is reported, with zero
+/// when no row is in it, so a state that empties reads 0 instead of vanishing from the scrape.
+pub fn delivery_states() -> impl Iterator<Item = &'static str> {
+    DeliveryState::ALL.into_iter().map(DeliveryState::as_str)
+}
+
+/// The states of a shared upload ([`UploadState::ALL`] less `none`: files sent inside their
+/// multipart request have no upload of their own).
+pub fn upload_states() -> impl Iterator<Item = &'static str> {
+    UploadState::ALL.into_iter().filter(|s| *s != UploadState::None).map(UploadState::as_str)
+}
 
 /// One reading of the outbox.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Counts {
-    /// Rows per delivery state, in [`DELIVERY_STATES`] order, then any state the constraint
-    /// gained after this binary was built.
+    /// Rows per delivery state, in [`DeliveryState::ALL`] order, then any state the constraint
+    /// gained after this binary was built (kept as text for that reason).
     pub deliveries: Vec<(String, i64)>,
-    /// Shared uploads per state, in [`UPLOAD_STATES`] order.
+    /// Shared uploads per state, in [`UploadState::ALL`] order.
     pub uploads: Vec<(String, i64)>,
     /// Seconds since the oldest delivery that Altinn does not have yet (pending, waiting for
     /// its files, or being sent) was inserted; 0 when there is none.
@@ -47,14 +51,18 @@ pub async fn counts(pool: &PgPool) -> Result<Counts, sqlx::Error> {
     };
     let oldest_unsent_age_s = rows.iter().find(|r| r.0 == "age").map_or(0.0, |r| r.3.max(0.0));
     Ok(Counts {
-        deliveries: with_zeros(&DELIVERY_STATES, of("delivery")),
-        uploads: with_zeros(&UPLOAD_STATES, of("upload")),
+        deliveries: with_zeros(delivery_states(), of("delivery")),
+        uploads: with_zeros(upload_states(), of("upload")),
         oldest_unsent_age_s,
     })
 }
 
 /// Every known state in its order (zero if absent), then the unknown ones found.
-pub(crate) fn with_zeros(known: &[&str], found: Vec<(String, i64)>) -> Vec<(String, i64)> {
+pub(crate) fn with_zeros(
+    known: impl IntoIterator<Item = &'static str>,
+    found: Vec<(String, i64)>,
+) -> Vec<(String, i64)> {
+    let known: Vec<&str> = known.into_iter().collect();
     let count = |state: &str| found.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
     let mut all: Vec<(String, i64)> = known.iter().map(|s| (s.to_string(), count(s))).collect();
     all.extend(found.iter().filter(|(s, _)| !known.contains(&s.as_str())).cloned());

@@ -6,6 +6,8 @@
 //! was taken over writes nothing. Everything is set-based: one statement per batch.
 //! [`admin`] holds the statements of the admin commands (status, show, retry, cancel, prune);
 //! [`bench`] those of `altinn-outbox bench` (scratch databases, bulk loads, measurements).
+//! [`states`] maps the closed sets of values in `text` columns (delivery and upload states,
+//! history kinds, notification outcomes) to Rust enums, once.
 
 pub mod admin;
 pub mod bench;
@@ -13,12 +15,14 @@ mod claim;
 pub mod counts;
 mod files;
 pub mod schedule;
+pub mod states;
 pub mod uploads;
 mod write;
 
 pub use claim::{claim_polls, claim_sends, message_content, SendLease};
 pub use claim::{ClaimedPoll, ClaimedSend, MessageRow};
 pub use files::{message_files, File, FileContent};
+pub use states::{DeliveryState, HistoryKind, NotificationOutcome, RunOutcome, UploadState};
 pub use write::{write_back, Outcome, PollUpdate, WriteBack};
 
 use std::time::Duration;

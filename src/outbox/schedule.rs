@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use super::states::{DeliveryState, RunOutcome};
+
 /// Makes the schedule known. A new schedule counts as having run when it was first seen,
 /// so that installing (or enabling) one does not fire a run for a time before it existed.
 pub async fn register(pool: &PgPool, name: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
@@ -43,10 +45,10 @@ pub async fn claim_slot(
     .await
 }
 
-pub async fn finish_run(pool: &PgPool, run_id: i64, ok: bool, detail: &str) -> Result<(), sqlx::Error> {
+pub async fn finish_run(pool: &PgPool, run_id: i64, outcome: RunOutcome, detail: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE altinn_outbox.schedule_run SET finished_at = now(), outcome = $2, detail = $3 WHERE id = $1")
         .bind(run_id)
-        .bind(if ok { "ok" } else { "failed" })
+        .bind(outcome)
         .bind(detail)
         .execute(pool)
         .await?;
@@ -64,7 +66,7 @@ pub async fn prune_runs(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, sql
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stuck {
     /// (state, count, a few delivery ids) for each state with stuck rows.
-    pub by_state: Vec<(String, i64, Vec<i64>)>,
+    pub by_state: Vec<(DeliveryState, i64, Vec<i64>)>,
 }
 
 impl Stuck {
@@ -77,7 +79,7 @@ impl Stuck {
 /// sending rows whose lease ran out and was not reclaimed, and awaiting_status rows whose
 /// status read is overdue. Any of these means no worker is getting to them.
 pub async fn stuck(pool: &PgPool, before: DateTime<Utc>) -> Result<Stuck, sqlx::Error> {
-    let rows: Vec<(String, i64, Vec<i64>)> = sqlx::query_as(
+    let rows: Vec<(DeliveryState, i64, Vec<i64>)> = sqlx::query_as(
         "SELECT state, count(*), (array_agg(id ORDER BY id))[1:10]
          FROM altinn_outbox.delivery
          WHERE (state = 'pending' AND next_attempt_at < $1)

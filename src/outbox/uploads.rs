@@ -8,13 +8,15 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::states::UploadState;
+
 /// A file claimed for its next upload step; `lease_no` fences every write.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ClaimedUpload {
     pub id: i64,
     pub message_id: i64,
     pub lease_no: i64,
-    pub upload_state: String,
+    pub upload_state: UploadState,
     pub altinn_attachment_id: Option<Uuid>,
     pub upload_attempts: i32,
     /// When the upload into the current attachment finished (set while `processing`): the
@@ -70,7 +72,7 @@ pub async fn claim_uploads(
 /// own upload; a step that writes `processing` over a row that was not uploading (the sweep
 /// started it over meanwhile) is refused by the table's check and leaves the row as it is.
 pub struct Step<'a> {
-    pub state: &'a str,
+    pub state: UploadState,
     pub altinn_id: Option<Option<Uuid>>,
     pub next_attempt_at: DateTime<Utc>,
     pub count_attempt: bool,
@@ -150,8 +152,8 @@ pub async fn finish_upload(
         .execute(&mut *tx)
         .await?;
     let (state, code, message) = match result {
-        Ok(()) => ("published", None, None),
-        Err((code, message)) => ("failed", Some(code), Some(message)),
+        Ok(()) => (UploadState::Published, None, None),
+        Err((code, message)) => (UploadState::Failed, Some(code), Some(message)),
     };
     let written = sqlx::query(
         "UPDATE altinn_outbox.attachment SET upload_state = $3, error_code = $4, error_message = $5,

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::states::{DeliveryState, NotificationOutcome};
+
 /// The state a delivery moves to, with what each needs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -12,30 +14,48 @@ pub enum Outcome {
     Sent {
         correspondence_id: Uuid,
         altinn_status: Option<String>,
-        notification: &'static str,
+        notification: NotificationOutcome,
         next_poll_at: DateTime<Utc>,
     },
     /// Try again at `at`. `refund` gives the attempt back (the failure was not the row's).
     Retry { at: DateTime<Utc>, code: String, message: String, refund: bool },
     /// Ends the delivery: `failed` or `cancelled`.
-    Finished { state: &'static str, code: String, message: String },
+    Finished { state: DeliveryState, code: String, message: String },
     /// A status read: the new state and what Altinn said.
     Polled(Box<PollUpdate>),
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PollUpdate {
-    pub state: &'static str,
+    pub state: DeliveryState,
     pub altinn_status: Option<String>,
     pub altinn_status_at: Option<DateTime<Utc>>,
     pub published_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub confirmed_at: Option<DateTime<Utc>>,
-    pub notification: Option<String>,
+    pub notification: Option<NotificationOutcome>,
     pub notification_detail: Option<serde_json::Value>,
     /// None: stop reading the status.
     pub next_poll_at: Option<DateTime<Utc>>,
     pub error: Option<(String, String)>,
+}
+
+impl PollUpdate {
+    /// A move to `state` alone: nothing new learnt, no error, and no further status read.
+    pub fn new(state: DeliveryState) -> PollUpdate {
+        PollUpdate {
+            state,
+            altinn_status: None,
+            altinn_status_at: None,
+            published_at: None,
+            read_at: None,
+            confirmed_at: None,
+            notification: None,
+            notification_detail: None,
+            next_poll_at: None,
+            error: None,
+        }
+    }
 }
 
 /// One result, fenced by the lease it was claimed under.
@@ -51,7 +71,7 @@ pub struct WriteBack {
 struct Columns {
     id: Vec<i64>,
     lease_no: Vec<i64>,
-    state: Vec<String>,
+    state: Vec<DeliveryState>,
     refund: Vec<i32>,
     next_attempt_at: Vec<Option<DateTime<Utc>>>,
     correspondence_id: Vec<Option<Uuid>>,
@@ -62,7 +82,7 @@ struct Columns {
     published_at: Vec<Option<DateTime<Utc>>>,
     read_at: Vec<Option<DateTime<Utc>>>,
     confirmed_at: Vec<Option<DateTime<Utc>>>,
-    notification: Vec<Option<String>>,
+    notification: Vec<Option<NotificationOutcome>>,
     notification_detail: Vec<Option<String>>,
     next_poll_at: Vec<Option<DateTime<Utc>>>,
     error_code: Vec<Option<String>>,
@@ -73,33 +93,32 @@ impl Columns {
     fn push(&mut self, w: &WriteBack) {
         self.id.push(w.delivery_id);
         self.lease_no.push(w.lease_no);
-        let mut p = PollUpdate::default();
         let (mut refund, mut next_attempt_at, mut cid, mut sent, mut polled) = (0, None, None, false, 0);
-        match &w.outcome {
+        let p = match &w.outcome {
             Outcome::Sent { correspondence_id, altinn_status, notification, next_poll_at } => {
-                p.state = "awaiting_status";
-                p.altinn_status = altinn_status.clone();
-                p.notification = Some(notification.to_string());
-                p.next_poll_at = Some(*next_poll_at);
                 cid = Some(*correspondence_id);
                 sent = true;
+                PollUpdate {
+                    altinn_status: altinn_status.clone(),
+                    notification: Some(*notification),
+                    next_poll_at: Some(*next_poll_at),
+                    ..PollUpdate::new(DeliveryState::AwaitingStatus)
+                }
             }
             Outcome::Retry { at, code, message, refund: r } => {
-                p.state = "pending";
-                p.error = Some((code.clone(), message.clone()));
                 next_attempt_at = Some(*at);
                 refund = i32::from(*r);
+                PollUpdate { error: Some((code.clone(), message.clone())), ..PollUpdate::new(DeliveryState::Pending) }
             }
             Outcome::Finished { state, code, message } => {
-                p.state = state;
-                p.error = Some((code.clone(), message.clone()));
+                PollUpdate { error: Some((code.clone(), message.clone())), ..PollUpdate::new(*state) }
             }
             Outcome::Polled(update) => {
-                p = (**update).clone();
                 polled = 1;
+                (**update).clone()
             }
-        }
-        self.state.push(p.state.to_string());
+        };
+        self.state.push(p.state);
         self.refund.push(refund);
         self.next_attempt_at.push(next_attempt_at);
         self.correspondence_id.push(cid);

@@ -25,7 +25,7 @@ use crate::altinn::{AltinnClient, ApiError};
 use crate::compose;
 use crate::metrics;
 use crate::outbox::uploads::ClaimedUpload;
-use crate::outbox::{self, ClaimedPoll, ClaimedSend, Outcome, WriteBack};
+use crate::outbox::{self, ClaimedPoll, ClaimedSend, DeliveryState, Outcome, WriteBack};
 use policy::{RetryPolicy, ScanPolicy, StatusPolicy};
 
 /// Everything the worker needs, built once at start-up.
@@ -238,20 +238,23 @@ fn log_outcome(job: &Job, outcome: &Outcome) {
     };
     match outcome {
         Outcome::Sent { correspondence_id, .. } => {
-            info!(message_id, %correspondence_id, state = "awaiting_status", "sent")
+            info!(message_id, %correspondence_id, state = DeliveryState::AwaitingStatus.as_str(), "sent")
         }
         // A wait that is not the row's fault is said once where it arises (the gate, the token
         // client, the resource's configuration fault), not once per row and try.
         Outcome::Retry { code, at, refund: true, .. } => {
-            tracing::debug!(message_id, code, retry_at = %at, state = "pending", "waits without using an attempt")
+            let state = DeliveryState::Pending.as_str();
+            tracing::debug!(message_id, code, retry_at = %at, state, "waits without using an attempt")
         }
-        Outcome::Retry { code, at, .. } => warn!(message_id, code, retry_at = %at, state = "pending", "will retry"),
+        Outcome::Retry { code, at, .. } => {
+            warn!(message_id, code, retry_at = %at, state = DeliveryState::Pending.as_str(), "will retry")
+        }
         Outcome::Finished { state, code, message } => {
-            warn!(message_id, code, state, reason = message.as_str(), "finished unsent")
+            warn!(message_id, code, state = state.as_str(), reason = message.as_str(), "finished unsent")
         }
         Outcome::Polled(u) => match (job, u.state) {
             (Job::Poll(p), state) if p.state != state => {
-                info!(message_id, state, altinn_status = u.altinn_status.as_deref(), "status changed")
+                info!(message_id, state = state.as_str(), altinn_status = u.altinn_status.as_deref(), "status changed")
             }
             _ => tracing::debug!(message_id, altinn_status = u.altinn_status.as_deref(), "status read"),
         },
@@ -296,7 +299,7 @@ fn count_outcome(outcome: &Outcome) {
     match outcome {
         Outcome::Sent { .. } => metrics::send_done("sent", ""),
         Outcome::Retry { code, refund, .. } => metrics::send_done(if *refund { "deferred" } else { "retry" }, code),
-        Outcome::Finished { state, code, .. } => metrics::send_done(state, code),
+        Outcome::Finished { state, code, .. } => metrics::send_done(state.as_str(), code),
         // A read that failed carries no Altinn status; it is read again unless it never can be.
         Outcome::Polled(u) => match (&u.altinn_status, &u.error) {
             (None, Some((code, _))) if u.next_poll_at.is_some() => metrics::poll_done("retry", code),

@@ -7,7 +7,7 @@ use super::Context;
 use crate::altinn::wire::{status_value, Details, Notification, Overview, RecipientStatus};
 use crate::altinn::ApiError;
 use crate::config::FollowUntil;
-use crate::outbox::{ClaimedPoll, Outcome, PollUpdate};
+use crate::outbox::{ClaimedPoll, DeliveryState, NotificationOutcome, Outcome, PollUpdate};
 use crate::worker::policy::{after, StatusPolicy};
 
 /// One status read: the overview, which depends on nothing but Altinn's own database; then
@@ -54,8 +54,8 @@ fn gone(e: &ApiError) -> bool {
 /// its own): following ends with Altinn's code; what was learnt first stands (a letter
 /// published before it was purged stays delivered).
 fn purged(mut update: PollUpdate, e: &ApiError) -> PollUpdate {
-    if update.state == "awaiting_status" || update.state == "unconfirmed" {
-        update.state = "cancelled";
+    if matches!(update.state, DeliveryState::AwaitingStatus | DeliveryState::Unconfirmed) {
+        update.state = DeliveryState::Cancelled;
     }
     update.next_poll_at = None;
     update.error =
@@ -65,16 +65,16 @@ fn purged(mut update: PollUpdate, e: &ApiError) -> PollUpdate {
 
 /// Neither overview nor details know the correspondence any more.
 fn vanished(job: &ClaimedPoll) -> PollUpdate {
-    PollUpdate { state: state_name(&job.state), ..PollUpdate::default() }
+    PollUpdate::new(unchanged(job.state))
 }
 
 /// Details are read only for a published letter, and only for what the overview lacks.
 fn wants_details(u: &PollUpdate, job: &ClaimedPoll, policy: &StatusPolicy) -> bool {
-    let notification_open = policy.follow_notifications && !notification_outcome(&[], job.notification.as_deref()).2;
+    let notification_open = policy.follow_notifications && !notification_outcome(&[], job.notification).2;
     let confirmation_open = policy.follow_until == FollowUntil::Confirmed
         && job.is_confirmation_needed
         && u.confirmed_at.or(job.confirmed_at).is_none();
-    u.state == "delivered" && u.next_poll_at.is_some() && (notification_open || confirmation_open)
+    u.state == DeliveryState::Delivered && u.next_poll_at.is_some() && (notification_open || confirmation_open)
 }
 
 /// A status read that failed: the read failed, not the delivery. Altinn accepted the
@@ -84,16 +84,12 @@ fn wants_details(u: &PollUpdate, job: &ClaimedPoll, policy: &StatusPolicy) -> bo
 pub fn read_failed(job: &ClaimedPoll, policy: &StatusPolicy, e: ApiError, now: DateTime<Utc>) -> Outcome {
     let error = Some((e.code, format!("reading the status failed: {}", e.message)));
     let update = if too_old(job, policy, now) {
-        let state = if job.state == "delivered" { "delivered" } else { "unconfirmed" };
-        PollUpdate { state, error, ..PollUpdate::default() }
+        let state =
+            if job.state == DeliveryState::Delivered { DeliveryState::Delivered } else { DeliveryState::Unconfirmed };
+        PollUpdate { error, ..PollUpdate::new(state) }
     } else {
         let wait = policy.interval(job.polls + 1).max(e.retry_after.unwrap_or_default());
-        PollUpdate {
-            state: state_name(&job.state),
-            next_poll_at: Some(after(now, wait)),
-            error,
-            ..PollUpdate::default()
-        }
+        PollUpdate { next_poll_at: Some(after(now, wait)), error, ..PollUpdate::new(unchanged(job.state)) }
     };
     Outcome::Polled(Box::new(update))
 }
@@ -146,18 +142,17 @@ fn judge(r: &Reading, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Ut
     let read_at = r.read.or(job.read_at);
     let confirmed_at = r.confirmed.or(job.confirmed_at);
     let (notification, notification_detail, notification_final) =
-        notification_outcome(r.notifications, job.notification.as_deref());
+        notification_outcome(r.notifications, job.notification);
     let status = status_value(r.status);
     let mut update = PollUpdate {
-        state: "awaiting_status",
         altinn_status: Some(r.status.to_string()),
         altinn_status_at: r.status_changed,
         published_at,
         read_at,
         confirmed_at,
-        notification: notification.clone(),
+        notification,
         notification_detail,
-        ..PollUpdate::default()
+        ..PollUpdate::new(DeliveryState::AwaitingStatus)
     };
     // The top-level status is the highest reached, so a Reserved or Failed stays visible even
     // after a later Published row: `published` decides delivery, these only without it.
@@ -168,23 +163,23 @@ fn judge(r: &Reading, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Ut
         ))
     };
     if published_at.is_some() {
-        update.state = "delivered";
+        update.state = DeliveryState::Delivered;
     } else if status == status_value("Failed") {
-        update.state = "failed";
+        update.state = DeliveryState::Failed;
         update.error = failed("Failed", "Altinn could not publish the correspondence");
     } else if status == status_value("Reserved") {
-        update.state = "failed";
+        update.state = DeliveryState::Failed;
         update.error = failed("Reserved", "the recipient has reserved against digital mail (KRR)");
     } else if status == status_value("PurgedByAltinn") {
-        update.state = "cancelled";
+        update.state = DeliveryState::Cancelled;
         update.error = failed("PurgedByAltinn", "purged before publication");
     }
     update.next_poll_at = next_read(&update, job, policy, now, notification_final);
-    if update.state == "awaiting_status" && update.next_poll_at.is_none() {
+    if update.state == DeliveryState::AwaitingStatus && update.next_poll_at.is_none() {
         // Sent but never published within the follow period: Altinn has it, publication
         // not confirmed; a state of its own, where an operator finds it.
         let hours = policy.max_age.as_secs() / 3600;
-        update.state = "unconfirmed";
+        update.state = DeliveryState::Unconfirmed;
         update.error =
             Some(("status_timeout".into(), format!("not published {hours} h after sending; no longer followed")));
     }
@@ -210,29 +205,25 @@ fn next_read(
         FollowUntil::Confirmed => u.confirmed_at.is_some() || (!job.is_confirmation_needed && u.read_at.is_some()),
     };
     let done = match u.state {
-        "awaiting_status" => false,
-        "delivered" => goal_reached && (notification_final || !policy.follow_notifications),
+        DeliveryState::AwaitingStatus => false,
+        DeliveryState::Delivered => goal_reached && (notification_final || !policy.follow_notifications),
         _ => true,
     };
     (!done && !too_old(job, policy, now)).then(|| after(now, policy.interval(job.polls + 1)))
 }
 
 /// Summarises notifications: `(outcome, detail, final)`. Addresses are left out of the detail.
-///
-/// Outcomes: `none` (no notification ordered), `pending`, `sent` (handed to the e-mail or SMS
-/// provider), `delivered`, `unconfirmed` (Altinn's `*_Failed_TTL`: the provider never reported
-/// back within its time to live, so delivery is neither confirmed nor failed), `failed`,
-/// `no_recipients` (the order completed without anyone to notify, e.g. no contact details),
-/// `not_needed` (the send condition was not met: the letter was already read) and
-/// `cancelled`. All but `pending` and an unfinished `sent` are final.
+/// The outcomes are [`NotificationOutcome`]'s; all but `pending` and an unfinished `sent`
+/// are final.
 fn notification_outcome(
     ns: &[Notification],
-    before: Option<&str>,
-) -> (Option<String>, Option<serde_json::Value>, bool) {
+    before: Option<NotificationOutcome>,
+) -> (Option<NotificationOutcome>, Option<serde_json::Value>, bool) {
+    use NotificationOutcome as N;
     let main: Vec<&Notification> = ns.iter().filter(|n| !n.is_reminder).collect();
     if main.is_empty() {
-        let outcome = before.unwrap_or("none");
-        return (None, None, !matches!(outcome, "pending" | "sent"));
+        let outcome = before.unwrap_or(N::None);
+        return (None, None, !matches!(outcome, N::Pending | N::Sent));
     }
     let statuses: Vec<&RecipientStatus> = main.iter().flat_map(|n| recipients(n)).collect();
     let names: Vec<&str> = statuses.iter().filter_map(|s| s.send_status.as_ref().map(|x| x.status.as_str())).collect();
@@ -245,19 +236,19 @@ fn notification_outcome(
     // `_Failed_TTL` ends in `_Failed...` like a failure, but only says no receipt came back.
     let unconfirmed = |s: &&str| s.ends_with("_Failed_TTL");
     let (outcome, is_final) = if names.iter().any(|s| s.ends_with("_Delivered")) {
-        ("delivered", true)
+        (N::Delivered, true)
     } else if statuses.iter().any(|s| s.succeeded) {
-        ("sent", completed)
+        (N::Sent, completed)
     } else if !names.is_empty() && names.iter().all(|s| s.contains("_Failed")) {
-        (if names.iter().any(unconfirmed) { "unconfirmed" } else { "failed" }, true)
+        (if names.iter().any(unconfirmed) { N::Unconfirmed } else { N::Failed }, true)
     } else if order("SendConditionNotMet") {
-        ("not_needed", true)
+        (N::NotNeeded, true)
     } else if order("Cancelled") {
-        ("cancelled", true)
+        (N::Cancelled, true)
     } else if completed && statuses.is_empty() {
-        ("no_recipients", true)
+        (N::NoRecipients, true)
     } else {
-        ("pending", false)
+        (N::Pending, false)
     };
     let detail = ns
         .iter()
@@ -270,7 +261,7 @@ fn notification_outcome(
             })
         })
         .collect();
-    (Some(outcome.to_string()), Some(serde_json::Value::Array(detail)), is_final)
+    (Some(outcome), Some(serde_json::Value::Array(detail)), is_final)
 }
 
 fn recipients(n: &Notification) -> Vec<&RecipientStatus> {
@@ -283,10 +274,12 @@ fn recipients(n: &Notification) -> Vec<&RecipientStatus> {
     }
 }
 
-fn state_name(s: &str) -> &'static str {
-    match s {
-        "delivered" => "delivered",
-        _ => "awaiting_status",
+/// What a status read that learnt nothing leaves a delivery in: a delivered letter stays
+/// delivered, any other awaits its status.
+fn unchanged(state: DeliveryState) -> DeliveryState {
+    match state {
+        DeliveryState::Delivered => DeliveryState::Delivered,
+        _ => DeliveryState::AwaitingStatus,
     }
 }
 

@@ -5,6 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::*;
+use crate::outbox::{DeliveryState as S, NotificationOutcome as N};
 use crate::worker::policy::Backoff;
 
 fn now() -> DateTime<Utc> {
@@ -42,7 +43,7 @@ fn job() -> ClaimedPoll {
         message_id: 3,
         lease_no: 1,
         correspondence_id: Uuid::from_u128(42),
-        state: "awaiting_status".into(),
+        state: S::AwaitingStatus,
         polls: 2,
         sent_at: ago(60),
         altinn_status: None,
@@ -129,7 +130,7 @@ fn entry(send: &str, email: &str, mobile: Option<&str>) -> Value {
 fn published_means_delivered() {
     let d = published_with(history(&[("Initialized", 40), ("Published", 30)]), json!([]));
     let u = assess_now(&d, &job(), &policy());
-    assert_eq!(u.state, "delivered");
+    assert_eq!(u.state, S::Delivered);
     assert_eq!(u.published_at, Some(ago(30)));
     assert_eq!(u.altinn_status.as_deref(), Some("Published"));
     assert_eq!(u.altinn_status_at, Some(ago(30)));
@@ -149,7 +150,7 @@ fn published_decides_even_when_a_higher_status_shows() {
         "statusHistory": history(&[("Initialized", 55), ("Reserved", 50), ("Published", 30)]),
     }));
     let u = assess_now(&d, &job(), &policy());
-    assert_eq!(u.state, "delivered");
+    assert_eq!(u.state, S::Delivered);
     assert_eq!(u.published_at, Some(ago(30)));
     assert_eq!(u.error, None);
     assert_eq!(u.altinn_status.as_deref(), Some("Reserved"));
@@ -164,7 +165,7 @@ fn read_and_confirmed_times_come_from_the_first_history_row() {
         "statusHistory": history(&[("Published", 30), ("Fetched", 20), ("Read", 15), ("Read", 10)]),
     }));
     let u = assess_now(&d, &job(), &policy());
-    assert_eq!(u.state, "delivered");
+    assert_eq!(u.state, S::Delivered);
     assert_eq!(u.read_at, Some(ago(15)));
     assert_eq!(u.confirmed_at, None);
 
@@ -177,7 +178,7 @@ fn times_already_on_the_row_are_kept_when_history_lacks_them() {
     let d = details(json!({"status": "Read", "statusHistory": []}));
     let j = ClaimedPoll { published_at: Some(ago(50)), read_at: Some(ago(40)), ..job() };
     let u = assess_now(&d, &j, &policy());
-    assert_eq!((u.state, u.published_at, u.read_at), ("delivered", Some(ago(50)), Some(ago(40))));
+    assert_eq!((u.state, u.published_at, u.read_at), (S::Delivered, Some(ago(50)), Some(ago(40))));
 }
 
 #[test]
@@ -189,7 +190,7 @@ fn failed_keeps_altinns_reason() {
         "statusHistory": history(&[("Initialized", 10), ("ReadyForPublish", 8), ("Failed", 5)]),
     }));
     let u = assess_now(&d, &job(), &policy());
-    assert_eq!(u.state, "failed");
+    assert_eq!(u.state, S::Failed);
     assert_eq!(u.error, Some(("altinn:Failed".to_string(), "Recipient not found in Altinn Register".to_string())));
     assert_eq!(u.next_poll_at, None);
 }
@@ -206,7 +207,7 @@ fn failed_without_a_reason_gets_a_readable_message() {
 fn reserved_without_publication_fails() {
     let d = details(json!({"status": "Reserved", "statusText": null, "statusHistory": history(&[("Reserved", 5)])}));
     let u = assess_now(&d, &job(), &policy());
-    assert_eq!(u.state, "failed");
+    assert_eq!(u.state, S::Failed);
     assert_eq!(u.error.as_ref().map(|e| e.0.as_str()), Some("altinn:Reserved"));
     assert!(u.error.unwrap().1.contains("reserved"));
     assert_eq!(u.next_poll_at, None);
@@ -216,7 +217,7 @@ fn reserved_without_publication_fails() {
 fn purged_by_altinn_is_cancelled() {
     let d = details(json!({"status": "PurgedByAltinn", "statusChanged": ago(5)}));
     let u = assess_now(&d, &job(), &policy());
-    assert_eq!(u.state, "cancelled");
+    assert_eq!(u.state, S::Cancelled);
     assert_eq!(u.error.as_ref().map(|e| e.0.as_str()), Some("altinn:PurgedByAltinn"));
     assert_eq!(u.next_poll_at, None);
 }
@@ -226,7 +227,7 @@ fn not_yet_published_is_read_again_on_schedule() {
     for status in ["Initialized", "ReadyForPublish"] {
         let d = details(json!({"status": status, "statusHistory": history(&[(status, 1)])}));
         let u = assess_now(&d, &job(), &policy());
-        assert_eq!(u.state, "awaiting_status", "{status}");
+        assert_eq!(u.state, S::AwaitingStatus, "{status}");
         assert_eq!(u.error, None, "{status}");
         let next = u.next_poll_at.expect("keeps reading");
         assert!(next > now(), "{status}");
@@ -243,7 +244,7 @@ fn following_until_read_keeps_reading_after_delivery() {
     let p = following(FollowUntil::Read, false);
     let unread = published_with(history(&[("Published", 30)]), json!([]));
     let u = assess_now(&unread, &job(), &p);
-    assert_eq!(u.state, "delivered");
+    assert_eq!(u.state, S::Delivered);
     assert_eq!(u.next_poll_at, next_after(&job(), &p));
 
     let read = published_with(history(&[("Published", 30), ("Read", 10)]), json!([]));
@@ -271,8 +272,8 @@ fn pending_notifications_keep_the_read_going() {
     for (order, send) in [("Order_Registered", "Email_New"), ("Order_Processing", "Email_Sending")] {
         let d = published_with(history(&[("Published", 30)]), json!([email(order, send)]));
         let u = assess_now(&d, &job(), &p);
-        assert_eq!(u.state, "delivered");
-        assert_eq!(u.notification.as_deref(), Some("pending"), "{send}");
+        assert_eq!(u.state, S::Delivered);
+        assert_eq!(u.notification, Some(N::Pending), "{send}");
         assert_eq!(u.next_poll_at, next_after(&job(), &p), "{send}");
     }
     // Not following notifications: publication alone ends the reads.
@@ -285,7 +286,7 @@ fn an_order_not_yet_listed_stays_pending_when_it_was_pending() {
     // Notifications appear only once the order exists (§9.3): an empty list says nothing new.
     let p = following(FollowUntil::Published, true);
     let d = published_with(history(&[("Published", 30)]), json!([]));
-    let pending = ClaimedPoll { notification: Some("pending".into()), ..job() };
+    let pending = ClaimedPoll { notification: Some(N::Pending), ..job() };
     assert_eq!(assess_now(&d, &pending, &p).next_poll_at, next_after(&pending, &p));
     assert_eq!(assess_now(&d, &job(), &p).next_poll_at, None);
 }
@@ -294,54 +295,54 @@ fn an_order_not_yet_listed_stays_pending_when_it_was_pending() {
 fn notification_outcomes_end_the_reads() {
     let p = following(FollowUntil::Published, true);
     let cases = [
-        (email("Order_Completed", "Email_Delivered"), "delivered"),
-        (sms("Order_Completed", "SMS_Delivered"), "delivered"),
-        (email("Order_Completed", "Email_Failed"), "failed"),
-        (email("Order_Completed", "Email_Failed_Bounced"), "failed"),
-        (email("Order_Completed", "Email_Failed_RecipientReserved"), "failed"),
-        (sms("Order_Completed", "SMS_Failed_InvalidRecipient"), "failed"),
+        (email("Order_Completed", "Email_Delivered"), N::Delivered),
+        (sms("Order_Completed", "SMS_Delivered"), N::Delivered),
+        (email("Order_Completed", "Email_Failed"), N::Failed),
+        (email("Order_Completed", "Email_Failed_Bounced"), N::Failed),
+        (email("Order_Completed", "Email_Failed_RecipientReserved"), N::Failed),
+        (sms("Order_Completed", "SMS_Failed_InvalidRecipient"), N::Failed),
         // A time to live that ran out leaves delivery unknown, not failed.
-        (sms("Order_Completed", "SMS_Failed_TTL"), "unconfirmed"),
-        (email("Order_Completed", "Email_Failed_TTL"), "unconfirmed"),
-        (json!({"isReminder": false, "processingStatus": {"status": "Order_SendConditionNotMet"}}), "not_needed"),
-        (json!({"isReminder": false, "processingStatus": {"status": "Order_Cancelled"}}), "cancelled"),
-        (email("Order_Completed", "Email_Succeeded"), "sent"),
+        (sms("Order_Completed", "SMS_Failed_TTL"), N::Unconfirmed),
+        (email("Order_Completed", "Email_Failed_TTL"), N::Unconfirmed),
+        (json!({"isReminder": false, "processingStatus": {"status": "Order_SendConditionNotMet"}}), N::NotNeeded),
+        (json!({"isReminder": false, "processingStatus": {"status": "Order_Cancelled"}}), N::Cancelled),
+        (email("Order_Completed", "Email_Succeeded"), N::Sent),
         // Legacy order statuses, without the `Order_` prefix, mean the same.
-        (email("Completed", "Email_Succeeded"), "sent"),
-        (email("Completed", "Email_Failed_Bounced"), "failed"),
-        (json!({"isReminder": false, "processingStatus": {"status": "SendConditionNotMet"}}), "not_needed"),
-        (json!({"isReminder": false, "processingStatus": {"status": "Cancelled"}}), "cancelled"),
+        (email("Completed", "Email_Succeeded"), N::Sent),
+        (email("Completed", "Email_Failed_Bounced"), N::Failed),
+        (json!({"isReminder": false, "processingStatus": {"status": "SendConditionNotMet"}}), N::NotNeeded),
+        (json!({"isReminder": false, "processingStatus": {"status": "Cancelled"}}), N::Cancelled),
         // An order that completed with nobody to notify is over.
-        (json!({"isReminder": false, "processingStatus": {"status": "Order_Completed"}}), "no_recipients"),
-        (json!({"isReminder": false, "processingStatus": {"status": "Completed"}}), "no_recipients"),
+        (json!({"isReminder": false, "processingStatus": {"status": "Order_Completed"}}), N::NoRecipients),
+        (json!({"isReminder": false, "processingStatus": {"status": "Completed"}}), N::NoRecipients),
     ];
     for (notification, outcome) in cases {
         let d = published_with(history(&[("Published", 30)]), json!([notification]));
         let u = assess_now(&d, &job(), &p);
-        assert_eq!(u.notification.as_deref(), Some(outcome), "{notification}");
+        assert_eq!(u.notification, Some(outcome), "{notification}");
         assert_eq!(u.next_poll_at, None, "{notification}");
     }
     // The other side of each rule: an order still running keeps being read, whichever form
     // its status has, and a failure beside an unconfirmed send is not the whole story.
     for (notification, outcome) in [
-        (email("Order_Processing", "Email_Succeeded"), "sent"),
-        (email("Processing", "Email_Succeeded"), "sent"),
-        (email("Registered", "Email_New"), "pending"),
-        (json!({"isReminder": false, "processingStatus": {"status": "Order_Registered"}}), "pending"),
-        (json!({"isReminder": false, "processingStatus": {"status": "Processing"}}), "pending"),
+        (email("Order_Processing", "Email_Succeeded"), N::Sent),
+        (email("Processing", "Email_Succeeded"), N::Sent),
+        (email("Registered", "Email_New"), N::Pending),
+        (json!({"isReminder": false, "processingStatus": {"status": "Order_Registered"}}), N::Pending),
+        (json!({"isReminder": false, "processingStatus": {"status": "Processing"}}), N::Pending),
     ] {
         let d = published_with(history(&[("Published", 30)]), json!([notification]));
         let u = assess_now(&d, &job(), &p);
-        assert_eq!(u.notification.as_deref(), Some(outcome), "{notification}");
+        assert_eq!(u.notification, Some(outcome), "{notification}");
         assert_eq!(u.next_poll_at, next_after(&job(), &p), "{notification}");
     }
     let mixed = json!([email("Order_Completed", "Email_Failed_Bounced"), sms("Order_Completed", "SMS_Failed_TTL")]);
     let u = assess_now(&published_with(history(&[("Published", 30)]), mixed), &job(), &p);
-    assert_eq!(u.notification.as_deref(), Some("unconfirmed"));
+    assert_eq!(u.notification, Some(N::Unconfirmed));
     // An outcome read before stays final when the list is empty on a later read.
-    for before in ["unconfirmed", "no_recipients"] {
+    for before in [N::Unconfirmed, N::NoRecipients] {
         let d = published_with(history(&[("Published", 30)]), json!([]));
-        let earlier = ClaimedPoll { notification: Some(before.into()), ..job() };
+        let earlier = ClaimedPoll { notification: Some(before), ..job() };
         assert_eq!(assess_now(&d, &earlier, &p).next_poll_at, None, "{before}");
     }
 }
@@ -351,7 +352,7 @@ fn a_sent_email_is_followed_until_its_order_completes() {
     let p = following(FollowUntil::Published, true);
     let d = published_with(history(&[("Published", 30)]), json!([email("Order_Processing", "Email_Succeeded")]));
     let u = assess_now(&d, &job(), &p);
-    assert_eq!(u.notification.as_deref(), Some("sent"));
+    assert_eq!(u.notification, Some(N::Sent));
     assert_eq!(u.next_poll_at, next_after(&job(), &p));
 }
 
@@ -362,7 +363,7 @@ fn reminders_do_not_decide_the_outcome() {
     reminder["isReminder"] = json!(true);
     let d = published_with(history(&[("Published", 30)]), json!([email("Order_Processing", "Email_New"), reminder]));
     let u = assess_now(&d, &job(), &p);
-    assert_eq!(u.notification.as_deref(), Some("pending"));
+    assert_eq!(u.notification, Some(N::Pending));
     // The reminder is still recorded in the detail.
     assert_eq!(u.notification_detail.unwrap().as_array().unwrap().len(), 2);
 }
@@ -397,7 +398,7 @@ fn reads_stop_past_the_maximum_age() {
     let too_old = ClaimedPoll { sent_at: now() - max_age - chrono::Duration::seconds(1), ..job() };
     let u = assess_now(&d, &too_old, &p);
     assert_eq!(u.next_poll_at, None);
-    assert_eq!(u.state, "unconfirmed", "Altinn has it; publication not confirmed");
+    assert_eq!(u.state, S::Unconfirmed, "Altinn has it; publication not confirmed");
     assert_eq!(u.error.as_ref().map(|(code, _)| code.as_str()), Some("status_timeout"), "the row says why");
 
     // Also after delivery, when the goal is still ahead.
@@ -414,13 +415,13 @@ fn unknown_statuses_do_not_panic() {
         "notifications": [email("Order_Whatever", "Email_SomethingNew")],
     }));
     let u = assess_now(&d, &job(), &following(FollowUntil::Confirmed, true));
-    assert_eq!(u.state, "awaiting_status");
+    assert_eq!(u.state, S::AwaitingStatus);
     assert_eq!(u.altinn_status.as_deref(), Some("SomethingNew"));
-    assert_eq!(u.notification.as_deref(), Some("pending"));
+    assert_eq!(u.notification, Some(N::Pending));
     assert!(u.next_poll_at.is_some());
 
     let d = details(json!({"status": "SomethingNew", "published": ago(30)}));
-    assert_eq!(assess_now(&d, &job(), &policy()).state, "delivered");
+    assert_eq!(assess_now(&d, &job(), &policy()).state, S::Delivered);
 }
 
 fn overview(v: Value) -> Overview {
@@ -431,21 +432,21 @@ fn overview(v: Value) -> Overview {
 fn the_overview_decides_publication_and_reading() {
     let o = overview(json!({"status": "Read", "statusChanged": ago(5), "published": ago(30), "read": ago(5)}));
     let u = assess_overview(&o, &job(), &following(FollowUntil::Read, false), now());
-    assert_eq!((u.state, u.published_at, u.read_at), ("delivered", Some(ago(30)), Some(ago(5))));
+    assert_eq!((u.state, u.published_at, u.read_at), (S::Delivered, Some(ago(30)), Some(ago(5))));
     assert_eq!(u.next_poll_at, None, "read: the goal is reached");
     assert_eq!(u.notification, None, "the overview says nothing of notifications: the row's outcome stands");
 
     let o = overview(json!({"status": "Reserved", "statusText": "reserved in KRR"}));
     let u = assess_overview(&o, &job(), &policy(), now());
-    assert_eq!((u.state, u.error.unwrap().0.as_str()), ("failed", "altinn:Reserved"));
+    assert_eq!((u.state, u.error.unwrap().0.as_str()), (S::Failed, "altinn:Reserved"));
     let o = overview(json!({"status": "ReadyForPublish"}));
     let u = assess_overview(&o, &job(), &policy(), now());
-    assert_eq!((u.state, u.next_poll_at), ("awaiting_status", next_after(&job(), &policy())));
+    assert_eq!((u.state, u.next_poll_at), (S::AwaitingStatus, next_after(&job(), &policy())));
 }
 
 #[test]
 fn details_are_wanted_only_for_a_published_letter_and_only_for_what_the_overview_lacks() {
-    let pending = ClaimedPoll { notification: Some("pending".into()), ..job() };
+    let pending = ClaimedPoll { notification: Some(N::Pending), ..job() };
     let published = overview(json!({"status": "Published", "published": ago(30)}));
     let unpublished = overview(json!({"status": "ReadyForPublish"}));
     let notifications = following(FollowUntil::Published, true);
@@ -455,7 +456,7 @@ fn details_are_wanted_only_for_a_published_letter_and_only_for_what_the_overview
     assert!(!wants_details(&u, &pending, &notifications), "never for an unpublished letter");
     let u = assess_overview(&published, &job(), &notifications, now());
     assert!(!wants_details(&u, &job(), &notifications), "no notification ordered: nothing to learn");
-    let settled = ClaimedPoll { notification: Some("delivered".into()), ..job() };
+    let settled = ClaimedPoll { notification: Some(N::Delivered), ..job() };
     let u = assess_overview(&published, &settled, &notifications, now());
     assert!(!wants_details(&u, &settled, &notifications), "the outcome is final");
 
@@ -483,8 +484,8 @@ fn a_failed_read_never_fails_the_delivery() {
         ApiError::permanent("altinn:1001", "not found"),
         ApiError::transient("http:500", "Notifications failed"),
     ] {
-        for state in ["awaiting_status", "delivered"] {
-            let job = ClaimedPoll { state: state.into(), ..job() };
+        for state in [S::AwaitingStatus, S::Delivered] {
+            let job = ClaimedPoll { state, ..job() };
             let u = polled(read_failed(&job, &p, e.clone(), now()));
             assert_eq!(u.state, state, "{e}: the state stays");
             assert_eq!(u.next_poll_at, next_after(&job, &p), "{e}: read again on the schedule");
@@ -500,11 +501,11 @@ fn reads_that_fail_until_the_follow_period_ends_leave_the_letter_unconfirmed() {
     let too_old = ClaimedPoll { sent_at: now() - max_age - chrono::Duration::seconds(1), ..job() };
     let e = ApiError::transient("http:503", "unavailable");
     let u = polled(read_failed(&too_old, &p, e.clone(), now()));
-    assert_eq!((u.state, u.next_poll_at), ("unconfirmed", None));
+    assert_eq!((u.state, u.next_poll_at), (S::Unconfirmed, None));
     assert!(u.error.unwrap().1.contains("unavailable"), "the last error stays on the row");
-    let delivered = ClaimedPoll { state: "delivered".into(), ..too_old };
+    let delivered = ClaimedPoll { state: S::Delivered, ..too_old };
     let u = polled(read_failed(&delivered, &p, e, now()));
-    assert_eq!((u.state, u.next_poll_at), ("delivered", None), "a delivered letter stays delivered");
+    assert_eq!((u.state, u.next_poll_at), (S::Delivered, None), "a delivered letter stays delivered");
 }
 
 #[test]
@@ -512,11 +513,11 @@ fn a_correspondence_purged_by_someone_else_ends_following_with_its_code() {
     let gone = ApiError::permanent("altinn:1001", "not found");
     let unpublished = assess_now(&details(json!({"status": "PurgedByAltinn"})), &job(), &policy());
     let u = purged(unpublished, &gone);
-    assert_eq!((u.state, u.next_poll_at), ("cancelled", None));
+    assert_eq!((u.state, u.next_poll_at), (S::Cancelled, None));
     assert_eq!(u.error.unwrap().0, "altinn:1001");
     let published = published_with(history(&[("Published", 30)]), json!([]));
     let u = purged(assess_now(&published, &job(), &following(FollowUntil::Read, false)), &gone);
-    assert_eq!((u.state, u.next_poll_at), ("delivered", None), "published first: delivered stands");
+    assert_eq!((u.state, u.next_poll_at), (S::Delivered, None), "published first: delivered stands");
     let u = purged(vanished(&job()), &gone);
-    assert_eq!(u.state, "cancelled");
+    assert_eq!(u.state, S::Cancelled);
 }

@@ -10,7 +10,7 @@ use crate::altinn::wire::Identity;
 use crate::altinn::{ApiError, Created, ErrorClass, FilePart};
 use crate::compose;
 use crate::compose::attachment::FileMeta;
-use crate::outbox::{self, ClaimedSend, MessageRow, Outcome};
+use crate::outbox::{self, ClaimedSend, DeliveryState, MessageRow, NotificationOutcome, Outcome};
 
 /// Sends one claimed delivery and says what to write back. Never fails: every error
 /// becomes an outcome on the row.
@@ -63,7 +63,11 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
         Ok((correspondence_id, altinn_status)) => Outcome::Sent {
             correspondence_id,
             altinn_status,
-            notification: if has_notification(&message) { "pending" } else { "none" },
+            notification: if has_notification(&message) {
+                NotificationOutcome::Pending
+            } else {
+                NotificationOutcome::None
+            },
             next_poll_at: first_poll(ctx, message.requested_publish_time, now),
         },
         Err(e) => failure(ctx, job, e, now),
@@ -71,13 +75,13 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
 }
 
 fn invalid_row(invalid: compose::Invalid) -> Outcome {
-    Outcome::Finished { state: "failed", code: invalid.code(), message: invalid.to_string() }
+    Outcome::Finished { state: DeliveryState::Failed, code: invalid.code(), message: invalid.to_string() }
 }
 
 /// A message column this program cannot read fails the delivery naming the column.
 fn undecodable(column: &str) -> Outcome {
     Outcome::Finished {
-        state: "failed",
+        state: DeliveryState::Failed,
         code: format!("validation:{column}"),
         message: format!("{column}: the stored value cannot be read (malformed or nested too deep)"),
     }
@@ -142,9 +146,9 @@ pub fn failure(ctx: &Context, job: &ClaimedSend, e: ApiError, now: DateTime<Utc>
     let wait =
         |n: i32| after(now, policy.backoff.delay(n.max(1) as u32, random).max(e.retry_after.unwrap_or_default()));
     match e.class {
-        ErrorClass::Permanent => Outcome::Finished { state: "failed", code: e.code, message: e.message },
+        ErrorClass::Permanent => Outcome::Finished { state: DeliveryState::Failed, code: e.code, message: e.message },
         ErrorClass::Transient if policy.exhausted(attempt) => Outcome::Finished {
-            state: "failed",
+            state: DeliveryState::Failed,
             code: e.code,
             message: format!("gave up after {attempt} attempts; last error: {}", e.message),
         },
@@ -162,7 +166,7 @@ pub fn failure(ctx: &Context, job: &ClaimedSend, e: ApiError, now: DateTime<Utc>
                     Outcome::Retry { at, code: e.code, message: e.message, refund: true }
                 }
                 None => Outcome::Finished {
-                    state: "failed",
+                    state: DeliveryState::Failed,
                     code: e.code,
                     message: format!(
                         "gave up after {} h waiting for the configuration to be fixed (retry.config_fault_max_age_s); \

@@ -16,13 +16,13 @@ use crate::altinn::wire::InitializeAttachment;
 use crate::altinn::{ApiError, ErrorClass};
 use crate::compose::attachment::{check_file, FileMeta};
 use crate::outbox::uploads::{self, ClaimedUpload, Step};
-use crate::outbox::FileContent;
+use crate::outbox::{FileContent, UploadState};
 
 pub async fn upload_step(ctx: &Context, job: &ClaimedUpload) {
-    let result = match (job.upload_state.as_str(), job.altinn_attachment_id) {
-        ("pending", _) => create_and_upload(ctx, job).await,
-        ("initialized", Some(id)) => upload(ctx, job, id).await,
-        ("processing", Some(id)) => check(ctx, job, id).await,
+    let result = match (job.upload_state, job.altinn_attachment_id) {
+        (UploadState::Pending, _) => create_and_upload(ctx, job).await,
+        (UploadState::Initialized, Some(id)) => upload(ctx, job, id).await,
+        (UploadState::Processing, Some(id)) => check(ctx, job, id).await,
         _ => Ok(()),
     };
     // A database error leaves the step to come due again when its lease runs out.
@@ -53,7 +53,7 @@ async fn create_and_upload(ctx: &Context, job: &ClaimedUpload) -> Result<(), sql
     match ctx.altinn.create_attachment(&request).await {
         Ok(id) => {
             let step = Step {
-                state: "initialized",
+                state: UploadState::Initialized,
                 altinn_id: Some(Some(id)),
                 next_attempt_at: Utc::now(),
                 count_attempt: false,
@@ -65,7 +65,7 @@ async fn create_and_upload(ctx: &Context, job: &ClaimedUpload) -> Result<(), sql
             }
             Ok(())
         }
-        Err(e) => retry(ctx, job, "pending", None, e).await,
+        Err(e) => retry(ctx, job, UploadState::Pending, None, e).await,
     }
 }
 
@@ -77,7 +77,7 @@ async fn upload(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx
     match ctx.altinn.upload_attachment(id, &content).await {
         Ok(_) => scanning(ctx, job).await,
         // Whatever happened, the one-shot attachment is spent: start over with a new one.
-        Err(e) => retry(ctx, job, "pending", Some(None), e).await,
+        Err(e) => retry(ctx, job, UploadState::Pending, Some(None), e).await,
     }
 }
 
@@ -91,7 +91,7 @@ async fn check(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx:
         }
         // Still scanning: read again later without using an attempt, or give the file up.
         Ok(_) => scanning(ctx, job).await,
-        Err(e) => retry(ctx, job, "processing", None, e).await,
+        Err(e) => retry(ctx, job, UploadState::Processing, None, e).await,
     }
 }
 
@@ -109,7 +109,13 @@ async fn scanning(ctx: &Context, job: &ClaimedUpload) -> Result<(), sqlx::Error>
             return uploads::finish_upload(&ctx.pool, job, Err((SCAN_TIMEOUT, &text))).await.map(drop);
         }
     };
-    let step = Step { state: "processing", altinn_id: None, next_attempt_at: next, count_attempt: false, error: None };
+    let step = Step {
+        state: UploadState::Processing,
+        altinn_id: None,
+        next_attempt_at: next,
+        count_attempt: false,
+        error: None,
+    };
     uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
 }
 
@@ -131,7 +137,7 @@ fn scan_timeout_text(waited: Duration, limit: Duration) -> String {
 async fn retry(
     ctx: &Context,
     job: &ClaimedUpload,
-    state: &str,
+    state: UploadState,
     altinn_id: Option<Option<Uuid>>,
     e: ApiError,
 ) -> Result<(), sqlx::Error> {
