@@ -124,13 +124,17 @@ async fn every_run_outcome_and_no_other_is_accepted_by_the_table() {
     refused_by(write_and_read(pool, write, read, id, "done".to_string()).await, "schedule_run_outcome_known");
 }
 
-/// `notification` and `history.kind` have no constraint: the worker writes the first only
-/// from the enum, the history trigger the second. Each notification outcome is written and
-/// read back, and the history those writes leave holds every kind, read through the enum.
+/// Each notification outcome is written and read back, and the history those writes leave
+/// holds every kind, read through the enum; the constraints take exactly the enums' values.
 #[tokio::test]
 async fn notification_outcomes_and_history_kinds_read_back_through_their_enums() {
     let app = TestApp::start().await;
     let pool = &app.pool;
+    assert_eq!(
+        constraint_values(pool, "delivery_notification_known").await,
+        names(&NotificationOutcome::ALL, NotificationOutcome::as_str)
+    );
+    assert_eq!(constraint_values(pool, "history_kind_known").await, names(&HistoryKind::ALL, HistoryKind::as_str));
     let message = app.insert("notifications", &[ORG]).await;
     let id: i64 = sqlx::query_scalar("SELECT id FROM altinn_outbox.delivery WHERE message_id = $1")
         .bind(message)
@@ -157,6 +161,11 @@ async fn notification_outcomes_and_history_kinds_read_back_through_their_enums()
     let kinds: BTreeSet<String> =
         admin::history(pool, message).await.unwrap().iter().map(|h| h.kind.as_str().to_string()).collect();
     assert_eq!(kinds, names(&HistoryKind::ALL, HistoryKind::as_str));
+    let bad = sqlx::query("UPDATE altinn_outbox.delivery SET notification = 'lost' WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await;
+    refused_by(bad, "delivery_notification_known");
 }
 
 /// The write-back binds whole columns as `unnest($n::text[])`, with NULLs among them.
