@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::altinn::AltinnClient;
+use crate::backoff::Doubling;
 use crate::config::Config;
 use crate::maskinporten::{key_file, KeySource, OpenKeyFile, SigningKey, TokenClient, TokenSettings};
 use crate::outbox;
@@ -13,6 +14,9 @@ use secrecy::SecretString;
 
 /// Idle connections are kept this long: the worker talks to one host all day.
 const HTTP_POOL_IDLE: Duration = Duration::from_secs(90);
+/// Start-up's first re-check of the database: PostgreSQL started alongside is usually up
+/// within a moment.
+const START_WAIT_FIRST: Duration = Duration::from_millis(200);
 /// Start-up re-checks the database at least this often while waiting for it.
 const START_WAIT_CAP: Duration = Duration::from_secs(5);
 
@@ -141,7 +145,7 @@ fn default_instance_name() -> String {
 /// daemon started before PostgreSQL (or before `migrate` in an upgrade) becomes ready by
 /// itself. systemd's status line says what it waits for. False when stopped while waiting.
 pub async fn wait_for_database(pool: &sqlx::PgPool, shutdown: &tokio_util::sync::CancellationToken) -> bool {
-    let mut wait = Duration::from_millis(200);
+    let mut wait = Doubling::new(START_WAIT_FIRST, START_WAIT_CAP);
     loop {
         match outbox::migrations_current(pool).await {
             Ok(true) => return true,
@@ -154,9 +158,8 @@ pub async fn wait_for_database(pool: &sqlx::PgPool, shutdown: &tokio_util::sync:
                 crate::systemd::status("waiting for the database");
             }
         }
-        if tokio::time::timeout(wait, shutdown.cancelled()).await.is_ok() {
+        if tokio::time::timeout(wait.next_pause(), shutdown.cancelled()).await.is_ok() {
             return false;
         }
-        wait = (wait * 2).min(START_WAIT_CAP);
     }
 }

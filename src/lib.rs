@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`config`]: the typed configuration (defaults, `worker.toml`, environment).
 //! - [`app`]: start-up: builds the worker's context from the configuration.
+//! - [`backoff`]: the doubling pause of every in-process retry.
 //! - [`telemetry`]: logging set-up.
 //! - [`outbox`]: the outbox tables; all SQL lives here.
 //! - [`identifiers`]: organisation and national identity numbers, recipient URNs, their mask
@@ -26,6 +27,7 @@
 pub mod admin;
 pub mod altinn;
 pub mod app;
+pub mod backoff;
 pub mod bench;
 pub mod check;
 pub mod compose;
