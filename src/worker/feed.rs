@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, error};
 
-use super::run::{Leases, DB_RETRY};
+use super::run::{held, Leases, DB_RETRY};
 use super::{claim_looking, Context, Job, Looks};
 use crate::backoff::Doubling;
 use crate::systemd::Part;
@@ -166,10 +166,10 @@ impl Feed {
         if looks.uploads && !jobs.iter().any(|j| matches!(j, Job::Upload(_))) {
             self.skip_uploads_until = Some(now + UPLOADS_LOOK_AGAIN);
         }
-        let mut held = leases.lock().expect("leases lock");
+        let mut leases = held(leases);
         for job in jobs {
             if let Some((id, lease_no)) = job.lease() {
-                held.insert(id, lease_no);
+                leases.insert(id, lease_no);
             }
             self.ready.push_back((job, at));
         }

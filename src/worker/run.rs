@@ -5,7 +5,7 @@
 //! flight.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
@@ -31,6 +31,14 @@ pub(super) const DB_RETRY: Doubling = Doubling::new(DB_RETRY_FIRST, DB_RETRY_CAP
 
 /// Leases of claimed work not yet handed to the writer, so shutdown can release them at once.
 pub(super) type Leases = Arc<Mutex<HashMap<i64, i64>>>;
+
+/// The leases, even after a panic elsewhere poisoned the lock. That is safe: a holder only
+/// inserts, removes or drains, each of which leaves the map whole, and the map only says which
+/// leases to give back early (one missing from it expires on its own). Panicking here instead
+/// would take the loop down with the task that panicked.
+pub(super) fn held(leases: &Leases) -> MutexGuard<'_, HashMap<i64, i64>> {
+    leases.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Runs until `shutdown` is cancelled; then stops claiming, lets requests in flight finish
 /// within the grace period, writes their results, and releases what remains.
@@ -123,7 +131,7 @@ impl InFlight {
         match outbox::release(&self.ctx.pool, &ids, &lease_nos).await {
             Ok(n) => {
                 debug!(released = n, "queued work given back while requests are held back");
-                let mut leases = self.leases.lock().expect("leases lock");
+                let mut leases = held(&self.leases);
                 ids.iter().for_each(|id| _ = leases.remove(id));
                 // Upload steps keep their place: their leases are the attachment's own.
                 ready.retain(|(job, _)| job.lease().is_none());
@@ -145,7 +153,7 @@ impl InFlight {
                 let id = result.delivery_id;
                 // Forgotten only once the writer has it: shutdown releases whatever is left.
                 let _ = tx.send(result).await;
-                leases.lock().expect("leases lock").remove(&id);
+                held(&leases).remove(&id);
             }
             drop(permit);
         });
@@ -169,7 +177,7 @@ impl InFlight {
         if tokio::time::timeout(grace.max(Duration::from_secs(2)), writer).await.is_err() {
             writer_stop.cancel();
         }
-        let left: Vec<(i64, i64)> = leases.lock().expect("leases lock").drain().collect();
+        let left: Vec<(i64, i64)> = held(&leases).drain().collect();
         if !left.is_empty() {
             let (ids, lease_nos): (Vec<i64>, Vec<i64>) = left.into_iter().unzip();
             match outbox::release(&ctx.pool, &ids, &lease_nos).await {
