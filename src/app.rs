@@ -10,7 +10,6 @@ use crate::maskinporten::{key_file, KeySource, OpenKeyFile, SigningKey, TokenCli
 use crate::outbox;
 use crate::worker::policy::{RetryPolicy, ScanPolicy, StatusPolicy};
 use crate::worker::{Context, Settings};
-use secrecy::SecretString;
 
 /// Idle connections are kept this long: the worker talks to one host all day.
 const HTTP_POOL_IDLE: Duration = Duration::from_secs(90);
@@ -37,7 +36,7 @@ pub enum StartError {
 pub fn key_source(config: &Config) -> KeySource {
     let m = &config.maskinporten;
     if let Some(b64) = &m.key_jwk_base64 {
-        KeySource::JwkBase64(SecretString::from(b64.expose().to_string()))
+        KeySource::JwkBase64(b64.to_secret_string())
     } else if let Some(path) = &m.key_jwk_file {
         KeySource::JwkFile(path.clone())
     } else {
@@ -88,7 +87,7 @@ pub fn token_client(config: &Config, key: SigningKey, http: reqwest::Client) -> 
             .subscription_key
             .as_ref()
             .filter(|k| !k.is_empty())
-            .map(|k| SecretString::from(k.expose().to_string())),
+            .map(|k| k.to_secret_string()),
         grant_lifetime_s: config.maskinporten.grant_lifetime_s,
         refresh_margin_s: config.altinn.token_refresh_margin_s,
         failure_backoff_first: Duration::from_millis(config.maskinporten.failure_backoff_first_ms),
@@ -122,7 +121,7 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
     let http = http_client(config)?;
     let tokens = token_client(config, key, http.clone())?;
     let endpoints = config.endpoints()?;
-    let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.expose().to_string());
+    let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.to_secret_string());
     let upload_timeout = Duration::from_millis(config.altinn.upload_timeout_ms);
     let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key, upload_timeout)
         .with_fault_probe(Duration::from_millis(config.altinn.config_fault_probe_ms));

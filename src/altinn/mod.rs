@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
 use reqwest::{RequestBuilder, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::identifiers::scrub;
@@ -57,7 +58,8 @@ pub struct AltinnClient {
     /// The resource registry's read of a resource (`…/resource/{id}`), without the id.
     registry: String,
     tokens: TokenClient,
-    subscription_key: Option<String>,
+    /// Sent as `Ocp-Apim-Subscription-Key` when set.
+    subscription_key: Option<SecretString>,
     /// Whole-request timeout of a request that carries files (the client's own is for the rest).
     upload_timeout: Duration,
     /// Hold requests back while Altinn throttles us (every request: a 429's wait applies to
@@ -102,7 +104,7 @@ impl AltinnClient {
         http: reqwest::Client,
         platform_url: &str,
         tokens: TokenClient,
-        subscription_key: Option<String>,
+        subscription_key: Option<SecretString>,
         upload_timeout: Duration,
     ) -> Self {
         AltinnClient {
@@ -110,7 +112,7 @@ impl AltinnClient {
             api: format!("{}{API_PATH}", platform_url.trim_end_matches('/')),
             registry: format!("{}{}", platform_url.trim_end_matches('/'), resource_check::REGISTRY_PATH),
             tokens,
-            subscription_key: subscription_key.filter(|k| !k.trim().is_empty()),
+            subscription_key: subscription_key.filter(|k| !k.expose_secret().trim().is_empty()),
             upload_timeout,
             gates: Gates::default(),
             faults: Faults::default(),
@@ -336,7 +338,7 @@ impl AltinnClient {
     ) -> Result<(StatusCode, Option<Duration>, bytes::Bytes), NoAnswer> {
         let mut request = build(&self.http).bearer_auth(token.expose()).header(ACCEPT, "application/json");
         if let Some(key) = &self.subscription_key {
-            request = request.header("Ocp-Apim-Subscription-Key", key);
+            request = request.header("Ocp-Apim-Subscription-Key", key.expose_secret());
         }
         let started = Instant::now();
         let result = request.send().await;
