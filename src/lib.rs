@@ -22,7 +22,7 @@
 //! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
 //! - [`check`]: `altinn-outbox check`: the set-up, and whether Altinn accepts us per resource.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
-//! - [`bench`]: `altinn-outbox bench`, the worker measured against the fake (issue 6).
+//! - [`bench`]: `altinn-outbox bench`, the worker measured against the fake.
 
 pub mod admin;
 pub mod altinn;
