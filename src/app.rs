@@ -4,15 +4,18 @@
 use std::time::Duration;
 
 use crate::altinn::AltinnClient;
+use crate::backoff::Doubling;
 use crate::config::Config;
 use crate::maskinporten::{key_file, KeySource, OpenKeyFile, SigningKey, TokenClient, TokenSettings};
 use crate::outbox;
 use crate::worker::policy::{RetryPolicy, ScanPolicy, StatusPolicy};
 use crate::worker::{Context, Settings};
-use secrecy::SecretString;
 
 /// Idle connections are kept this long: the worker talks to one host all day.
 const HTTP_POOL_IDLE: Duration = Duration::from_secs(90);
+/// Start-up's first re-check of the database: PostgreSQL started alongside is usually up
+/// within a moment.
+const START_WAIT_FIRST: Duration = Duration::from_millis(200);
 /// Start-up re-checks the database at least this often while waiting for it.
 const START_WAIT_CAP: Duration = Duration::from_secs(5);
 
@@ -33,7 +36,7 @@ pub enum StartError {
 pub fn key_source(config: &Config) -> KeySource {
     let m = &config.maskinporten;
     if let Some(b64) = &m.key_jwk_base64 {
-        KeySource::JwkBase64(SecretString::from(b64.expose().to_string()))
+        KeySource::JwkBase64(b64.to_secret_string())
     } else if let Some(path) = &m.key_jwk_file {
         KeySource::JwkFile(path.clone())
     } else {
@@ -84,7 +87,7 @@ pub fn token_client(config: &Config, key: SigningKey, http: reqwest::Client) -> 
             .subscription_key
             .as_ref()
             .filter(|k| !k.is_empty())
-            .map(|k| SecretString::from(k.expose().to_string())),
+            .map(|k| k.to_secret_string()),
         grant_lifetime_s: config.maskinporten.grant_lifetime_s,
         refresh_margin_s: config.altinn.token_refresh_margin_s,
         failure_backoff_first: Duration::from_millis(config.maskinporten.failure_backoff_first_ms),
@@ -118,7 +121,7 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
     let http = http_client(config)?;
     let tokens = token_client(config, key, http.clone())?;
     let endpoints = config.endpoints()?;
-    let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.expose().to_string());
+    let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.to_secret_string());
     let upload_timeout = Duration::from_millis(config.altinn.upload_timeout_ms);
     let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key, upload_timeout)
         .with_fault_probe(Duration::from_millis(config.altinn.config_fault_probe_ms));
@@ -141,7 +144,7 @@ fn default_instance_name() -> String {
 /// daemon started before PostgreSQL (or before `migrate` in an upgrade) becomes ready by
 /// itself. systemd's status line says what it waits for. False when stopped while waiting.
 pub async fn wait_for_database(pool: &sqlx::PgPool, shutdown: &tokio_util::sync::CancellationToken) -> bool {
-    let mut wait = Duration::from_millis(200);
+    let mut wait = Doubling::new(START_WAIT_FIRST, START_WAIT_CAP);
     loop {
         match outbox::migrations_current(pool).await {
             Ok(true) => return true,
@@ -154,9 +157,8 @@ pub async fn wait_for_database(pool: &sqlx::PgPool, shutdown: &tokio_util::sync:
                 crate::systemd::status("waiting for the database");
             }
         }
-        if tokio::time::timeout(wait, shutdown.cancelled()).await.is_ok() {
+        if tokio::time::timeout(wait.next_pause(), shutdown.cancelled()).await.is_ok() {
             return false;
         }
-        wait = (wait * 2).min(START_WAIT_CAP);
     }
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 /// The packaged location, used when `--config` is not given (never the working directory,
@@ -28,26 +29,37 @@ fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { setting, problem: problem.into() }
 }
 
-/// A configured secret (database URL with password, inline key, API key): never printed.
-#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
+/// A configured secret (database URL with password, inline key, API key): never printed,
+/// never serialized (a [`Config`] written out leaves its secrets out), zeroed when dropped,
+/// and exposed only where it is used.
+#[derive(Clone, Default)]
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        Secret(SecretString::from(s.into()))
     }
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
+        self.expose().trim().is_empty()
+    }
+    /// For a client that keeps the secret as a [`SecretString`].
+    pub fn to_secret_string(&self) -> SecretString {
+        self.0.clone()
     }
 }
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
     }
 }
 
@@ -60,6 +72,8 @@ pub enum Environment {
     Custom,
 }
 
+/// Serialized without its secrets: figment's layer of defaults, and a config file written for
+/// another process (which gets its secrets from the environment).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -81,6 +95,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL. Secret because it may carry a password.
+    #[serde(skip_serializing)]
     pub url: Secret,
     /// Pool size; 0 sizes it from the worker's concurrency (claims, write-backs and LISTEN).
     pub max_connections: u32,
@@ -97,6 +112,7 @@ pub struct MaskinportenConfig {
     /// service-owner org claim; `altinn:correspondence.write` lets it send.
     pub scopes: String,
     /// The private key as a JWK, standard-base64 encoded (the form Altinn's settings use).
+    #[serde(skip_serializing)]
     pub key_jwk_base64: Option<Secret>,
     /// The private key as a JWK file.
     pub key_jwk_file: Option<PathBuf>,
@@ -126,6 +142,7 @@ pub struct AltinnConfig {
     /// Override of the platform base URL (exchange and Correspondence API live under it).
     pub platform_url: Option<String>,
     /// `Ocp-Apim-Subscription-Key`, sent only when set (Altinn no longer requires it).
+    #[serde(skip_serializing)]
     pub subscription_key: Option<Secret>,
     /// Whole-request timeout of one API call.
     pub request_timeout_ms: u64,
@@ -631,5 +648,23 @@ mod tests {
         c.worker.lease_ms = 1_000;
         assert!(c.validate().unwrap_err().to_string().contains("worker.lease_ms"));
         assert_eq!(format!("{:?}", Secret::new("postgres://u:pw@h")), "***");
+    }
+
+    #[test]
+    fn secrets_are_read_but_never_printed_or_written_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("worker.toml");
+        let toml = "[database]\nurl = \"postgres://u:pw@h/db\"\n[altinn]\nsubscription_key = \"sub-key\"\n\
+                    [maskinporten]\nkey_jwk_base64 = \"eyJrdHkiOiJSU0EifQ==\"\n";
+        std::fs::write(&path, toml).unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.database.url.expose(), "postgres://u:pw@h/db");
+        assert_eq!(c.altinn.subscription_key.as_ref().map(Secret::expose), Some("sub-key"));
+        let shown = format!("{c:?}");
+        let written = toml::to_string(&c).unwrap();
+        for secret in ["pw@h", "sub-key", "eyJrdHkiOiJSU0EifQ"] {
+            assert!(!shown.contains(secret) && !written.contains(secret), "{secret}");
+        }
+        assert!(written.contains("[database]") && !written.contains("url"), "{written}");
     }
 }

@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`config`]: the typed configuration (defaults, `worker.toml`, environment).
 //! - [`app`]: start-up: builds the worker's context from the configuration.
+//! - [`backoff`]: the doubling pause of every in-process retry.
 //! - [`telemetry`]: logging set-up.
 //! - [`outbox`]: the outbox tables; all SQL lives here, and the enums of the values their
 //!   `text` columns hold (delivery and upload states, history kinds, notification outcomes).
@@ -22,11 +23,12 @@
 //! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
 //! - [`check`]: `altinn-outbox check`: the set-up, and whether Altinn accepts us per resource.
 //! - [`fake`]: a strict fake Maskinporten and Altinn for tests and the demo.
-//! - [`bench`]: `altinn-outbox bench`, the worker measured against the fake (issue 6).
+//! - [`bench`]: `altinn-outbox bench`, the worker measured against the fake.
 
 pub mod admin;
 pub mod altinn;
 pub mod app;
+pub mod backoff;
 pub mod bench;
 pub mod check;
 pub mod compose;

@@ -44,7 +44,8 @@ enum Command {
     },
     #[command(flatten)]
     Admin(admin::Command),
-    /// Measure the worker against the in-process fake on a scratch database (issue 6's figures).
+    /// Measure the worker against the in-process fake on a scratch database (the figures of
+    /// docs/performance.md).
     Bench(altinn_outbox::bench::Args),
 }
 

@@ -634,7 +634,7 @@ async fn usage_errors_exit_2_and_an_unreachable_database_exits_1() {
     config.database.url = altinn_outbox::config::Secret::new("postgres://postgres@127.0.0.1:1/none");
     config.database.connect_timeout_ms = 2_000;
     let path = dir.path().join("worker.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(&path, common::config_toml(&config)).unwrap();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN).arg("--config").arg(&path).arg("status").output().unwrap()
     });

@@ -39,7 +39,7 @@ fn bench_prints_every_figure_and_delivers_every_row() {
     }
     assert!(stdout.contains("delivered per run: 40 of 40"), "every row delivered:\n{stdout}");
     assert!(stderr.contains("pickup: 40 rows"), "every inserted row picked up:\n{stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.contains("issue 6, 2026-11-21")).count(), 5, "the anchors:\n{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("reference, 2026-11-21")).count(), 5, "the anchors:\n{stdout}");
 }
 
 #[test]
@@ -148,6 +148,18 @@ fn anchors_run_their_script_with_our_n_and_c_and_stand_beside_figure_1() {
     assert_eq!(anchors[0]["name"], "pgqueuer http, C=4", "C passed on");
     assert_eq!(anchors[0]["source"], "this run: N=20, 1 pass(es)", "N passed on");
     assert_eq!(anchors[0]["rows_per_s"], 1000.0);
+}
+
+#[test]
+fn anchors_without_their_folder_stop_before_any_run_and_say_what_is_missing() {
+    let output = Command::new(BIN)
+        .args(["bench", "--figures", "8", "--anchors", "--database-url", "postgres://postgres@127.0.0.1:1"])
+        .env_remove("ALTINN_OUTBOX_ANCHORS_DIR")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--anchors-dir") && stderr.contains("ALTINN_OUTBOX_ANCHORS_DIR"), "{stderr}");
 }
 
 #[test]

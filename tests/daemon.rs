@@ -100,7 +100,7 @@ async fn a_bad_key_stops_the_daemon_before_any_row_is_touched() {
     let mut config = app.config.clone();
     config.maskinporten.key_jwk_file = Some(dir.path().join("missing.jwk.json"));
     let path = dir.path().join("worker.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(&path, common::config_toml(&config)).unwrap();
 
     let out = command(&path, &["run"]).output().unwrap();
     assert!(!out.status.success());

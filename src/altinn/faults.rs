@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::backoff::Doubling;
 use crate::metrics;
 
 /// The first pause before a faulted resource is tried again: an operator who just fixed it
@@ -109,8 +110,8 @@ struct Entry {
     fault: Fault,
     code: String,
     since: DateTime<Utc>,
-    /// Probes let through since the fault began: each doubles the next pause.
-    probes: u32,
+    /// The pauses between probes: each probe the fault outlives doubles the next.
+    pauses: Doubling,
     probe_at: Instant,
     /// When a request for the resource last met the fault (held or refused).
     seen: Instant,
@@ -120,8 +121,8 @@ struct Entry {
 #[derive(Clone)]
 pub struct Faults {
     map: Arc<Mutex<HashMap<String, Entry>>>,
-    /// The longest pause between probes; zero holds nothing back.
-    max_pause: Duration,
+    /// The pauses between probes of a new fault, up to the longest; zero holds nothing back.
+    pauses: Doubling,
 }
 
 impl Default for Faults {
@@ -133,18 +134,13 @@ impl Default for Faults {
 impl Faults {
     /// A registry whose probes are at most `max_pause` apart (zero: no request is held back).
     pub fn new(max_pause: Duration) -> Faults {
-        Faults { map: Arc::default(), max_pause }
-    }
-
-    /// The pause after probe number `probes` (0 before the first), doubling to the cap.
-    fn pause(&self, probes: u32) -> Duration {
-        FIRST_PROBE_PAUSE.saturating_mul(1u32 << probes.min(16)).min(self.max_pause)
+        Faults { map: Arc::default(), pauses: Doubling::new(FIRST_PROBE_PAUSE, max_pause) }
     }
 
     /// How long a token refused for a missing scope is kept from being dropped again: as
     /// long as the first probe pause, so that a grant is picked up by the next probe.
     pub fn renewal_pause(&self) -> Duration {
-        self.pause(0)
+        self.pauses.nth(0)
     }
 
     /// Whether a request for `resource` may go at `now`. While the resource is faulted, one
@@ -159,8 +155,7 @@ impl Faults {
         if now < entry.probe_at {
             return Err((entry.fault, entry.code.clone()));
         }
-        entry.probes += 1;
-        entry.probe_at = now + self.pause(entry.probes);
+        entry.probe_at = now + entry.pauses.next_pause();
         Ok(())
     }
 
@@ -189,12 +184,13 @@ impl Faults {
         if faults.len() >= MAX_RESOURCES && !faults.contains_key(resource) {
             return;
         }
+        let mut pauses = self.pauses;
         let entry = Entry {
             fault,
             code: code.to_string(),
             since: Utc::now(),
-            probes: 0,
-            probe_at: now + self.pause(0),
+            probe_at: now + pauses.next_pause(),
+            pauses,
             seen: now,
         };
         if let Some(before) = faults.insert(resource.to_string(), entry) {
@@ -270,7 +266,7 @@ mod tests {
         assert!(faults.enter("a", t1).is_err(), "one probe at a time");
         assert!(faults.enter("a", t1 + Duration::from_millis(1_999)).is_err(), "the pause doubled");
         assert_eq!(faults.enter("a", t1 + Duration::from_secs(2)), Ok(()));
-        assert_eq!(faults.pause(10), DEFAULT_MAX_PROBE_PAUSE, "capped");
+        assert_eq!(faults.pauses.nth(10), DEFAULT_MAX_PROBE_PAUSE, "capped");
         faults.succeeded("a");
         assert_eq!(faults.enter("a", t1), Ok(()), "cleared: every request goes");
         assert!(faults.current(t1).is_empty());

@@ -19,6 +19,8 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Doubling;
+
 /// The longest Retry-After we obey as given; a larger value is capped so that a gateway's
 /// mistake cannot park the queue for hours.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
@@ -31,6 +33,7 @@ const OUTAGE_FIRST_PAUSE: Duration = Duration::from_millis(500);
 /// The longest pause between probes: also the longest delay between Altinn's recovery and
 /// the queue moving again.
 const OUTAGE_MAX_PAUSE: Duration = Duration::from_secs(15);
+const OUTAGE_PAUSES: Doubling = Doubling::new(OUTAGE_FIRST_PAUSE, OUTAGE_MAX_PAUSE);
 /// How often the loop looks again while a probe is out (it ends in at most a request timeout).
 const PROBE_POLL: Duration = Duration::from_millis(50);
 
@@ -52,16 +55,28 @@ pub enum Closed {
     Outage(Duration),
 }
 
-#[derive(Default)]
 struct State {
     /// Which requests this gate holds (`sends`, `reads`), for its log lines.
     name: &'static str,
     throttled_until: Option<Instant>,
     outage_until: Option<Instant>,
     failures_in_row: u32,
-    /// Pauses since the outage began: each failed probe doubles the next.
-    pauses: u32,
+    /// The pauses of the outage: each failed probe doubles the next.
+    pauses: Doubling,
     probe_out: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            name: "",
+            throttled_until: None,
+            outage_until: None,
+            failures_in_row: 0,
+            pauses: OUTAGE_PAUSES,
+            probe_out: false,
+        }
+    }
 }
 
 impl State {
@@ -142,7 +157,7 @@ impl Gate {
                     tracing::info!(requests = s.name, "Altinn answers again; requests resume");
                 }
                 s.failures_in_row = 0;
-                s.pauses = 0;
+                s.pauses.reset();
                 s.outage_until = None;
             }
             Health::Throttled(wait) => {
@@ -164,8 +179,7 @@ impl Gate {
                 // Stragglers sent before the outage began do not lengthen the pause; the
                 // opening failure and failed probes do.
                 if opens || (probe && s.looks_down()) {
-                    s.outage_until = Some(now + outage_pause(s.pauses));
-                    s.pauses = s.pauses.saturating_add(1);
+                    s.outage_until = Some(now + s.pauses.next_pause());
                 }
             }
         }
@@ -225,11 +239,6 @@ impl Gates {
     pub fn room(&self) -> usize {
         self.sends.room().max(self.reads.room())
     }
-}
-
-/// The n-th pause of an outage (0 = after the failure that opened it).
-fn outage_pause(n: u32) -> Duration {
-    OUTAGE_FIRST_PAUSE.saturating_mul(2u32.saturating_pow(n.min(16))).min(OUTAGE_MAX_PAUSE)
 }
 
 impl Pass {
@@ -320,10 +329,9 @@ mod tests {
 
     #[test]
     fn pauses_double_up_to_the_cap() {
-        assert_eq!(outage_pause(0), OUTAGE_FIRST_PAUSE);
-        assert_eq!(outage_pause(1), OUTAGE_FIRST_PAUSE * 2);
-        assert_eq!(outage_pause(10), OUTAGE_MAX_PAUSE);
-        assert_eq!(outage_pause(u32::MAX), OUTAGE_MAX_PAUSE);
+        assert_eq!(OUTAGE_PAUSES.nth(0), OUTAGE_FIRST_PAUSE);
+        assert_eq!(OUTAGE_PAUSES.nth(1), OUTAGE_FIRST_PAUSE * 2);
+        assert_eq!(OUTAGE_PAUSES.nth(10), OUTAGE_MAX_PAUSE);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
 use reqwest::{RequestBuilder, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::identifiers::scrub;
@@ -57,7 +58,8 @@ pub struct AltinnClient {
     /// The resource registry's read of a resource (`…/resource/{id}`), without the id.
     registry: String,
     tokens: TokenClient,
-    subscription_key: Option<String>,
+    /// Sent as `Ocp-Apim-Subscription-Key` when set.
+    subscription_key: Option<SecretString>,
     /// Whole-request timeout of a request that carries files (the client's own is for the rest).
     upload_timeout: Duration,
     /// Hold requests back while Altinn throttles us (every request: a 429's wait applies to
@@ -102,7 +104,7 @@ impl AltinnClient {
         http: reqwest::Client,
         platform_url: &str,
         tokens: TokenClient,
-        subscription_key: Option<String>,
+        subscription_key: Option<SecretString>,
         upload_timeout: Duration,
     ) -> Self {
         AltinnClient {
@@ -110,7 +112,7 @@ impl AltinnClient {
             api: format!("{}{API_PATH}", platform_url.trim_end_matches('/')),
             registry: format!("{}{}", platform_url.trim_end_matches('/'), resource_check::REGISTRY_PATH),
             tokens,
-            subscription_key: subscription_key.filter(|k| !k.trim().is_empty()),
+            subscription_key: subscription_key.filter(|k| !k.expose_secret().trim().is_empty()),
             upload_timeout,
             gates: Gates::default(),
             faults: Faults::default(),
@@ -336,7 +338,7 @@ impl AltinnClient {
     ) -> Result<(StatusCode, Option<Duration>, bytes::Bytes), NoAnswer> {
         let mut request = build(&self.http).bearer_auth(token.expose()).header(ACCEPT, "application/json");
         if let Some(key) = &self.subscription_key {
-            request = request.header("Ocp-Apim-Subscription-Key", key);
+            request = request.header("Ocp-Apim-Subscription-Key", key.expose_secret());
         }
         let started = Instant::now();
         let result = request.send().await;
@@ -533,14 +535,16 @@ fn scrub_text(text: &mut Option<String>) {
     }
 }
 
+/// A Retry-After's wait: whole seconds, or an HTTP date (RFC 9110's IMF-fixdate or the two
+/// obsolete forms) counted from now; a date already past means no wait. The same parser reads
+/// Maskinporten's `Date`.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.signed_duration_since(chrono::Utc::now()).to_std().unwrap_or_default();
-    Some(wait)
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -563,6 +567,23 @@ mod tests {
         assert_eq!(health(StatusCode::OK, None, None), Health::Up);
         let wait = Some(Duration::from_secs(3));
         assert_eq!(health(StatusCode::TOO_MANY_REQUESTS, wait, None), Health::Throttled(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, value.parse().unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(with("7"), Some(Duration::from_secs(7)));
+        let in_two_minutes = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        let wait = with(&in_two_minutes).unwrap();
+        assert!(wait > Duration::from_secs(110) && wait <= Duration::from_secs(120), "{wait:?}");
+        assert_eq!(with("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "past: no wait");
+        assert_eq!(with("Sunday, 06-Nov-94 08:49:37 GMT"), Some(Duration::ZERO), "RFC 850 form");
+        assert_eq!(with("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]

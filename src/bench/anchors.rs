@@ -3,7 +3,10 @@
 //! graphile-worker, pgqueuer, the pgbench ceiling, the HTTP sink alone) runs after our
 //! runs, with this invocation's N and C, and its results file is read; it takes the same
 //! two cores for about two minutes, so it never runs beside a measurement of ours. Without
-//! `--anchors`, the figures the issue measured are shown, labelled as such.
+//! `--anchors`, the reference figures measured on 2026-11-21 are shown, labelled as such.
+//!
+//! The anchors are not part of this repository: `--anchors` needs their folder, named by
+//! `--anchors-dir` or `ALTINN_OUTBOX_ANCHORS_DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,18 +15,16 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tokio::process::Command;
 
-/// Where the anchors live on the build machine; `--anchors-dir` overrides.
-pub const DEFAULT_DIR: &str = "/work/shared/anchors";
-/// The anchors' figures measured for issue 6 on 2026-11-21 (N=20,000, C=32, medians of 8
-/// passes), shown when this run did not measure them itself.
-const ISSUE_ANCHORS: [(&str, f64); 5] = [
+/// The anchors' figures measured on the build machine on 2026-11-21 (N=20,000, C=32, medians
+/// of 8 passes), shown when this run did not measure them itself.
+const REFERENCE_ANCHORS: [(&str, f64); 5] = [
     ("graphile-worker 0.17.3 batched, HTTP jobs", 4206.0),
     ("graphile-worker 0.17.3 default, HTTP jobs", 1184.0),
     ("pgqueuer 1.6.0, HTTP jobs", 1486.0),
     ("pgbench ceiling, 32-row claims", 17508.0),
     ("pgbench ceiling, one row at a time", 1786.0),
 ];
-const ISSUE_SOURCE: &str = "issue 6, 2026-11-21 (not this run)";
+const REFERENCE_SOURCE: &str = "reference, 2026-11-21 (not this run)";
 /// The line of `run-all.sh`'s output that names its results file.
 const RESULTS_LINE: &str = "Results file: ";
 
@@ -32,15 +33,15 @@ const RESULTS_LINE: &str = "Results file: ";
 pub struct Anchor {
     pub name: String,
     pub rows_per_s: f64,
-    /// Where the figure comes from (this run, or the issue's measurement).
+    /// Where the figure comes from (this run, or the reference measurement).
     pub source: String,
 }
 
-/// The issue's figures (2026-11-21), for a run without `--anchors`.
-pub fn from_issue() -> Vec<Anchor> {
-    ISSUE_ANCHORS
+/// The reference figures (2026-11-21), for a run without `--anchors`.
+pub fn reference() -> Vec<Anchor> {
+    REFERENCE_ANCHORS
         .iter()
-        .map(|&(name, rows_per_s)| Anchor { name: name.into(), rows_per_s, source: ISSUE_SOURCE.into() })
+        .map(|&(name, rows_per_s)| Anchor { name: name.into(), rows_per_s, source: REFERENCE_SOURCE.into() })
         .collect()
 }
 

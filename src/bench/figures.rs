@@ -1,15 +1,15 @@
-//! Which figures an invocation measures (`--figures`, by issue 6's numbers), which runs
-//! they need, and how each figure is computed from what the runs measured.
+//! Which figures an invocation measures (`--figures`, by number), which runs they need, and
+//! how each figure is computed from what the runs measured.
 
 use super::memory::MemoryRun;
 use super::report::{self, Figure};
 use super::scenario::{BacklogRun, Until};
 use super::Args;
 
-/// Every figure of issue 6: 1 send throughput, 2 end to end, 3 pickup latency, 4 Little's
-/// law, 5 peak RSS, 6 scale, 7 economy, 8 the anchors.
+/// Every figure: 1 send throughput, 2 end to end, 3 pickup latency, 4 Little's law, 5 peak
+/// RSS, 6 scale, 7 economy, 8 the anchors.
 pub const ALL: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
-/// Figure 4's set-up, from the issue: 100 ms per request and 64 in flight allow 640 rows/s.
+/// Figure 4's set-up: 100 ms per request and 64 in flight allow 640 rows/s.
 pub const LITTLE_LATENCY_MS: u64 = 100;
 pub const LITTLE_CONCURRENCY: usize = 64;
 /// Figure 4's first status read: after the run, so that no read competes with the sends.
@@ -68,7 +68,7 @@ pub struct Measured {
     pub scales: Vec<Scale>,
 }
 
-/// The selected figures, in the issue's order.
+/// The selected figures, in order of their numbers.
 pub fn figures(args: &Args, selection: &Selection, m: &Measured) -> Vec<Figure> {
     let of = |f: fn(&BacklogRun) -> f64| m.backlogs.iter().map(f).collect::<Vec<f64>>();
     let mut out = Vec::new();

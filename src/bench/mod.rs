@@ -1,7 +1,7 @@
-//! `altinn-outbox bench`: measures the worker (issue 6). Each run makes a fresh database,
-//! migrates, loads rows, starts the fake Maskinporten and Altinn and the daemon's own loop
-//! in this process, and reads the figures back from the tables the worker wrote and the
-//! requests the fake saw. Figure 5 (memory) runs the daemon as a process of its own instead.
+//! `altinn-outbox bench`: measures the worker. Each run makes a fresh database, migrates,
+//! loads rows, starts the fake Maskinporten and Altinn and the daemon's own loop in this
+//! process, and reads the figures back from the tables the worker wrote and the requests the
+//! fake saw. Figure 5 (memory) runs the daemon as a process of its own instead.
 //! Every figure is the median of `--runs` runs, with min and max.
 //!
 //! - `env`: one run's database, fake and worker context. `scenario`: the in-process runs (a
@@ -60,9 +60,9 @@ pub struct Args {
     /// Rows of the Little's-law runs (100 ms, concurrency 64); 6,400 is 10 s at the limit.
     #[arg(long, default_value_t = 6_400)]
     pub little_rows: u32,
-    /// The figures to measure, by issue 6's numbers: 1 send throughput, 2 end to end, 3 pickup
-    /// latency, 4 Little's law, 5 peak RSS, 6 scale, 7 economy, 8 anchors. With 1 but neither 2
-    /// nor 7, the backlog runs only until every row is sent.
+    /// The figures to measure, by number: 1 send throughput, 2 end to end, 3 pickup latency,
+    /// 4 Little's law, 5 peak RSS, 6 scale, 7 economy, 8 anchors. With 1 but neither 2 nor 7,
+    /// the backlog runs only until every row is sent.
     #[arg(long, value_delimiter = ',', default_values_t = figures::ALL)]
     #[arg(value_parser = clap::value_parser!(u8).range(1..=8))]
     pub figures: Vec<u8>,
@@ -79,12 +79,14 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     pub scale_rows: u32,
     /// Figure 8: run the anchors' `run-all.sh` with --rows and --concurrency after our runs
-    /// (about two minutes; needs Node, npm, Python and PyPI) instead of showing the issue's figures.
+    /// (about two minutes; needs Node, npm, Python and PyPI) instead of showing the reference
+    /// figures. Needs --anchors-dir (or ALTINN_OUTBOX_ANCHORS_DIR).
     #[arg(long)]
     pub anchors: bool,
-    /// The anchors' folder (holding run-all.sh).
-    #[arg(long, env = "ALTINN_OUTBOX_ANCHORS_DIR", default_value = anchors::DEFAULT_DIR)]
-    pub anchors_dir: PathBuf,
+    /// The anchors' folder, holding run-all.sh (not shipped with altinn-outbox); required by
+    /// --anchors.
+    #[arg(long, env = "ALTINN_OUTBOX_ANCHORS_DIR")]
+    pub anchors_dir: Option<PathBuf>,
     /// Print the report as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +100,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let selection = Selection::new(&args.figures);
     anyhow::ensure!(!args.anchors || selection.has(8), "--anchors measures figure 8: add 8 to --figures");
+    let anchors_dir = match (&args.anchors_dir, args.anchors) {
+        (Some(dir), true) => Some(dir.as_path()),
+        (None, true) => anyhow::bail!(
+            "--anchors needs the anchors' folder (the one holding run-all.sh): \
+             give --anchors-dir or set ALTINN_OUTBOX_ANCHORS_DIR"
+        ),
+        (_, false) => None,
+    };
     let key = BenchKey::generate()?;
     let server = args.database_url.trim_end_matches('/').to_string();
     let main = RunSettings {
@@ -111,10 +121,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for i in 1..=args.runs {
         setup.measure_run(&format!("run {i}/{}", args.runs), &mut measured).await?;
     }
-    let anchors = match (selection.has(8), args.anchors) {
+    let anchors = match (selection.has(8), anchors_dir) {
         (false, _) => Vec::new(),
-        (true, false) => anchors::from_issue(),
-        (true, true) => anchors::measure(&args.anchors_dir, args.rows, args.concurrency, &server).await?,
+        (true, None) => anchors::reference(),
+        (true, Some(dir)) => anchors::measure(dir, args.rows, args.concurrency, &server).await?,
     };
     let report = assemble(&args, &selection, &measured, anchors);
     if args.json {

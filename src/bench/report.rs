@@ -1,5 +1,5 @@
 //! The bench's output: one aligned table of figures (median of the runs, with min and max,
-//! beside the issue's target), the anchors' figures with our ratio to them, or JSON.
+//! beside its target), the anchors' figures with our ratio to them, or JSON.
 
 use serde::Serialize;
 
@@ -10,7 +10,7 @@ use super::scenario::Until;
 /// One figure over all runs.
 #[derive(Clone, Debug, Serialize)]
 pub struct Figure {
-    /// The issue's number for the figure ("1", "3", ...).
+    /// The figure's number ("1", "3", ...).
     pub number: &'static str,
     pub name: String,
     pub unit: &'static str,
@@ -19,7 +19,7 @@ pub struct Figure {
     pub max: f64,
     /// Every run's value, in run order.
     pub runs: Vec<f64>,
-    /// What issue 6 asks for.
+    /// What the figure should reach (docs/performance.md).
     pub target: String,
 }
 

@@ -1,5 +1,5 @@
-//! The separate attachment flow (contract §6): initialize (not idempotent), a one-shot
-//! streamed upload, status and details, and purge.
+//! The separate attachment flow: initialize (not idempotent), a one-shot streamed upload,
+//! status and details, and purge.
 //!
 //! The upload body is hashed and counted as it arrives, never buffered, and the attempt is
 //! recorded before the first byte is read, so a concurrent second upload already gets 2005.

@@ -1,10 +1,9 @@
 //! The Altinn token exchange and the checks in front of every Correspondence call.
 //!
-//! Failure shapes follow the real servers exactly (contract §2, `maskinporten.md` §3): the
-//! exchange answers every failure with an empty 401; Correspondence answers a bad or expired
-//! token (zero clock skew) with an empty 401 and `WWW-Authenticate: Bearer`, a token without
-//! the scope of the endpoint's policy or without the service-owner org claim with an empty
-//! 403. The policies are the real ones: Sender (initialize, attachments) wants the write
+//! Failure shapes follow the real servers exactly: the exchange answers every failure with an
+//! empty 401; Correspondence answers a bad or expired token (zero clock skew) with an empty
+//! 401 and `WWW-Authenticate: Bearer`, a token without the scope of the endpoint's policy or
+//! without the service-owner org claim with an empty 403. The policies are the real ones: Sender (initialize, attachments) wants the write
 //! scope; SenderOrRecipient (search, overview, details, purge) the write or the read scope.
 
 use std::collections::HashSet;

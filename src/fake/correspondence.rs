@@ -1,4 +1,5 @@
-//! The Correspondence API endpoints under `/correspondence/api/v1` (contract §3, §7–§10).
+//! The Correspondence API endpoints under `/correspondence/api/v1`: initialize, search,
+//! overview, details and purge.
 //!
 //! Initialize follows the real handler's order: the idempotency pre-check comes first (a
 //! known key is a 409 whatever the body says), then validation, then one commit that stores
@@ -91,7 +92,7 @@ pub(crate) fn initialize_with_files(app: &App, original: Value, files: Vec<FileP
     commit(app, key, valid, plan, original, body)
 }
 
-/// The checks that run before anything else (contract §8): a known key is a conflict
+/// The checks that run before anything else: a known idempotency key is a conflict
 /// whatever the body says, and nothing of the request is kept.
 fn idempotency_precheck(app: &App, body: &Value) -> Result<Option<Uuid>, Problem> {
     let key = idempotent_key(body)?;
@@ -271,7 +272,7 @@ async fn lookup(State(app): State<Arc<App>>, Query(query): Query<HashMap<String,
     // Ids only: no status is shown, so nothing needs advancing.
     let state = app.state.lock();
     let mut found: Vec<&Record> = match search.key {
-        // The real lookup by key ignores resource and role filters (contract §8.8); the key
+        // The real lookup by key ignores the resource and role filters; the key
         // index keeps it one map lookup however many correspondences the fake holds.
         Some(key) => {
             state.keys.get(&key).and_then(|id| state.by_id.get(id)).map(|&i| &state.records[i]).into_iter().collect()
@@ -305,7 +306,7 @@ async fn overview(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respon
     };
     let (state, index) = app.state.lock_advanced_one(id);
     match index.map(|i| &state.records[i]) {
-        // Overview answers 404 after purge; details still works (contract §14.8).
+        // Overview answers 404 after purge; details still works.
         Some(record) if !record.is_purged() => json_response(200, &views::overview(record)),
         _ => not_found(),
     }
@@ -325,7 +326,7 @@ async fn details(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
     }
 }
 
-/// The sender's purge (contract §10): only before publication, once.
+/// The sender's purge: only before publication, once.
 async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     bump(&app.state.purge_calls);
     let id = match parse_id(&id) {

@@ -1,5 +1,5 @@
 //! Which attachments an initialize request brings, and whether it may: new files matched to
-//! their metadata (contract §5), existing attachments looked up (§4.1), and the limits on
+//! their metadata by file name, existing attachments looked up by id, and the limits on
 //! both (1005, 2004, 2008, 2010–2021, 1007, 1018, 1038, 1069). Both initialize endpoints
 //! run these rules; the JSON endpoint simply has no files.
 

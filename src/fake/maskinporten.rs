@@ -1,7 +1,7 @@
 //! Fake Maskinporten: `POST /token` with the JWT-bearer grant and the RFC 8414 metadata.
 //!
-//! Every rule of `maskinporten.md` §1 is enforced, because each one has bitten real
-//! integrations: `aud` is the issuer with its trailing slash, `exp - iat <= 120`, `iat`
+//! Every rule Maskinporten sets for a JWT grant is enforced, because each one has bitten
+//! real integrations: `aud` is the issuer with its trailing slash, `exp - iat <= 120`, `iat`
 //! within ±10 s, single-use `jti`, only documented claims, only registered keys and scopes.
 
 use std::collections::HashSet;

@@ -1,8 +1,12 @@
-//! A streaming `multipart/form-data` reader (RFC 7578) for the upload endpoint.
+//! A streaming `multipart/form-data` reader (RFC 7578) for the upload endpoint: text fields
+//! are collected, file parts are fed chunk by chunk into a [`Sink`], so a large file is never
+//! held whole.
 //!
-//! axum's `Multipart` extractor needs a feature the crate does not enable, and the fake must
-//! not buffer whole files anyway: text fields are collected (bounded as ASP.NET bounds them),
-//! file parts are fed chunk by chunk into a [`Sink`].
+//! Written here rather than taken from axum's `multipart` feature (the `multer` crate) because
+//! the fake must refuse a form where Altinn's ASP.NET form reading does, with its messages, and
+//! multer cannot: it buffers a part's headers up to the blank line with no bound, where ASP.NET
+//! stops at `MultipartHeadersLengthLimit`, and its errors are its own. (ASP.NET's limit on text
+//! values could be counted on top of multer; the limit on headers cannot.)
 
 use axum::body::Body;
 use bytes::{Buf, BytesMut};

@@ -1,4 +1,4 @@
-//! Error bodies in the exact shapes the real Correspondence API produces (contract §11).
+//! Error bodies in the exact shapes the real Correspondence API produces.
 //!
 //! Clients must tell domain errors (integer `errorCode`) from model-validation errors
 //! (`code: "STD-00000"`, no `errorCode`) and from bare-string or empty bodies, so the fake
@@ -32,7 +32,7 @@ impl Problem {
     }
 }
 
-/// HTTP status of each domain error code the fake raises (contract §11.1).
+/// HTTP status of each domain error code the fake raises, as the real API answers it.
 fn status_of(code: u32) -> u16 {
     match code {
         1001 | 1029 | 1054 | 2001 => 404,

@@ -222,7 +222,7 @@ pub(crate) struct Inner {
     /// Position of each correspondence in `records`.
     pub by_id: HashMap<Uuid, usize>,
     pub attachments: Vec<AttachmentRecord>,
-    /// Idempotency keys: global, never expiring, surviving purge (contract §8).
+    /// Idempotency keys: shared by every sender, never expiring, surviving purge.
     pub keys: HashMap<Uuid, Uuid>,
     pub used_jtis: HashSet<String>,
     pub requests: Vec<RequestRecord>,

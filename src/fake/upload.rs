@@ -1,5 +1,5 @@
 //! `POST /correspondence/upload`: initialize and upload new attachment files in one
-//! multipart request (contract §5).
+//! multipart request.
 //!
 //! The form is read (files streamed into storage sinks) before anything is decided, because
 //! fields may come after the files; then the JSON endpoint's pipeline runs on the bound

@@ -2,9 +2,9 @@
 //!
 //! Maskinporten accepts a grant only if its `iat` is within ±10 s of Maskinporten's own
 //! clock, so a host whose clock drifted (NTP down, a VM resumed from suspend) can get no
-//! token at all. Every Maskinporten answer carries its clock in the `Date` header
-//! (RFC 9110 §6.6.1), so the token client measures the offset from each answer and signs
-//! later grants with `iat` = host now + offset. The host clock still needs fixing: the
+//! token at all. Every Maskinporten answer carries its clock in the `Date` header (an HTTP
+//! date, RFC 9110), so the token client measures the offset from each answer and signs later
+//! grants with `iat` = host now + offset. The host clock still needs fixing: the
 //! offset is logged once per change, and a rejection that looks like skew says so.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,7 +18,7 @@ use super::error::{Step, TokenError};
 /// after Maskinporten wrote it, so a measured offset is only good to about a second each
 /// way; anything this small is noise, not skew.
 pub(crate) const DATE_NOISE_S: i64 = 2;
-/// Maskinporten's tolerance for `iat` around its own clock (`maskinporten.md` §1.4).
+/// Maskinporten's tolerance for `iat` around its own clock, as it documents it.
 pub(crate) const MAX_IAT_SKEW_S: i64 = 10;
 
 /// Maskinporten's clock as its `Date` header states it, if present and well-formed.

@@ -14,23 +14,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::error::TokenError;
-
-/// The cool-down after failed refreshes: `first`, doubled per further consecutive failure,
-/// at most `max`. A zero `first` means no cool-down at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureBackoff {
-    pub first: Duration,
-    pub max: Duration,
-}
-
-impl FailureBackoff {
-    /// The cool-down after `failures` consecutive failed refreshes (1 for the first).
-    pub fn after(&self, failures: u32) -> Duration {
-        // Past 2^31 the cap has long been reached; the shift must not overflow.
-        let doublings = failures.saturating_sub(1).min(31);
-        self.first.saturating_mul(1u32 << doublings).min(self.max)
-    }
-}
+use crate::backoff::Doubling;
 
 /// Whether Altinn tokens can be had, for health reporting. Messages never hold a token,
 /// a grant or a key: they are [`TokenError`] messages, which carry none.
@@ -112,19 +96,20 @@ impl Health {
         Some(Change::Recovered { failures: streak.failures })
     }
 
-    /// Records a failed refresh at `now` and starts its cool-down. Returns what to log: a
-    /// configuration error when it first appears or changes, a transient one once per run
-    /// of transient failures.
+    /// Records a failed refresh at `now` and starts its cool-down: the first of `cool_downs`
+    /// after the first failure of a streak, doubled per further failure (a zero first means
+    /// none). Returns what to log: a configuration error when it first appears or changes, a
+    /// transient one once per run of transient failures.
     pub(crate) fn failed(
         &mut self,
         error: &TokenError,
         now: (DateTime<Utc>, Instant),
-        backoff: FailureBackoff,
+        cool_downs: Doubling,
     ) -> Option<Change> {
         let previous = self.streak.take();
         let failures = previous.as_ref().map_or(0, |s| s.failures).saturating_add(1);
         let since = previous.as_ref().map_or(now.0, |s| s.since);
-        let cool_down = backoff.after(failures);
+        let cool_down = cool_downs.nth(failures - 1);
         let previous_error = previous.map(|s| s.error);
         self.streak = Some(Streak { error: error.clone(), failures, since, cool_until: now.1 + cool_down });
         if error.is_config_error() {
@@ -170,7 +155,7 @@ mod tests {
     use super::*;
     use crate::maskinporten::Step;
 
-    const BACKOFF: FailureBackoff = FailureBackoff { first: Duration::from_secs(1), max: Duration::from_secs(60) };
+    const BACKOFF: Doubling = Doubling::new(Duration::from_secs(1), Duration::from_secs(60));
 
     fn unavailable() -> TokenError {
         TokenError::Unavailable { step: Step::Maskinporten, status: Some(503), message: "HTTP 503".into() }
@@ -185,13 +170,20 @@ mod tests {
     }
 
     #[test]
-    fn the_cool_down_doubles_up_to_its_cap_and_zero_means_none() {
-        let secs: Vec<u64> = (1..=8).map(|n| BACKOFF.after(n).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(BACKOFF.after(u32::MAX), BACKOFF.max);
-        let none = FailureBackoff { first: Duration::ZERO, max: Duration::ZERO };
-        assert_eq!(none.after(1), Duration::ZERO);
-        assert_eq!(none.after(40), Duration::ZERO);
+    fn the_cool_down_doubles_per_failure_of_a_streak_and_zero_means_none() {
+        let mut health = Health::default();
+        let now = (Utc::now(), Instant::now());
+        let cool_downs: Vec<u64> = (0..8)
+            .map(|_| {
+                health.failed(&unavailable(), now, BACKOFF);
+                health.cooling_down_for(now.1).as_secs()
+            })
+            .collect();
+        assert_eq!(cool_downs, [1, 2, 4, 8, 16, 32, 60, 60]);
+        let mut health = Health::default();
+        let none = Doubling::new(Duration::ZERO, Duration::ZERO);
+        health.failed(&unavailable(), now, none);
+        assert_eq!(health.cooling_down_for(now.1), Duration::ZERO);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod token;
 pub use altinn_token::AltinnToken;
 pub use error::{Step, TokenError};
 pub use grant::{grant_claims, sign_grant, GrantClaims, SignError, MAX_GRANT_LIFETIME_S};
-pub use health::{AuthStatus, FailureBackoff};
+pub use health::AuthStatus;
 pub use key::{generate_jwk, KeyError, KeyProblem, KeySource, SigningKey};
 pub use key_file::OpenKeyFile;
 pub use token::{TokenClient, TokenSettings};

@@ -30,8 +30,9 @@ use super::altinn_token::{access_token, exchanged_token};
 use super::clock::{blame_skew, measured_offset_s, server_date, suggests_skew, ClockOffset};
 use super::error::{classify_exchange_failure, classify_maskinporten_failure, transport_error};
 use super::grant::{grant_claims, sign_grant};
-use super::health::{AuthStatus, FailureBackoff, Health};
+use super::health::{AuthStatus, Health};
 use super::key::SigningKey;
+use crate::backoff::Doubling;
 use crate::metrics::{self, System};
 
 /// Per-request timeout for both the grant and the exchange. Both answer in well under a
@@ -177,7 +178,7 @@ impl TokenClient {
     /// Stores a refresh's outcome for the callers after it, counts it, and logs what changed.
     fn record(&self, result: &Result<AltinnToken, TokenError>) {
         let s = &self.inner.settings;
-        let backoff = FailureBackoff { first: s.failure_backoff_first, max: s.failure_backoff_max };
+        let cool_downs = Doubling::new(s.failure_backoff_first, s.failure_backoff_max);
         metrics::token_refreshed(match result {
             Ok(_) => "ok",
             Err(TokenError::Unavailable { .. }) => "unavailable",
@@ -191,7 +192,7 @@ impl TokenClient {
                     cache.current = Some(token.clone());
                     cache.health.succeeded(token.expires_at())
                 }
-                Err(error) => cache.health.failed(error, (Utc::now(), Instant::now()), backoff),
+                Err(error) => cache.health.failed(error, (Utc::now(), Instant::now()), cool_downs),
             }
         };
         if let Some(change) = change {

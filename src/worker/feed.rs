@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, error};
 
-use super::run::{Leases, DB_RETRY_CAP, DB_RETRY_FIRST};
+use super::run::{held, Leases, DB_RETRY};
 use super::{claim_looking, Context, Job, Looks};
+use crate::backoff::Doubling;
 use crate::systemd::Part;
 
 /// Claims running at once at most: a second claim overlapping the first keeps the queue fed
@@ -41,7 +42,6 @@ pub struct Claimed {
 }
 
 /// Claimed work not yet started, and the claims that top it up.
-#[derive(Default)]
 pub struct Feed {
     pub ready: VecDeque<(Job, Instant)>,
     claims: JoinSet<Claimed>,
@@ -51,10 +51,24 @@ pub struct Feed {
     /// (the database is away): no claim before then unless a NOTIFY comes.
     pub idle_until: Option<Instant>,
     /// The pause after the next database error: doubles per error, resets on success.
-    db_wait: Option<Duration>,
+    db_retry: Doubling,
     /// Until then claims leave out status reads, or shared uploads (see the constants).
     skip_polls_until: Option<Instant>,
     skip_uploads_until: Option<Instant>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            ready: VecDeque::new(),
+            claims: JoinSet::new(),
+            asking: 0,
+            idle_until: None,
+            db_retry: DB_RETRY,
+            skip_polls_until: None,
+            skip_uploads_until: None,
+        }
+    }
 }
 
 impl Feed {
@@ -133,16 +147,15 @@ impl Feed {
         let jobs = match jobs {
             Ok(jobs) => jobs,
             Err(e) => {
-                let wait = self.db_wait.unwrap_or(DB_RETRY_FIRST);
+                let wait = self.db_retry.next_pause();
                 error!(error = %e, wait_ms = wait.as_millis() as u64, "claiming failed; the database may be down");
                 self.idle_until = Some(Instant::now() + wait);
-                self.db_wait = Some((wait * 2).min(DB_RETRY_CAP));
                 return;
             }
         };
         let ms = at.elapsed().as_millis() as u64;
         debug!(claimed = jobs.len(), asked, queued = self.ready.len(), ms, "claimed");
-        self.db_wait = None;
+        self.db_retry.reset();
         let now = Instant::now();
         if jobs.len() < asked {
             self.idle_until = Some(now + idle_poll);
@@ -153,10 +166,10 @@ impl Feed {
         if looks.uploads && !jobs.iter().any(|j| matches!(j, Job::Upload(_))) {
             self.skip_uploads_until = Some(now + UPLOADS_LOOK_AGAIN);
         }
-        let mut held = leases.lock().expect("leases lock");
+        let mut leases = held(leases);
         for job in jobs {
             if let Some((id, lease_no)) = job.lease() {
-                held.insert(id, lease_no);
+                leases.insert(id, lease_no);
             }
             self.ready.push_back((job, at));
         }

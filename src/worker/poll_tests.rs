@@ -84,8 +84,8 @@ fn history(rows: &[(&str, i64)]) -> Value {
     rows.iter().map(|(s, m)| json!({"status": s, "statusText": "", "statusChanged": ago(*m)})).collect()
 }
 
-/// One main e-mail notification in the details shape (§9.3), recipient addresses included
-/// so tests can check they are dropped.
+/// One main e-mail notification as the details list it, recipient addresses included so
+/// tests can check they are dropped.
 fn email(order: &str, send: &str) -> Value {
     json!({
         "id": "n1",
@@ -141,7 +141,8 @@ fn published_means_delivered() {
 
 #[test]
 fn published_decides_even_when_a_higher_status_shows() {
-    // Altinn shows the highest status, so Reserved outranks a later Published row (§9.1).
+    // Altinn shows the highest status reached, not the latest, so Reserved outranks a later
+    // Published row.
     let d = details(json!({
         "status": "Reserved",
         "statusText": "Recipient reserved in KRR",
@@ -283,7 +284,7 @@ fn pending_notifications_keep_the_read_going() {
 
 #[test]
 fn an_order_not_yet_listed_stays_pending_when_it_was_pending() {
-    // Notifications appear only once the order exists (§9.3): an empty list says nothing new.
+    // Altinn lists a notification only once its order exists: an empty list says nothing new.
     let p = following(FollowUntil::Published, true);
     let d = published_with(history(&[("Published", 30)]), json!([]));
     let pending = ClaimedPoll { notification: Some(N::Pending), ..job() };

@@ -5,7 +5,7 @@
 //! flight.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
@@ -16,6 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use super::feed::Feed;
 use super::{process_claimed, Context, Job};
+use crate::backoff::Doubling;
 use crate::outbox::{self, WriteBack};
 use crate::systemd::Part;
 
@@ -23,11 +24,21 @@ use crate::systemd::Part;
 const MAX_WRITE_BATCH: usize = 256;
 /// Waits after a database error, doubling up to the cap: no hot loop while it is down, and
 /// back at work within a few seconds of its return.
-pub(super) const DB_RETRY_FIRST: Duration = Duration::from_millis(200);
-pub(super) const DB_RETRY_CAP: Duration = Duration::from_secs(4);
+const DB_RETRY_FIRST: Duration = Duration::from_millis(200);
+const DB_RETRY_CAP: Duration = Duration::from_secs(4);
+/// The pauses after database errors of the writer, LISTEN and the claims.
+pub(super) const DB_RETRY: Doubling = Doubling::new(DB_RETRY_FIRST, DB_RETRY_CAP);
 
 /// Leases of claimed work not yet handed to the writer, so shutdown can release them at once.
 pub(super) type Leases = Arc<Mutex<HashMap<i64, i64>>>;
+
+/// The leases, even after a panic elsewhere poisoned the lock. That is safe: a holder only
+/// inserts, removes or drains, each of which leaves the map whole, and the map only says which
+/// leases to give back early (one missing from it expires on its own). Panicking here instead
+/// would take the loop down with the task that panicked.
+pub(super) fn held(leases: &Leases) -> MutexGuard<'_, HashMap<i64, i64>> {
+    leases.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Runs until `shutdown` is cancelled; then stops claiming, lets requests in flight finish
 /// within the grace period, writes their results, and releases what remains.
@@ -120,7 +131,7 @@ impl InFlight {
         match outbox::release(&self.ctx.pool, &ids, &lease_nos).await {
             Ok(n) => {
                 debug!(released = n, "queued work given back while requests are held back");
-                let mut leases = self.leases.lock().expect("leases lock");
+                let mut leases = held(&self.leases);
                 ids.iter().for_each(|id| _ = leases.remove(id));
                 // Upload steps keep their place: their leases are the attachment's own.
                 ready.retain(|(job, _)| job.lease().is_none());
@@ -142,7 +153,7 @@ impl InFlight {
                 let id = result.delivery_id;
                 // Forgotten only once the writer has it: shutdown releases whatever is left.
                 let _ = tx.send(result).await;
-                leases.lock().expect("leases lock").remove(&id);
+                held(&leases).remove(&id);
             }
             drop(permit);
         });
@@ -166,7 +177,7 @@ impl InFlight {
         if tokio::time::timeout(grace.max(Duration::from_secs(2)), writer).await.is_err() {
             writer_stop.cancel();
         }
-        let left: Vec<(i64, i64)> = leases.lock().expect("leases lock").drain().collect();
+        let left: Vec<(i64, i64)> = held(&leases).drain().collect();
         if !left.is_empty() {
             let (ids, lease_nos): (Vec<i64>, Vec<i64>) = left.into_iter().unzip();
             match outbox::release(&ctx.pool, &ids, &lease_nos).await {
@@ -181,7 +192,7 @@ impl InFlight {
 /// Writes results in batches; on a database error keeps them and tries again with backoff.
 async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, stop: CancellationToken) {
     let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
-    let mut wait = DB_RETRY_FIRST;
+    let mut wait = DB_RETRY;
     loop {
         if batch.is_empty() {
             match rx.recv().await {
@@ -211,14 +222,13 @@ async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, sto
                     );
                 }
                 batch.clear();
-                wait = DB_RETRY_FIRST;
+                wait.reset();
             }
             Err(e) => {
                 error!(error = %e, results = batch.len(), "writing results failed; keeping them and retrying");
-                if tokio::time::timeout(wait, stop.cancelled()).await.is_ok() {
+                if tokio::time::timeout(wait.next_pause(), stop.cancelled()).await.is_ok() {
                     return;
                 }
-                wait = (wait * 2).min(DB_RETRY_CAP);
             }
         }
     }
@@ -226,23 +236,22 @@ async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, sto
 
 /// Turns NOTIFYs into wake-ups. A lost notification only costs the idle poll interval.
 async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut wait = DB_RETRY_FIRST;
+    let mut wait = DB_RETRY;
     while !shutdown.is_cancelled() {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {
                 warn!(error = %e, "LISTEN connection failed; polling only until it is back");
-                pause(&shutdown, wait).await;
-                wait = (wait * 2).min(DB_RETRY_CAP);
+                pause(&shutdown, wait.next_pause()).await;
                 continue;
             }
         };
         if let Err(e) = listener.listen(outbox::NOTIFY_CHANNEL).await {
             warn!(error = %e, "LISTEN failed");
-            pause(&shutdown, wait).await;
+            pause(&shutdown, wait.next_pause()).await;
             continue;
         }
-        wait = DB_RETRY_FIRST;
+        wait.reset();
         // recv reconnects by itself after a lost connection; wake the loop then too, in
         // case a notification was missed in between.
         while let Ok(_notification) = listener.recv().await {

@@ -202,9 +202,25 @@ impl TestApp {
             config.maskinporten.key_jwk_file = Some(private);
         }
         let path = dir.join("worker.toml");
-        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        std::fs::write(&path, config_toml(&config)).unwrap();
         path
     }
+}
+
+/// `config` as a `worker.toml` for the binary, its secrets included: the config serializes
+/// without them, so they are written here, explicitly and only in tests.
+pub fn config_toml(config: &Config) -> String {
+    let mut file = toml::Table::try_from(config).unwrap();
+    let mut put = |section: &str, key: &str, secret: Option<&Secret>| {
+        if let Some(secret) = secret {
+            let table = file[section].as_table_mut().unwrap();
+            table.insert(key.into(), secret.expose().into());
+        }
+    };
+    put("database", "url", Some(&config.database.url));
+    put("maskinporten", "key_jwk_base64", config.maskinporten.key_jwk_base64.as_ref());
+    put("altinn", "subscription_key", config.altinn.subscription_key.as_ref());
+    toml::to_string(&file).unwrap()
 }
 
 impl Drop for TestApp {
