@@ -337,10 +337,10 @@ async fn files_are_held_to_altinns_limits_at_insert() {
 }
 
 /// Reproduction: a 16 MB body to 64 recipients took the daemon past a gigabyte, because each
-/// claimed delivery carried the body. The body is now bounded at INSERT, and a claim carries
-/// no content at all: it is read once per send.
+/// claimed delivery carried its own copy of the body. The body is now bounded at INSERT, and
+/// a claim reads each message's content once, shared by all of its deliveries.
 #[tokio::test]
-async fn a_claim_holds_no_content_whatever_the_message_size_or_recipient_count() {
+async fn a_claim_holds_one_copy_of_a_message_whatever_its_recipient_count() {
     let app = TestApp::start().await;
     let recipients: Vec<String> =
         (0..64).map(|i| format!("urn:altinn:person:idporten-email:p{i}@example.no")).collect();
@@ -363,9 +363,15 @@ async fn a_claim_holds_no_content_whatever_the_message_size_or_recipient_count()
         .collect();
     assert_eq!(sends.len(), 64);
     assert!(sends.iter().all(|s| s.message_id == id));
+    let first = sends[0].content.clone().expect("the claim read the content");
+    assert_eq!(first.as_ref().as_ref().unwrap().body.len(), 30_000);
+    assert!(
+        sends.iter().all(|s| s.content.as_ref().is_some_and(|c| std::sync::Arc::ptr_eq(c, &first))),
+        "64 deliveries, one copy of the message"
+    );
     let held: usize = sends
         .iter()
         .map(|s| s.recipient.len() + s.recipient_key.len() + s.resource_id.len() + s.senders_reference.len())
         .sum();
-    assert!(held < 30_000, "64 claimed deliveries hold {held} bytes of text, less than one body");
+    assert!(held < 30_000, "beside it, 64 claimed deliveries hold {held} bytes of text, less than one body");
 }

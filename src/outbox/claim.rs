@@ -39,10 +39,14 @@ pub struct MessageRow {
     pub attachment_bytes: i64,
 }
 
-/// A delivery claimed for sending: to whom and under which key, not what it says. The
-/// content is read once per send ([`message_content`]), so a claim holds no bodies and
-/// memory does not grow with a message's size or its recipient count, and a message that
-/// cannot be decoded fails its own deliveries instead of every claim.
+/// A message's content as a send needs it, or the column that could not be decoded.
+pub type Content = Result<MessageRow, String>;
+
+/// A delivery claimed for sending: to whom and under which key, and its message's content,
+/// read once per claimed batch and shared (`Arc`) by every delivery of the batch with that
+/// message: memory grows with the distinct messages claimed, never with a message's
+/// recipient count, and the INSERT checks bound each message's size. Each message is decoded
+/// on its own, so one that cannot be decoded fails its own deliveries, not the claim.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ClaimedSend {
     pub delivery_id: i64,
@@ -62,6 +66,10 @@ pub struct ClaimedSend {
     pub has_files: bool,
     /// When the producer inserted the message: how long a configuration fault may hold it.
     pub inserted_at: DateTime<Utc>,
+    /// Set by the claim; None only for a delivery claimed some other way (the send then
+    /// reads it with [`message_content`]).
+    #[sqlx(skip)]
+    pub content: Option<std::sync::Arc<Content>>,
 }
 
 /// A delivery claimed for a status read.
@@ -171,6 +179,7 @@ pub async fn claim_sends(
         .execute(&mut *tx)
         .await?;
     }
+    contents(&mut tx, &mut claimed).await?;
     tx.commit().await?;
     Ok(claimed)
 }
@@ -208,6 +217,40 @@ async fn new_keys(
     Ok(taken)
 }
 
+/// Reads the content of the claimed deliveries' messages in one query (each message once)
+/// and gives every delivery its message's.
+async fn contents(tx: &mut sqlx::PgConnection, claimed: &mut [ClaimedSend]) -> Result<(), sqlx::Error> {
+    let mut ids: Vec<i64> = claimed.iter().map(|s| s.message_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM altinn_outbox.message m {FILE_TOTALS} WHERE m.id = ANY($1)"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_message = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = sqlx::Row::try_get(row, "message_id")?;
+        by_message.insert(id, std::sync::Arc::new(decode(row)?));
+    }
+    for send in claimed {
+        send.content = by_message.get(&send.message_id).cloned();
+    }
+    Ok(())
+}
+
+/// One message row as a send needs it; `Err(column)` when a column cannot be decoded (JSON
+/// nested beyond what the decoder takes, say).
+fn decode(row: &sqlx::postgres::PgRow) -> Result<Content, sqlx::Error> {
+    match <MessageRow as sqlx::FromRow<_>>::from_row(row) {
+        Ok(message) => Ok(Ok(message)),
+        Err(sqlx::Error::ColumnDecode { index, .. }) => Ok(Err(index.trim_matches('"').to_string())),
+        Err(sqlx::Error::ColumnNotFound(column)) => Ok(Err(column)),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads a claimed delivery's message for its send: the content and its files' totals.
 /// `Ok(Err(column))` when a column cannot be decoded (JSON nested beyond what the decoder
 /// takes, say): the delivery fails naming the column, and nothing else is held up.
@@ -220,12 +263,7 @@ pub async fn message_content(pool: &PgPool, message_id: i64) -> Result<Result<Me
     let Some(row) = row else {
         return Ok(Err("message_id".to_string()));
     };
-    match <MessageRow as sqlx::FromRow<_>>::from_row(&row) {
-        Ok(message) => Ok(Ok(message)),
-        Err(sqlx::Error::ColumnDecode { index, .. }) => Ok(Err(index.trim_matches('"').to_string())),
-        Err(sqlx::Error::ColumnNotFound(column)) => Ok(Err(column)),
-        Err(e) => Err(e),
-    }
+    decode(&row)
 }
 
 /// Claims up to `limit` due status reads. The lease is `next_poll_at` itself, pushed one

@@ -16,10 +16,23 @@ use crate::outbox::{self, ClaimedSend, DeliveryState, MessageRow, NotificationOu
 /// becomes an outcome on the row.
 pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
     let now = Utc::now();
-    let message = match outbox::message_content(&ctx.pool, job.message_id).await {
-        Ok(Ok(message)) => message,
-        Ok(Err(column)) => return undecodable(&column),
-        Err(e) => return failure(ctx, job, ApiError::deferred("database", format!("reading the message: {e}")), now),
+    // The claim read it, once for all of the batch's deliveries of this message.
+    let read;
+    let content = match &job.content {
+        Some(content) => content.as_ref(),
+        None => match outbox::message_content(&ctx.pool, job.message_id).await {
+            Ok(content) => {
+                read = content;
+                &read
+            }
+            Err(e) => {
+                return failure(ctx, job, ApiError::deferred("database", format!("reading the message: {e}")), now)
+            }
+        },
+    };
+    let message = match content {
+        Ok(message) => message,
+        Err(column) => return undecodable(column),
     };
     let request = match compose::check_identity(&job.recipient, &job.recipient_key)
         .and_then(|()| compose::initialize_request(&message, &job.recipient, key, now))
