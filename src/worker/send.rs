@@ -35,7 +35,7 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
         Err(column) => return undecodable(column),
     };
     let request = match compose::check_identity(&job.recipient, &job.recipient_key)
-        .and_then(|()| compose::initialize_request(&message, &job.recipient, key, now))
+        .and_then(|()| compose::initialize_request(message, &job.recipient, key, now))
     {
         Ok(r) => r,
         Err(invalid) => return invalid_row(invalid),
@@ -76,7 +76,7 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
         Ok((correspondence_id, altinn_status)) => Outcome::Sent {
             correspondence_id,
             altinn_status,
-            notification: if has_notification(&message) {
+            notification: if has_notification(message) {
                 NotificationOutcome::Pending
             } else {
                 NotificationOutcome::None
