@@ -57,19 +57,6 @@ fn json_flag() -> admin::Output {
     admin::Output { json: true }
 }
 
-async fn insert_for(app: &TestApp, resource: &str, reference: &str) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
-         VALUES ($1, $2, ARRAY[$3], 'Vedtak', 'Tekst') RETURNING id",
-    )
-    .bind(resource)
-    .bind(reference)
-    .bind(ORG)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap()
-}
-
 /// Makes the status read of one message's delivery due and runs it.
 async fn read_status_now(app: &TestApp, message_id: i64) {
     sqlx::query("UPDATE altinn_outbox.delivery SET next_poll_at = now() WHERE message_id = $1")
@@ -99,7 +86,7 @@ async fn status_counts_states_the_oldest_pending_and_failures_by_code() {
         app.insert(&format!("sent-{i}"), &[ORG]).await;
     }
     for i in 0..2 {
-        insert_for(&app, UNKNOWN_RESOURCE, &format!("refused-{i}")).await;
+        app.insert_on(UNKNOWN_RESOURCE, &format!("refused-{i}")).await;
     }
     app.drain().await;
     let waiting = app.insert("waiting", &[ORG]).await;

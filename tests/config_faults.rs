@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use altinn_outbox::altinn::Fault;
 use altinn_outbox::fake::FakeConfig;
 use altinn_outbox::health;
-use common::{TestApp, ORG, RESOURCE};
+use common::{TestApp, RESOURCE};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use sqlx::Row;
@@ -91,19 +91,6 @@ fn fault_gauge(handle: &PrometheusHandle, resource: &str, fault: &str) -> Option
         .find_map(|l| l.strip_prefix(&series).or_else(|| l.strip_prefix(&alternative)).map(|v| v.parse().unwrap()))
 }
 
-async fn insert_for(app: &TestApp, resource: &str, reference: &str) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
-         VALUES ($1, $2, ARRAY[$3], 'Vedtak', 'Tekst') RETURNING id",
-    )
-    .bind(resource)
-    .bind(reference)
-    .bind(ORG)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap()
-}
-
 /// (state, attempts, error_code) of the one delivery of a message.
 async fn row(app: &TestApp, message_id: i64) -> (String, i32, Option<String>) {
     let d = app.delivery_of(message_id).await;
@@ -124,7 +111,7 @@ async fn a_missing_scope_fails_nothing_uses_no_attempt_says_so_once_and_the_gran
     let app = app(fake, |_| {}).await;
     let mut ids = Vec::new();
     for reference in ["s-1", "s-2", "s-3"] {
-        ids.push(insert_for(&app, RESOURCE, reference).await);
+        ids.push(app.insert_on(RESOURCE, reference).await);
     }
 
     for round in 0..3 {
@@ -187,8 +174,8 @@ async fn no_access_to_one_resource_holds_its_rows_while_another_resource_sends()
     let _log = log.capture();
     let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..common::fake_config() };
     let app = app(fake, |_| {}).await;
-    let locked = [insert_for(&app, LOCKED, "a-1").await, insert_for(&app, LOCKED, "a-2").await];
-    let open = [insert_for(&app, RESOURCE, "b-1").await, insert_for(&app, RESOURCE, "b-2").await];
+    let locked = [app.insert_on(LOCKED, "a-1").await, app.insert_on(LOCKED, "a-2").await];
+    let open = [app.insert_on(RESOURCE, "b-1").await, app.insert_on(RESOURCE, "b-2").await];
     app.drain().await;
     for id in locked {
         assert_eq!(row(&app, id).await, waiting("altinn:4001"));
@@ -210,7 +197,7 @@ async fn no_access_to_one_resource_holds_its_rows_while_another_resource_sends()
     );
 
     // A new row of the open resource goes on while the locked one stays faulted.
-    let later = insert_for(&app, RESOURCE, "b-3").await;
+    let later = app.insert_on(RESOURCE, "b-3").await;
     app.make_all_due().await;
     app.drain().await;
     assert_eq!(row(&app, later).await.0, "awaiting_status");
@@ -233,8 +220,8 @@ async fn rows_older_than_the_age_limit_fail_with_the_faults_code() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..common::fake_config() };
     let app = app(fake, |c| c.retry.config_fault_max_age_s = 60).await;
-    let old = insert_for(&app, LOCKED, "old").await;
-    let young = insert_for(&app, LOCKED, "young").await;
+    let old = app.insert_on(LOCKED, "old").await;
+    let young = app.insert_on(LOCKED, "young").await;
     app.drain().await;
     assert_eq!(row(&app, old).await, waiting("altinn:4001"));
     let next: chrono::DateTime<chrono::Utc> = app.delivery_of(old).await.get("next_attempt_at");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use altinn_outbox::outbox::admin;
 use altinn_outbox::worker::{self, Context};
-use common::roles::{assert_denied, error_of, insert_with_file, value, Roles, PRODUCER};
+use common::roles::{assert_denied, error_of, insert_with_file, value, visible, Roles, PRODUCER};
 use common::{TestApp, ORG, RESOURCE};
 use sqlx::postgres::PgPool;
 
@@ -83,16 +83,6 @@ async fn add_file<'e>(db: impl sqlx::PgExecutor<'e>, message_id: i64, name: &str
 fn code_and_text(err: sqlx::Error) -> (String, String) {
     let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default();
     (code, err.to_string())
-}
-
-/// Rows of each outbox table and view that `pool`'s role sees.
-async fn visible(pool: &PgPool) -> Vec<i64> {
-    let mut counts = Vec::new();
-    for table in ["message", "attachment", "delivery", "history", "delivery_status", "message_status"] {
-        let sql = format!("SELECT count(*) FROM altinn_outbox.{table}");
-        counts.push(sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap());
-    }
-    counts
 }
 
 #[tokio::test]

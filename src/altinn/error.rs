@@ -125,6 +125,12 @@ impl ApiError {
         self.code == "altinn:1034"
     }
 
+    /// 404 (`altinn:1001`, or bare): Altinn no longer shows the correspondence to its sender
+    /// (the overview hides a purged one, while its details still answer).
+    pub fn is_not_found(&self) -> bool {
+        self.code == "altinn:1001" || self.code == "http:404"
+    }
+
     /// True when Altinn itself answered that one of its dependencies failed (a transient
     /// code of [`codes`]): Altinn is up, and the request may succeed later.
     pub fn is_dependency_failure(&self) -> bool {

@@ -214,7 +214,7 @@ impl AltinnClient {
         let url = format!("{}/correspondence/{id}", self.api);
         match self.send(OVERVIEW, None, |http| http.get(&url)).await {
             Ok(body) => parse(&body),
-            Err(e) if e.code == "altinn:1001" || e.code == "http:404" => {
+            Err(e) if e.is_not_found() => {
                 let url = format!("{url}/details");
                 parse(&self.send(DETAILS, None, |http| http.get(&url)).await?)
             }

@@ -21,10 +21,10 @@ pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
         Ok(overview) => assess_overview(&overview, job, policy, now),
         // The overview hides a purged correspondence (404/1001); the details still show
         // whether it was published first.
-        Err(e) if gone(&e) => {
+        Err(e) if e.is_not_found() => {
             return match ctx.altinn.details(job.correspondence_id).await {
                 Ok(details) => Outcome::Polled(Box::new(purged(assess(&details, job, policy, now), &e))),
-                Err(again) if gone(&again) => Outcome::Polled(Box::new(purged(vanished(job), &e))),
+                Err(again) if again.is_not_found() => Outcome::Polled(Box::new(purged(vanished(job), &e))),
                 Err(again) => read_failed(job, policy, again, now),
             };
         }
@@ -43,11 +43,6 @@ pub async fn poll_one(ctx: &Context, job: &ClaimedPoll) -> Outcome {
             Outcome::Polled(Box::new(update))
         }
     }
-}
-
-/// 404 (`altinn:1001`): Altinn no longer shows the correspondence to its sender.
-fn gone(e: &ApiError) -> bool {
-    e.code == "altinn:1001" || e.code == "http:404"
 }
 
 /// The correspondence was purged (by someone other than this outbox's cancel, which records

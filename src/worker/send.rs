@@ -17,20 +17,16 @@ use crate::outbox::{self, ClaimedSend, DeliveryState, MessageRow, NotificationOu
 pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
     let now = Utc::now();
     // The claim read it, once for all of the batch's deliveries of this message.
-    let read;
     let content = match &job.content {
-        Some(content) => content.as_ref(),
+        Some(content) => content.clone(),
         None => match outbox::message_content(&ctx.pool, job.message_id).await {
-            Ok(content) => {
-                read = content;
-                &read
-            }
+            Ok(content) => std::sync::Arc::new(content),
             Err(e) => {
                 return failure(ctx, job, ApiError::deferred("database", format!("reading the message: {e}")), now)
             }
         },
     };
-    let message = match content {
+    let message = match content.as_ref() {
         Ok(message) => message,
         Err(column) => return undecodable(column),
     };

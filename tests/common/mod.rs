@@ -91,6 +91,20 @@ impl TestApp {
         .unwrap()
     }
 
+    /// One letter to the test organisation on `resource`.
+    pub async fn insert_on(&self, resource: &str, reference: &str) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
+             VALUES ($1, $2, ARRAY[$3], 'Vedtak', 'Tekst') RETURNING id",
+        )
+        .bind(resource)
+        .bind(reference)
+        .bind(ORG)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
     pub async fn insert_many(&self, n: usize) {
         self.insert_many_from(1, n).await
     }

@@ -155,6 +155,17 @@ where
     sqlx::query_scalar(sql).bind(id).fetch_one(pool).await.unwrap()
 }
 
+/// Rows of each outbox table and view that `pool`'s role sees, in this order: message,
+/// attachment, delivery, history, delivery_status, message_status.
+pub async fn visible(pool: &PgPool) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in ["message", "attachment", "delivery", "history", "delivery_status", "message_status"] {
+        let sql = format!("SELECT count(*) FROM altinn_outbox.{table}");
+        counts.push(sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap());
+    }
+    counts
+}
+
 /// The SQLSTATE and text of the error `sql` fails with.
 pub async fn error_of(pool: &PgPool, sql: &str) -> (String, String) {
     let err = sqlx::query(sql).execute(pool).await.expect_err(sql);

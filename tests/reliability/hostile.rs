@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::common::roles::{Roles, WORKER};
+use crate::common::roles::{visible, Roles, WORKER};
 use crate::common::{ORG, RESOURCE};
 use crate::harness::{fake, report, unfinished, Cluster};
 
@@ -122,16 +122,6 @@ async fn insert_valid(pool: &PgPool, first: usize) -> i64 {
     .expect("A's letters are accepted")
 }
 
-/// What `pool`'s role sees of the outbox, table by table and through the views.
-async fn visible(pool: &PgPool) -> Vec<i64> {
-    let mut counts = Vec::new();
-    for table in ["message", "delivery", "history", "attachment", "delivery_status", "message_status"] {
-        let sql = format!("SELECT count(*) FROM altinn_outbox.{table}");
-        counts.push(sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap());
-    }
-    counts
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_10_hostile_producer() {
     let mut c = Cluster::start(fake(), |_| {}).await;
@@ -180,7 +170,7 @@ async fn scenario_10_hostile_producer() {
     let (seen_a, seen_b) = (visible(&pool_a).await, visible(&pool_b).await);
     assert_eq!(seen_a[0], VALID as i64, "A sees its own messages: {seen_a:?}");
     assert_eq!(seen_b[0], accepted.len() as i64, "B sees its own messages only: {seen_b:?}");
-    assert_eq!((seen_a[3], seen_b[3]), (0, 0), "no file went anywhere");
+    assert_eq!((seen_a[1], seen_b[1]), (0, 0), "no file went anywhere");
     let b_sees_a: i64 = sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.delivery_status WHERE resource_id = $1")
         .bind(RESOURCE)
         .fetch_one(&pool_b)
