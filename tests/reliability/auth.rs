@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use altinn_outbox::fake::{Endpoint, FakeConfig, FaultKind, FaultRule};
+use altinn_fake::{Endpoint, FakeConfig, FaultKind, FaultRule};
 use serde_json::Value;
 
 use crate::crash::field_of;

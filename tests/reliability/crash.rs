@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
+use altinn_fake::{Endpoint, FaultKind, FaultRule};
 use rand::Rng;
 
 use crate::harness::{fake, long, report, unfinished, Cluster};

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
+use altinn_fake::{Endpoint, FaultKind, FaultRule};
 
 use crate::common::{ORG, RESOURCE};
 use crate::harness::{fake, long, report, Cluster};

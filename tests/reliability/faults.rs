@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
+use altinn_fake::{Endpoint, FaultKind, FaultRule};
 
 use crate::harness::{fake, long, report, Cluster};
 

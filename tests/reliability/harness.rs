@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use altinn_fake::FakeConfig;
 use altinn_outbox::config::Config;
-use altinn_outbox::fake::FakeConfig;
 use sqlx::Row;
 
 use crate::common::{fake_config, TestApp, ORG, RESOURCE};

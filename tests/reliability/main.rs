@@ -6,7 +6,12 @@
 //! Scenario tests are named `scenario_*` so that `scripts/test` can run them after the rest
 //! (they run one at a time, see `harness::ONE_AT_A_TIME`).
 
-#[path = "../common/mod.rs"]
+// A panic is how a test fails: tests and their helpers unwrap.
+#![allow(clippy::unwrap_used)]
+
+// The reliability suite uses only part of the integration tests' harness.
+#[allow(dead_code)]
+#[path = "../it/common/mod.rs"]
 mod common;
 mod harness;
 

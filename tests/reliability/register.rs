@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use altinn_outbox::fake::{Endpoint, FaultKind, FaultRule};
+use altinn_fake::{Endpoint, FaultKind, FaultRule};
 
 use crate::harness::{fake, long, report, Cluster};
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use altinn_outbox::fake::FakeConfig;
+use altinn_fake::FakeConfig;
 
 use crate::auth::readyz_until;
 use crate::common::RESOURCE;

@@ -1,0 +1,670 @@
+//! Configuration: defaults, then `worker.toml`, then `ALTINN_OUTBOX_*` environment variables
+//! (sections separated by `__`, e.g. `ALTINN_OUTBOX_DATABASE__URL`).
+//!
+//! Every field carries its unit in its name. [`Config::validate`] checks the combinations at
+//! start-up and names the setting that is wrong, so a bad deployment stops before it claims
+//! a single row.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+/// The packaged location, used when `--config` is not given (never the working directory,
+/// which is `/` under systemd).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/altinn-outbox/worker.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {setting}: {problem}")]
+    Invalid { setting: &'static str, problem: String },
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, problem: problem.into() }
+}
+
+/// A configured secret (database URL with password, inline key, API key): never printed,
+/// never serialized (a [`Config`] written out leaves its secrets out), zeroed when dropped,
+/// and exposed only where it is used.
+#[derive(Clone, Default)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(SecretString::from(s.into()))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.expose().trim().is_empty()
+    }
+    /// For a client that keeps the secret as a [`SecretString`].
+    pub fn to_secret_string(&self) -> SecretString {
+        self.0.clone()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+/// Which Maskinporten and Altinn platform to talk to; `custom` takes every URL from config.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Tt02,
+    Prod,
+    Custom,
+}
+
+/// Serialized without its secrets: figment's layer of defaults, and a config file written for
+/// another process (which gets its secrets from the environment).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `tt02` (Altinn's test environment with test Maskinporten), `prod`, or `custom`.
+    pub environment: Environment,
+    pub database: DatabaseConfig,
+    pub maskinporten: MaskinportenConfig,
+    pub altinn: AltinnConfig,
+    pub outbox: OutboxConfig,
+    pub worker: WorkerConfig,
+    pub retry: RetryConfig,
+    pub status: StatusConfig,
+    pub log: LogConfig,
+    pub health: HealthConfig,
+    pub schedules: SchedulesConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL. Secret because it may carry a password.
+    #[serde(skip_serializing)]
+    pub url: Secret,
+    /// Pool size; 0 sizes it from the worker's concurrency (claims, write-backs and LISTEN).
+    pub max_connections: u32,
+    /// How long to wait for a connection before the attempt counts as failed.
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaskinportenConfig {
+    /// The Maskinporten client id (a UUID from Digdir's self-service portal).
+    pub client_id: String,
+    /// Space-separated scopes. `altinn:serviceowner` makes the exchanged token carry the
+    /// service-owner org claim; `altinn:correspondence.write` lets it send.
+    pub scopes: String,
+    /// The private key as a JWK, standard-base64 encoded (the form Altinn's settings use).
+    #[serde(skip_serializing)]
+    pub key_jwk_base64: Option<Secret>,
+    /// The private key as a JWK file.
+    pub key_jwk_file: Option<PathBuf>,
+    /// The private key as a PEM file (PKCS#8 or PKCS#1); needs `key_id`.
+    pub key_pem_file: Option<PathBuf>,
+    /// The `kid` registered for the PEM key in the self-service portal.
+    pub key_id: Option<String>,
+    /// Override of the issuer, which is also the grant's `aud` (with its trailing slash).
+    pub issuer: Option<String>,
+    /// Override of the token endpoint.
+    pub token_url: Option<String>,
+    /// `exp - iat` of the grant; Maskinporten accepts at most 120 s.
+    pub grant_lifetime_s: i64,
+    /// Milliseconds after a failed token refresh during which callers get its error without
+    /// a request, so an outage or a misconfiguration does not have every send spend a grant.
+    /// Doubles per further consecutive failure, up to `failure_backoff_max_ms`; a success
+    /// resets it. Default 1000; 0 turns the cool-down off.
+    pub failure_backoff_first_ms: u64,
+    /// Milliseconds the cool-down grows to at most. Default 60000: a wrong client id is tried
+    /// once a minute, and a recovered Maskinporten is noticed within a minute.
+    pub failure_backoff_max_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AltinnConfig {
+    /// Override of the platform base URL (exchange and Correspondence API live under it).
+    pub platform_url: Option<String>,
+    /// `Ocp-Apim-Subscription-Key`, sent only when set (Altinn no longer requires it).
+    #[serde(skip_serializing)]
+    pub subscription_key: Option<Secret>,
+    /// Whole-request timeout of one API call.
+    pub request_timeout_ms: u64,
+    /// Whole-request timeout of a request that uploads files (they may be large).
+    pub upload_timeout_ms: u64,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Refresh the Altinn token this long before its `exp`: Correspondence validates token
+    /// lifetime with zero clock skew.
+    pub token_refresh_margin_s: i64,
+    /// Milliseconds between probes of a resource with a configuration fault, at most: one of
+    /// its rows is tried after a second, then after pauses that double up to this, while the
+    /// others wait without a request. Also the longest an operator's fix waits to be noticed.
+    /// Default 60000: a minute is quick enough after a fix and costs Altinn nothing. 0 sends
+    /// every row's request as it comes.
+    pub config_fault_probe_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// UUIDv5 namespace of idempotency keys, one per deployment. Altinn keeps keys forever
+    /// and shares them across all senders: test and production must never share this value.
+    pub idempotency_namespace: Uuid,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Name of this instance in `locked_by` (default: host name and process id).
+    pub instance_name: Option<String>,
+    /// Altinn requests in flight at most (sends and status polls together).
+    pub concurrency: usize,
+    /// How long a claimed row is ours; after that another instance may take it over. Longer
+    /// than a request's timeout (plus a token refresh), so a live worker never loses one.
+    pub lease_ms: u64,
+    /// How often an idle worker looks for work without a notification (a lost NOTIFY then
+    /// costs at most this much latency).
+    pub idle_poll_interval_ms: u64,
+    /// How often expired leases are returned to the queue.
+    pub sweep_interval_ms: u64,
+    /// After SIGTERM, how long requests in flight may take before the process exits.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Backoff between send attempts after a transient failure.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included; then the delivery fails.
+    pub max_attempts: i32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub multiplier: f64,
+    /// Fraction of each delay that is randomised (0 = none, 1 = anywhere from 0 to the delay),
+    /// so that rows failed together by an outage do not return together.
+    pub jitter: f64,
+    /// Seconds, counted from a row's INSERT, that it waits for an operator to fix a
+    /// configuration fault of its resource (a scope the token lacks, no access in Altinn
+    /// Authorization) before it fails with the fault's code. Meanwhile it uses no attempts and
+    /// is tried on a growing wait. Default 86400 (24 h): a working day's notice for the people
+    /// who grant access, while a letter a day late is still worth sending.
+    pub config_fault_max_age_s: u64,
+}
+
+/// When a delivery counts as done and how often its status is read.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowUntil {
+    Published,
+    Read,
+    Confirmed,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// First status read after a send (or after the requested publish time): Altinn publishes
+    /// within seconds, so an earlier read is mostly wasted.
+    pub first_poll_delay_ms: u64,
+    /// Growth of the interval between reads, up to `max_poll_interval_ms`.
+    pub poll_multiplier: f64,
+    pub max_poll_interval_ms: u64,
+    /// Keep reading after publication until the recipient has read or confirmed it.
+    pub follow_until: FollowUntil,
+    /// Also keep reading after publication until the notification has an outcome.
+    pub follow_notifications: bool,
+    /// Stop reading a correspondence this long after it was sent.
+    pub max_follow_age_h: u64,
+    /// Milliseconds a file uploaded for several recipients is read while Altinn's malware
+    /// scan runs, counted from the end of the upload; then the file's upload ends `failed`
+    /// with `scan_timeout`, and so do the message's deliveries. Default one hour: Altinn's
+    /// scans take seconds to minutes, so a scan still running after an hour has most likely
+    /// lost its result, and the letters should not wait unseen for ever. The reads in
+    /// between are spaced like `[retry]`, growing with the wait.
+    pub max_scan_wait_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise (journald, log shippers).
+    Auto,
+    Text,
+    Json,
+}
+
+/// The HTTP listener for health probes and metrics; off unless `listen` is set.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Address of the `/healthz`, `/readyz` and `/metrics` listener; `127.0.0.1:9187` is the
+    /// documented choice. Unset (the default): no listener.
+    pub listen: Option<String>,
+    /// Allow a `listen` address other than loopback. Off by default: the listener has no
+    /// authentication, and readiness and metrics reveal operational detail (configuration
+    /// problems, error codes, volumes). Put a proxy with access control in front instead,
+    /// or set this when the network itself is the control.
+    pub allow_remote: bool,
+}
+
+/// Housekeeping the daemon runs itself, once per scheduled time across all instances. Cron
+/// expressions have six fields (second minute hour day-of-month month day-of-week) and are
+/// read in the host's local time; an empty string turns a schedule off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulesConfig {
+    /// Deletes finished messages (every delivery delivered, failed or cancelled, and no
+    /// longer followed) older than `retention_days`, with their history. Default 03:30 daily.
+    pub prune: String,
+    /// Days finished messages are kept; default 90.
+    pub retention_days: u32,
+    /// Reclaims expired leases and reports rows stuck longer than `stuck_after_min`.
+    /// Default every 5 minutes.
+    pub sweep: String,
+    /// Minutes a row may be overdue (due but not taken, status read late) before it is
+    /// reported as stuck; default 60.
+    pub stuck_after_min: u32,
+    /// One log line that sums up the outbox (rows by state, failures of the last day).
+    /// Default 07:00 daily.
+    pub summary: String,
+}
+
+impl Default for SchedulesConfig {
+    fn default() -> Self {
+        SchedulesConfig {
+            prune: "0 30 3 * * *".into(),
+            retention_days: 90,
+            sweep: "0 */5 * * * *".into(),
+            stuck_after_min: 60,
+            summary: "0 0 7 * * *".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `altinn_outbox=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            environment: Environment::Tt02,
+            database: DatabaseConfig::default(),
+            maskinporten: MaskinportenConfig::default(),
+            altinn: AltinnConfig::default(),
+            outbox: OutboxConfig::default(),
+            worker: WorkerConfig::default(),
+            retry: RetryConfig::default(),
+            status: StatusConfig::default(),
+            log: LogConfig::default(),
+            health: HealthConfig::default(),
+            schedules: SchedulesConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: Secret::default(), max_connections: 0, connect_timeout_ms: 5_000 }
+    }
+}
+
+impl Default for MaskinportenConfig {
+    fn default() -> Self {
+        MaskinportenConfig {
+            client_id: String::new(),
+            scopes: "altinn:serviceowner altinn:correspondence.write".into(),
+            key_jwk_base64: None,
+            key_jwk_file: None,
+            key_pem_file: None,
+            key_id: None,
+            issuer: None,
+            token_url: None,
+            // Half of Maskinporten's limit leaves room for clock differences either way.
+            grant_lifetime_s: 60,
+            failure_backoff_first_ms: 1_000,
+            failure_backoff_max_ms: 60_000,
+        }
+    }
+}
+
+impl Default for AltinnConfig {
+    fn default() -> Self {
+        AltinnConfig {
+            platform_url: None,
+            subscription_key: None,
+            request_timeout_ms: 30_000,
+            upload_timeout_ms: 300_000,
+            connect_timeout_ms: 5_000,
+            token_refresh_margin_s: 60,
+            config_fault_probe_ms: 60_000,
+        }
+    }
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig { idempotency_namespace: Uuid::nil() }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            instance_name: None,
+            concurrency: 32,
+            lease_ms: 120_000,
+            idle_poll_interval_ms: 1_000,
+            sweep_interval_ms: 5_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        // 1 s doubling to 5 min over 12 attempts spans about half an hour of outage.
+        RetryConfig {
+            max_attempts: 12,
+            initial_delay_ms: 1_000,
+            max_delay_ms: 300_000,
+            multiplier: 2.0,
+            jitter: 0.3,
+            config_fault_max_age_s: 24 * 3600,
+        }
+    }
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            first_poll_delay_ms: 5_000,
+            poll_multiplier: 2.0,
+            max_poll_interval_ms: 3_600_000,
+            follow_until: FollowUntil::Published,
+            follow_notifications: true,
+            max_follow_age_h: 24 * 14,
+            max_scan_wait_ms: 3_600_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Auto, level: "info".into() }
+    }
+}
+
+/// Maskinporten and platform URLs, resolved from the environment preset and overrides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The Maskinporten issuer, with its trailing slash: the grant's `aud`.
+    pub issuer: String,
+    pub token_url: String,
+    pub platform_url: String,
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if it exists), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if path.exists() {
+            figment = figment.merge(Toml::file_exact(&path));
+        }
+        // ALTINN_OUTBOX_CONFIG names the file (the command line's --config); it is not a setting.
+        figment = figment.merge(Env::prefixed("ALTINN_OUTBOX_").ignore(&["config"]).split("__"));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        Ok(config)
+    }
+
+    pub fn endpoints(&self) -> Result<Endpoints, ConfigError> {
+        let (issuer, platform) = match self.environment {
+            Environment::Tt02 => (Some("https://test.maskinporten.no/"), Some("https://platform.tt02.altinn.no")),
+            Environment::Prod => (Some("https://maskinporten.no/"), Some("https://platform.altinn.no")),
+            Environment::Custom => (None, None),
+        };
+        let issuer = self
+            .maskinporten
+            .issuer
+            .as_deref()
+            .or(issuer)
+            .ok_or_else(|| invalid("maskinporten.issuer", "required when environment = \"custom\""))?;
+        if !issuer.ends_with('/') {
+            return Err(invalid(
+                "maskinporten.issuer",
+                "must end with '/': it is the grant's aud, exactly as Maskinporten's issuer",
+            ));
+        }
+        let token_url = self.maskinporten.token_url.clone().unwrap_or_else(|| format!("{issuer}token"));
+        let platform_url = self
+            .altinn
+            .platform_url
+            .as_deref()
+            .or(platform)
+            .ok_or_else(|| invalid("altinn.platform_url", "required when environment = \"custom\""))?;
+        for (setting, u) in [
+            ("maskinporten.issuer", issuer),
+            ("maskinporten.token_url", &token_url),
+            ("altinn.platform_url", platform_url),
+        ] {
+            url::Url::parse(u).map_err(|e| invalid(setting, format!("not a URL: {e}")))?;
+        }
+        Ok(Endpoints {
+            issuer: issuer.to_string(),
+            token_url,
+            platform_url: platform_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Checks what the types cannot: required values and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.database.url.is_empty() {
+            return Err(invalid("database.url", "required"));
+        }
+        if self.maskinporten.client_id.trim().is_empty() {
+            return Err(invalid("maskinporten.client_id", "required"));
+        }
+        let m = &self.maskinporten;
+        let sources = [m.key_jwk_base64.is_some(), m.key_jwk_file.is_some(), m.key_pem_file.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(invalid("maskinporten.key_*", "set exactly one of key_jwk_base64, key_jwk_file, key_pem_file"));
+        }
+        if m.key_pem_file.is_some() && m.key_id.as_deref().is_none_or(|k| k.trim().is_empty()) {
+            return Err(invalid("maskinporten.key_id", "required with key_pem_file (the kid registered for the key)"));
+        }
+        if !(1..=120).contains(&m.grant_lifetime_s) {
+            return Err(invalid("maskinporten.grant_lifetime_s", "must be 1 to 120 (Maskinporten's limit)"));
+        }
+        if m.failure_backoff_first_ms > m.failure_backoff_max_ms {
+            return Err(invalid(
+                "maskinporten.failure_backoff_first_ms",
+                "must not exceed maskinporten.failure_backoff_max_ms",
+            ));
+        }
+        if self.outbox.idempotency_namespace.is_nil() {
+            return Err(invalid(
+                "outbox.idempotency_namespace",
+                "required: a UUID of its own for each deployment (generate one with `uuidgen`)",
+            ));
+        }
+        self.validate_worker()?;
+        self.validate_schedules()?;
+        if let Some(listen) = &self.health.listen {
+            let addr: std::net::SocketAddr =
+                listen.parse().map_err(|e| invalid("health.listen", format!("{listen:?}: {e}")))?;
+            if !addr.ip().is_loopback() && !self.health.allow_remote {
+                let why = "is not a loopback address, and the listener has no authentication";
+                return Err(invalid(
+                    "health.listen",
+                    format!("{listen} {why}: set health.allow_remote = true to allow it"),
+                ));
+            }
+        }
+        self.endpoints().map(|_| ())
+    }
+
+    fn validate_schedules(&self) -> Result<(), ConfigError> {
+        let s = &self.schedules;
+        for (setting, expression) in
+            [("schedules.prune", &s.prune), ("schedules.sweep", &s.sweep), ("schedules.summary", &s.summary)]
+        {
+            if !expression.trim().is_empty() {
+                expression.parse::<cron::Schedule>().map_err(|e| invalid(setting, format!("{expression:?}: {e}")))?;
+            }
+        }
+        if s.retention_days == 0 {
+            return Err(invalid("schedules.retention_days", "must be at least 1"));
+        }
+        if s.stuck_after_min == 0 {
+            return Err(invalid("schedules.stuck_after_min", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_worker(&self) -> Result<(), ConfigError> {
+        let w = &self.worker;
+        if w.concurrency == 0 || w.concurrency > 1024 {
+            return Err(invalid("worker.concurrency", "must be 1 to 1024"));
+        }
+        if w.lease_ms <= self.altinn.request_timeout_ms * 2 {
+            return Err(invalid(
+                "worker.lease_ms",
+                "must exceed twice altinn.request_timeout_ms, so a live worker never loses its lease mid-request",
+            ));
+        }
+        let r = &self.retry;
+        if r.max_attempts < 1 {
+            return Err(invalid("retry.max_attempts", "must be at least 1"));
+        }
+        if r.multiplier < 1.0 || !(0.0..=1.0).contains(&r.jitter) || r.max_delay_ms < r.initial_delay_ms {
+            return Err(invalid("retry", "need multiplier >= 1, 0 <= jitter <= 1, max_delay_ms >= initial_delay_ms"));
+        }
+        if self.status.poll_multiplier < 1.0 || self.status.max_poll_interval_ms == 0 {
+            return Err(invalid("status", "need poll_multiplier >= 1 and max_poll_interval_ms > 0"));
+        }
+        if self.status.max_scan_wait_ms == 0 {
+            return Err(invalid(
+                "status.max_scan_wait_ms",
+                "must be at least 1: with 0 every shared file would fail at its first scan read",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pool size: every lane's claim and write-back plus LISTEN and the sweeper.
+    pub fn pool_size(&self) -> u32 {
+        if self.database.max_connections > 0 {
+            self.database.max_connections
+        } else {
+            (self.worker.concurrency as u32 / 8).clamp(2, 16) + 3
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_worker_toml_parses_and_only_lacks_deployment_values() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../worker.toml");
+        let config = Config::load(Some(&path)).expect("worker.toml parses");
+        assert_eq!(config.environment, Environment::Tt02);
+        let m = &config.maskinporten;
+        assert_eq!((m.failure_backoff_first_ms, m.failure_backoff_max_ms), (1_000, 60_000));
+        assert_eq!(config.retry.config_fault_max_age_s, 86_400);
+        assert_eq!(config.status.max_scan_wait_ms, 3_600_000, "the shipped file says the default");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("database.url") || err.contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn presets_carry_the_issuer_with_its_trailing_slash() {
+        let mut c = Config::default();
+        let e = c.endpoints().unwrap();
+        assert_eq!(e.issuer, "https://test.maskinporten.no/");
+        assert_eq!(e.token_url, "https://test.maskinporten.no/token");
+        assert_eq!(e.platform_url, "https://platform.tt02.altinn.no");
+        c.environment = Environment::Prod;
+        assert_eq!(c.endpoints().unwrap().issuer, "https://maskinporten.no/");
+        c.environment = Environment::Custom;
+        assert!(c.endpoints().unwrap_err().to_string().contains("maskinporten.issuer"));
+        c.maskinporten.issuer = Some("http://127.0.0.1:1".into());
+        assert!(c.endpoints().unwrap_err().to_string().contains("trailing") || c.endpoints().is_err());
+    }
+
+    #[test]
+    fn combinations_are_checked_and_named() {
+        let mut c = Config::default();
+        c.database.url = Secret::new("postgres://x");
+        c.maskinporten.client_id = "id".into();
+        c.maskinporten.key_jwk_file = Some("k.json".into());
+        assert!(c.validate().unwrap_err().to_string().contains("outbox.idempotency_namespace"));
+        c.outbox.idempotency_namespace = Uuid::from_u128(7);
+        c.validate().unwrap();
+        c.maskinporten.key_pem_file = Some("k.pem".into());
+        assert!(c.validate().unwrap_err().to_string().contains("key_*"));
+        c.maskinporten.key_jwk_file = None;
+        assert!(c.validate().unwrap_err().to_string().contains("maskinporten.key_id"));
+        c.maskinporten.key_id = Some("kid".into());
+        c.maskinporten.failure_backoff_first_ms = 60_001;
+        assert!(c.validate().unwrap_err().to_string().contains("maskinporten.failure_backoff_first_ms"));
+        c.maskinporten.failure_backoff_first_ms = 0;
+        c.maskinporten.failure_backoff_max_ms = 0;
+        c.validate().unwrap();
+        c.health.listen = Some("0.0.0.0:9187".into());
+        assert!(c.validate().unwrap_err().to_string().contains("health.listen"));
+        c.health.allow_remote = true;
+        c.validate().unwrap();
+        c.health.listen = Some("[::1]:9187".into());
+        c.health.allow_remote = false;
+        c.validate().unwrap();
+        c.status.max_scan_wait_ms = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("status.max_scan_wait_ms"));
+        c.status.max_scan_wait_ms = 1;
+        c.validate().unwrap();
+        c.worker.lease_ms = 1_000;
+        assert!(c.validate().unwrap_err().to_string().contains("worker.lease_ms"));
+        assert_eq!(format!("{:?}", Secret::new("postgres://u:pw@h")), "***");
+    }
+
+    #[test]
+    fn secrets_are_read_but_never_printed_or_written_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("worker.toml");
+        let toml = "[database]\nurl = \"postgres://u:pw@h/db\"\n[altinn]\nsubscription_key = \"sub-key\"\n\
+                    [maskinporten]\nkey_jwk_base64 = \"eyJrdHkiOiJSU0EifQ==\"\n";
+        std::fs::write(&path, toml).unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.database.url.expose(), "postgres://u:pw@h/db");
+        assert_eq!(c.altinn.subscription_key.as_ref().map(Secret::expose), Some("sub-key"));
+        let shown = format!("{c:?}");
+        let written = toml::to_string(&c).unwrap();
+        for secret in ["pw@h", "sub-key", "eyJrdHkiOiJSU0EifQ"] {
+            assert!(!shown.contains(secret) && !written.contains(secret), "{secret}");
+        }
+        assert!(written.contains("[database]") && !written.contains("url"), "{written}");
+    }
+}

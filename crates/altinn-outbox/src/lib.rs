@@ -1,0 +1,41 @@
+//! # altinn-outbox
+//!
+//! Sends Altinn 3 Correspondence messages that producers insert into PostgreSQL, exactly
+//! once each, and writes every result back to the outbox tables.
+//!
+//! # Layout
+//! - [`config`]: the typed configuration (defaults, `worker.toml`, environment).
+//! - [`app`]: start-up: builds the worker's context from the configuration.
+//! - [`backoff`]: the doubling pause of every in-process retry.
+//! - [`telemetry`]: logging set-up.
+//! - [`outbox`]: the outbox tables; all SQL lives here, and the enums of the values their
+//!   `text` columns hold (delivery and upload states, history kinds, notification outcomes).
+//! - [`identifiers`]: organisation and national identity numbers, recipient URNs, their mask
+//!   and the scrub that keeps personal data out of stored and logged texts.
+//! - [`compose`]: a message and a recipient become an initialize request, or a field error.
+//! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
+//! - [`altinn`]: the Correspondence API client, its wire types and error classes.
+//! - [`worker`]: claiming, sending, status polling and the daemon loop.
+//! - [`housekeeping`]: scheduled pruning, stuck-row sweep and daily summary, once across instances.
+//! - [`systemd`]: readiness and watchdog notifications.
+//! - [`health`]: the `/healthz`, `/readyz` and `/metrics` listener.
+//! - [`metrics`]: the Prometheus metrics: what is counted, and the scrape.
+//! - [`admin`]: the admin commands (status, show, retry, cancel, prune) and their output.
+//! - [`check`]: `altinn-outbox check`: the set-up, and whether Altinn accepts us per resource.
+
+pub mod admin;
+pub mod altinn;
+pub mod app;
+pub mod backoff;
+pub mod check;
+pub mod compose;
+pub mod config;
+pub mod health;
+pub mod housekeeping;
+pub mod identifiers;
+pub mod maskinporten;
+pub mod metrics;
+pub mod outbox;
+pub mod systemd;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,186 @@
+//! The `altinn-outbox` command: parses the command line, loads config, starts telemetry and
+//! calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use altinn_outbox::config::Config;
+use altinn_outbox::{admin, app, health, housekeeping, metrics, outbox, systemd, telemetry, worker};
+
+#[derive(Parser)]
+#[command(version, about = "Send Altinn 3 Correspondence messages inserted into PostgreSQL")]
+#[command(after_help = admin::EXIT_CODES)]
+struct Cli {
+    /// Configuration file [default: /etc/altinn-outbox/worker.toml]
+    #[arg(long, global = true, env = "ALTINN_OUTBOX_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations (creates the altinn_outbox schema).
+    Migrate,
+    /// Run the worker until SIGTERM or SIGINT.
+    Run,
+    /// Check the configuration, the key, the database and a token request, and with
+    /// --resource whether Altinn accepts the token for each resource; say what failed.
+    Check(CheckArgs),
+    /// Generate an RSA key pair: a private JWK for this service and a public JWKS to register.
+    Keygen {
+        /// The kid to give the key.
+        #[arg(long)]
+        kid: String,
+        /// Directory to write private.jwk.json and public.jwks.json into.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    #[command(flatten)]
+    Admin(admin::Command),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// A resource id to prove the token on, with the sender search (it changes nothing);
+    /// repeatable. Each is said to be ok, or missing a scope, without access, or unknown.
+    #[arg(long, value_name = "ID")]
+    resource: Vec<String>,
+    /// Print one JSON document instead of lines (field names in the README).
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Admin(command) => return admin_command(cli.config, command).await,
+        Command::Keygen { kid, out_dir } => keygen(&kid, &out_dir),
+        command => with_config(cli.config, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("altinn-outbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
+    let config = Config::load(path.as_deref())?;
+    telemetry::init(&config.log);
+    match command {
+        Command::Migrate => migrate(&config).await,
+        Command::Run => run(&config).await,
+        Command::Check(args) => check(&config, &args).await,
+        Command::Keygen { .. } | Command::Admin(_) => {
+            unreachable!("handled before")
+        }
+    }
+}
+
+/// The admin commands choose their own exit codes (`admin::EXIT_CODES`).
+async fn admin_command(path: Option<PathBuf>, command: admin::Command) -> ExitCode {
+    match Config::load(path.as_deref()) {
+        Ok(config) => {
+            // The command's output is the answer; the daemon's info lines (key loaded, ...)
+            // would only be noise on an operator's terminal. RUST_LOG still overrides.
+            telemetry::init(&altinn_outbox::config::LogConfig { level: "warn".into(), ..config.log.clone() });
+            ExitCode::from(admin::run(&config, command).await)
+        }
+        Err(e) => {
+            eprintln!("altinn-outbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let pool = outbox::connect_lazy(
+        config.database.url.expose(),
+        2,
+        std::time::Duration::from_millis(config.database.connect_timeout_ms),
+    )?;
+    outbox::migrate(&pool).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn run(config: &Config) -> anyhow::Result<()> {
+    let ctx = Arc::new(app::build_context(config)?);
+    if let Err(open) = app::key_file_permissions(config) {
+        // A warning, not a refusal: a key installed that way before this check existed would
+        // otherwise stop every delivery at the upgrade. `check` refuses it.
+        tracing::warn!("{open}");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    if let Some(listen) = &config.health.listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("health.listen: cannot listen on {listen}: {e}"))?;
+        // Only a listener can show metrics: without one, counting would be wasted.
+        let metrics = metrics::install().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+        tracing::info!(%listen, "health listener started");
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = health::serve(listener, ctx, metrics, shutdown).await {
+                tracing::error!(error = %e, "health listener stopped");
+            }
+        });
+    }
+    if !app::wait_for_database(&ctx.pool, &shutdown).await {
+        return Ok(());
+    }
+    systemd::ready();
+    tokio::spawn(systemd::watchdog(ctx.liveness.clone(), shutdown.clone()));
+    let schedules = housekeeping::Schedules::from_config(&config.schedules);
+    let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), schedules, shutdown.clone()));
+    worker::run(ctx, shutdown).await;
+    let _ = housekeeping.await;
+    Ok(())
+}
+
+/// SIGTERM (systemd) and SIGINT (a terminal) both stop the worker gracefully.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    systemd::stopping();
+    shutdown.cancel();
+}
+
+async fn check(config: &Config, args: &CheckArgs) -> anyhow::Result<()> {
+    let report = altinn_outbox::check::check(config, &args.resource).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    if !report.ok {
+        anyhow::bail!("check failed");
+    }
+    Ok(())
+}
+
+fn keygen(kid: &str, out_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (private, public) = altinn_outbox::maskinporten::generate_jwk(kid, 2048);
+    std::fs::create_dir_all(out_dir)?;
+    let private_path = out_dir.join("private.jwk.json");
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&private_path)?;
+    std::io::Write::write_all(&mut file, private.as_bytes())?;
+    std::fs::write(out_dir.join("public.jwks.json"), public)?;
+    println!("wrote {} (keep secret) and public.jwks.json (register it with Maskinporten)", private_path.display());
+    Ok(())
+}
