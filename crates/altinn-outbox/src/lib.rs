@@ -3,6 +3,10 @@
 //! Sends Altinn 3 Correspondence messages that producers insert into PostgreSQL, exactly
 //! once each, and writes every result back to the outbox tables.
 //!
+//! This crate is the daemon and the one binary that ships. The workspace's other crates are
+//! the fake Maskinporten and Altinn (`altinn-fake`, independent of this crate) and the
+//! benchmark (`outbox-bench`); `docs/architecture.md` shows the whole house on one page.
+//!
 //! # Layout
 //! - [`config`]: the typed configuration (defaults, `worker.toml`, environment).
 //! - [`app`]: start-up: builds the worker's context from the configuration.
