@@ -25,9 +25,11 @@ altinn_outbox::statements! {
          SELECT id, 'bench-' || id || '.pdf', 'file-' || id,
                 convert_to(rpad('%PDF-1.7 ' || id || ' ', $1, '.'), 'UTF8')
          FROM altinn_outbox.message WHERE senders_reference LIKE 'files-%'";
+    /// The casts type the series: prepared without the binds' types (as the SQL test prepares
+    /// it), PostgreSQL could not choose a `+`.
     LOAD_SERIES = "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
          SELECT $1, $4 || i, ARRAY[$2], 'Bench ' || i, 'Body ' || i
-         FROM generate_series($5, $5 + $3 - 1) AS i";
+         FROM generate_series($5::int, $5::int + $3::int - 1) AS i";
     INSERT_ONE = "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
          VALUES ($1, $2, ARRAY[$3], 'Bench', 'Body') RETURNING id";
     FINISH_LOADED = "UPDATE altinn_outbox.delivery

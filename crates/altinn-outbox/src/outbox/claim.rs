@@ -127,10 +127,12 @@ crate::statements! {
                 m.created_at AS inserted_at
          FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id
               JOIN altinn_outbox.message m ON m.id = d.message_id";
+    /// The casts type the CASE: prepared without the binds' types (as the SQL test prepares
+    /// it), PostgreSQL would take its parameters for text.
     LEASE_SENDS = "UPDATE altinn_outbox.delivery d
          SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
              locked_by = $4, updated_at = now(), idempotency_key = coalesce(d.idempotency_key, u.key),
-             locked_until = now() + interval '1 millisecond' * CASE WHEN u.files THEN $6 ELSE $5 END
+             locked_until = now() + interval '1 millisecond' * CASE WHEN u.files THEN $6::float8 ELSE $5::float8 END
          FROM unnest($1::bigint[], $2::uuid[], $3::bool[]) AS u(id, key, files)
          WHERE d.id = u.id";
     FAIL_TAKEN_KEYS = "UPDATE altinn_outbox.delivery
