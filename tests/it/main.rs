@@ -18,6 +18,7 @@ mod metrics;
 mod personal_data;
 mod pipeline;
 mod roles;
+mod sql;
 mod states;
 mod status;
 mod systemd;

@@ -15,7 +15,8 @@ mod figures;
 mod memory;
 mod report;
 mod scenario;
-mod sql;
+#[doc(hidden)]
+pub mod sql;
 
 use std::path::PathBuf;
 use std::time::Duration;

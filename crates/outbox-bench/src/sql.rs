@@ -1,8 +1,10 @@
 //! The statements of `altinn-outbox bench`: a scratch database per run, bulk and single
 //! inserts, progress counts, and the figures read back from the tables the worker wrote
 //! (so the timings are the database's own timestamps, not the bench's guesses).
-//! Exercised end to end by `tests/bench.rs`.
+//! Exercised end to end by `tests/it/main.rs`; every statement is registered with
+//! `altinn_outbox::statements!` and prepared against a migrated database by `tests/it/sql.rs`.
 
+use altinn_outbox::outbox::Statement;
 use sqlx::{Connection as _, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -11,14 +13,79 @@ pub const RECIPIENT: &str = "991825827";
 /// The resource every benchmark message names; the fake knows every resource by default.
 pub const RESOURCE: &str = "outbox-bench-resource";
 
+/// Stands for the database's name in `CREATE_DATABASE` and `DROP_DATABASE`: a name cannot be
+/// a parameter, so [`named`] writes it into the statement (the bench generates it; never user
+/// input).
+const NAME: &str = "{name}";
+
+altinn_outbox::statements! {
+    CREATE_DATABASE = "CREATE DATABASE {name}";
+    DROP_DATABASE = "DROP DATABASE IF EXISTS {name} WITH (FORCE)";
+    INSERT_FILES = "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
+         SELECT id, 'bench-' || id || '.pdf', 'file-' || id,
+                convert_to(rpad('%PDF-1.7 ' || id || ' ', $1, '.'), 'UTF8')
+         FROM altinn_outbox.message WHERE senders_reference LIKE 'files-%'";
+    /// The casts type the series: prepared without the binds' types (as the SQL test prepares
+    /// it), PostgreSQL could not choose a `+`.
+    LOAD_SERIES = "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
+         SELECT $1, $4 || i, ARRAY[$2], 'Bench ' || i, 'Body ' || i
+         FROM generate_series($5::int, $5::int + $3::int - 1) AS i";
+    INSERT_ONE = "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
+         VALUES ($1, $2, ARRAY[$3], 'Bench', 'Body') RETURNING id";
+    FINISH_LOADED = "UPDATE altinn_outbox.delivery
+         SET state = 'delivered', attempts = 1, idempotency_key = gen_random_uuid(),
+                correspondence_id = gen_random_uuid(), sent_at = now(), altinn_status = 'Published',
+                published_at = now(), finished_at = now(), updated_at = now()
+         WHERE state = 'pending'";
+    VACUUM_DELIVERY = "VACUUM ANALYZE altinn_outbox.delivery";
+    VACUUM_HISTORY = "VACUUM ANALYZE altinn_outbox.history";
+    CHECKPOINT = "CHECKPOINT";
+    PROGRESS = "WITH todo AS (
+            SELECT (SELECT count(*) FROM altinn_outbox.delivery WHERE state = 'pending' AND id >= $1)
+                 + (SELECT count(*) FROM altinn_outbox.delivery WHERE state = 'sending' AND id >= $1)
+                 + (SELECT count(*) FROM altinn_outbox.delivery WHERE state = 'waiting_files' AND id >= $1) AS unsent,
+                   (SELECT count(*) FROM altinn_outbox.delivery
+                    WHERE next_poll_at IS NOT NULL AND state = 'awaiting_status' AND id >= $1) AS unpublished)
+         SELECT unsent, unpublished,
+                CASE WHEN unsent = 0 THEN (SELECT count(*) FROM altinn_outbox.delivery
+                                           WHERE id >= $1 AND state IN ('failed', 'cancelled'))
+                     ELSE 0 END
+         FROM todo";
+    NEXT_DELIVERY_ID = "SELECT coalesce(max(id), 0) + 1 FROM altinn_outbox.delivery";
+    WINDOWS = "WITH h AS (SELECT min(at) FILTER (WHERE new_value = 'sending') AS first_claim,
+                           max(at) FILTER (WHERE old_value = 'sending') AS last_send
+                    FROM altinn_outbox.history WHERE kind = 'state' AND delivery_id >= $1)
+         SELECT extract(epoch FROM h.last_send - h.first_claim)::float8,
+                extract(epoch FROM (SELECT max(finished_at) FROM altinn_outbox.delivery
+                                    WHERE id >= $1 AND state = 'delivered') - h.first_claim)::float8
+         FROM h";
+    KEYS_BY_MESSAGE = "SELECT message_id, idempotency_key FROM altinn_outbox.delivery
+         WHERE idempotency_key IS NOT NULL";
+    TRANSACTIONS = "SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database WHERE datname = $1";
+    BACKENDS = "SELECT coalesce(application_name, '') || ' ' || coalesce(state, '') || ': ' || left(query, 80)
+         FROM pg_stat_activity WHERE datname = $1";
+}
+
+/// A statement with the database's name written in for [`NAME`].
+fn named(statement: &str, name: &str) -> String {
+    statement.replace(NAME, name)
+}
+
+/// Every statement of the bench as it runs (a sample name written in where one goes), for
+/// `tests/it/sql.rs`.
+#[doc(hidden)]
+pub fn statements() -> impl Iterator<Item = (&'static Statement, String)> {
+    STATEMENTS.iter().map(|s| (s, named(s.sql, "altinn_outbox_bench_sample")))
+}
+
 /// Creates an empty database; `name` is generated by the bench, never user input.
 pub async fn create_database(admin: &PgPool, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin).await.map(|_| ())
+    sqlx::query(&named(CREATE_DATABASE, name)).execute(admin).await.map(|_| ())
 }
 
 /// Drops a scratch database, disconnecting whoever is still on it.
 pub async fn drop_database(admin: &PgPool, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin).await.map(|_| ())
+    sqlx::query(&named(DROP_DATABASE, name)).execute(admin).await.map(|_| ())
 }
 
 /// Loads `n` messages in one statement: one recipient each, no attachment.
@@ -33,45 +100,26 @@ pub async fn load_messages_with_files(conn: &mut PgConnection, n: u32, file_byte
     let mut tx = conn.begin().await?;
     load_series(&mut tx, "files-", 1, n).await?;
     // Each file differs (its message id), as real files do; PostgreSQL computes their MD5.
-    sqlx::query(
-        "INSERT INTO altinn_outbox.attachment (message_id, file_name, senders_reference, content)
-         SELECT id, 'bench-' || id || '.pdf', 'file-' || id,
-                convert_to(rpad('%PDF-1.7 ' || id || ' ', $1, '.'), 'UTF8')
-         FROM altinn_outbox.message WHERE senders_reference LIKE 'files-%'",
-    )
-    .bind(file_bytes as i32)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(INSERT_FILES).bind(file_bytes as i32).execute(&mut *tx).await?;
     tx.commit().await
 }
 
 /// `n` messages referenced `prefix` + first..first + n - 1.
 async fn load_series(conn: &mut PgConnection, prefix: &str, first: u32, n: u32) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
-         SELECT $1, $4 || i, ARRAY[$2], 'Bench ' || i, 'Body ' || i FROM generate_series($5, $5 + $3 - 1) AS i",
-    )
-    .bind(RESOURCE)
-    .bind(RECIPIENT)
-    .bind(n as i32)
-    .bind(prefix)
-    .bind(first as i32)
-    .execute(&mut *conn)
-    .await
-    .map(|_| ())
+    sqlx::query(LOAD_SERIES)
+        .bind(RESOURCE)
+        .bind(RECIPIENT)
+        .bind(n as i32)
+        .bind(prefix)
+        .bind(first as i32)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
 }
 
 /// One message in its own autocommit statement, as a producer inserts it; its id.
 pub async fn insert_one(conn: &mut PgConnection, reference: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)
-         VALUES ($1, $2, ARRAY[$3], 'Bench', 'Body') RETURNING id",
-    )
-    .bind(RESOURCE)
-    .bind(reference)
-    .bind(RECIPIENT)
-    .fetch_one(&mut *conn)
-    .await
+    sqlx::query_scalar(INSERT_ONE).bind(RESOURCE).bind(reference).bind(RECIPIENT).fetch_one(&mut *conn).await
 }
 
 /// Loads `n` deliveries that are already finished (delivered), numbered from `first`, as a
@@ -79,29 +127,21 @@ pub async fn insert_one(conn: &mut PgConnection, reference: &str) -> Result<i64,
 /// worker would have. Call [`analyze_finished`] after the last part.
 pub async fn load_finished(conn: &mut PgConnection, first: u32, n: u32) -> Result<(), sqlx::Error> {
     load_series(conn, "old-", first, n).await?;
-    sqlx::query(
-        "UPDATE altinn_outbox.delivery SET state = 'delivered', attempts = 1, idempotency_key = gen_random_uuid(),
-                correspondence_id = gen_random_uuid(), sent_at = now(), altinn_status = 'Published',
-                published_at = now(), finished_at = now(), updated_at = now()
-         WHERE state = 'pending'",
-    )
-    .execute(&mut *conn)
-    .await
-    .map(|_| ())
+    sqlx::query(FINISH_LOADED).execute(&mut *conn).await.map(|_| ())
 }
 
 /// Vacuums and analyses the loaded tables, so the worker starts on the plans and visibility
 /// map a long-running database would have, not on a bloated, unanalysed table.
 pub async fn analyze_finished(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("VACUUM ANALYZE altinn_outbox.delivery").execute(&mut *conn).await?;
-    sqlx::query("VACUUM ANALYZE altinn_outbox.history").execute(&mut *conn).await.map(|_| ())
+    sqlx::query(VACUUM_DELIVERY).execute(&mut *conn).await?;
+    sqlx::query(VACUUM_HISTORY).execute(&mut *conn).await.map(|_| ())
 }
 
 /// Writes every dirty buffer of the server to disk, so that a timed run pays neither for the
 /// writes of its own load nor for those of the run before it (a 1,000,000-row load, a database
 /// of files dropped). Needs a superuser or `pg_checkpoint`, as the bench's server gives.
 pub async fn checkpoint(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("CHECKPOINT").execute(&mut *conn).await.map(|_| ())
+    sqlx::query(CHECKPOINT).execute(&mut *conn).await.map(|_| ())
 }
 
 /// How far the deliveries made after `first_id` have come.
@@ -119,22 +159,7 @@ pub async fn progress(conn: &mut PgConnection, first_id: i64, rows: i64) -> Resu
     // the database more the larger the run, so the unsent and the unpublished are counted
     // through the worker's partial indexes (each shrinks with the backlog), and the rows that
     // went wrong (no index) only once nothing is left unsent. One statement, as before.
-    let row = sqlx::query(
-        "WITH todo AS (
-            SELECT (SELECT count(*) FROM altinn_outbox.delivery WHERE state = 'pending' AND id >= $1)
-                 + (SELECT count(*) FROM altinn_outbox.delivery WHERE state = 'sending' AND id >= $1)
-                 + (SELECT count(*) FROM altinn_outbox.delivery WHERE state = 'waiting_files' AND id >= $1) AS unsent,
-                   (SELECT count(*) FROM altinn_outbox.delivery
-                    WHERE next_poll_at IS NOT NULL AND state = 'awaiting_status' AND id >= $1) AS unpublished)
-         SELECT unsent, unpublished,
-                CASE WHEN unsent = 0 THEN (SELECT count(*) FROM altinn_outbox.delivery
-                                           WHERE id >= $1 AND state IN ('failed', 'cancelled'))
-                     ELSE 0 END
-         FROM todo",
-    )
-    .bind(first_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = sqlx::query(PROGRESS).bind(first_id).fetch_one(&mut *conn).await?;
     let (unsent, unpublished, given_up): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     let sent = rows - unsent - given_up;
     Ok(Progress { sent, delivered: sent - unpublished, given_up })
@@ -142,7 +167,7 @@ pub async fn progress(conn: &mut PgConnection, first_id: i64, rows: i64) -> Resu
 
 /// The first id the next insert will get (deliveries made before are not measured).
 pub async fn next_delivery_id(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT coalesce(max(id), 0) + 1 FROM altinn_outbox.delivery").fetch_one(&mut *conn).await
+    sqlx::query_scalar(NEXT_DELIVERY_ID).fetch_one(&mut *conn).await
 }
 
 /// Seconds of the send phase (first claim to the last write-back that left `sending`) and
@@ -154,27 +179,13 @@ pub struct Windows {
 }
 
 pub async fn windows(conn: &mut PgConnection, first_id: i64) -> Result<Windows, sqlx::Error> {
-    let row = sqlx::query(
-        "WITH h AS (SELECT min(at) FILTER (WHERE new_value = 'sending') AS first_claim,
-                           max(at) FILTER (WHERE old_value = 'sending') AS last_send
-                    FROM altinn_outbox.history WHERE kind = 'state' AND delivery_id >= $1)
-         SELECT extract(epoch FROM h.last_send - h.first_claim)::float8,
-                extract(epoch FROM (SELECT max(finished_at) FROM altinn_outbox.delivery
-                                    WHERE id >= $1 AND state = 'delivered') - h.first_claim)::float8
-         FROM h",
-    )
-    .bind(first_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = sqlx::query(WINDOWS).bind(first_id).fetch_one(&mut *conn).await?;
     Ok(Windows { send_s: row.get::<Option<f64>, _>(0).unwrap_or(0.0), end_to_end_s: row.get(1) })
 }
 
 /// Each message's idempotency key (one recipient each), to match the fake's arrivals.
 pub async fn keys_by_message(conn: &mut PgConnection) -> Result<Vec<(i64, Uuid)>, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT message_id, idempotency_key FROM altinn_outbox.delivery WHERE idempotency_key IS NOT NULL")
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows = sqlx::query(KEYS_BY_MESSAGE).fetch_all(&mut *conn).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -183,20 +194,11 @@ pub async fn keys_by_message(conn: &mut PgConnection) -> Result<Vec<(i64, Uuid)>
 /// transaction counts once however many statements it holds. Backends report their counts
 /// when a transaction ends (at most once a second) and when they exit.
 pub async fn transactions(admin: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database WHERE datname = $1")
-        .bind(name)
-        .fetch_one(admin)
-        .await
+    sqlx::query_scalar(TRANSACTIONS).bind(name).fetch_one(admin).await
 }
 
 /// Backends connected to database `name` (they report their statistics when they exit):
 /// application name, state and last statement of each.
 pub async fn backends(admin: &PgPool, name: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT coalesce(application_name, '') || ' ' || coalesce(state, '') || ': ' || left(query, 80)
-         FROM pg_stat_activity WHERE datname = $1",
-    )
-    .bind(name)
-    .fetch_all(admin)
-    .await
+    sqlx::query_scalar(BACKENDS).bind(name).fetch_all(admin).await
 }

@@ -2,6 +2,7 @@
 //! worker context pointed at both. Every test gets its own database and fake.
 
 pub mod roles;
+pub mod sql_check;
 
 use std::path::PathBuf;
 use std::sync::Arc;

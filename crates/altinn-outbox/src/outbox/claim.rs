@@ -90,18 +90,83 @@ pub struct ClaimedPoll {
     pub is_confirmation_needed: bool,
 }
 
-const MESSAGE_COLUMNS: &str = "m.id AS message_id, m.resource_id, m.senders_reference, m.resend, m.language,
+/// The message's columns as a send reads them (`m`, with `file_totals!`'s `f`). Fragments
+/// are macros, not consts, so that the statements built of them are whole literals (`concat!`).
+macro_rules! message_columns {
+    () => {
+        "m.id AS message_id, m.resource_id, m.senders_reference, m.resend, m.language,
     m.title, m.summary, m.body, m.message_sender, m.requested_publish_time, m.due_date_time,
     m.external_references, m.property_list, m.reply_options, m.notification, m.ignore_reservation,
     m.is_confirmation_needed, m.is_confidential, m.allow_forwarding, m.existing_attachments,
-    f.attachment_count, f.shared_file_count, f.attachment_bytes";
+    f.attachment_count, f.shared_file_count, f.attachment_bytes"
+    };
+}
 
-/// The message's files in one pass (joined LATERAL after MESSAGE_COLUMNS' `m`).
-const FILE_TOTALS: &str = "LEFT JOIN LATERAL (
+/// The message's files in one pass (joined LATERAL after `message_columns!`' `m`).
+macro_rules! file_totals {
+    () => {
+        "LEFT JOIN LATERAL (
         SELECT count(*) AS attachment_count,
                count(*) FILTER (WHERE a.upload_state <> 'none') AS shared_file_count,
                coalesce(sum(octet_length(a.content)), 0)::bigint AS attachment_bytes
-        FROM altinn_outbox.attachment a WHERE a.message_id = m.id) f ON true";
+        FROM altinn_outbox.attachment a WHERE a.message_id = m.id) f ON true"
+    };
+}
+
+crate::statements! {
+    PICK_SENDS = "WITH picked AS (
+            SELECT id FROM altinn_outbox.delivery
+            WHERE state = 'pending' AND next_attempt_at <= now()
+            ORDER BY next_attempt_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+         )
+         SELECT d.id AS delivery_id, d.lease_no + 1 AS lease_no, d.attempts + 1 AS attempts, d.message_id,
+                d.recipient, d.recipient_key, d.resource_id, d.senders_reference, d.resend, d.idempotency_key,
+                EXISTS (SELECT 1 FROM altinn_outbox.attachment a WHERE a.message_id = d.message_id) AS has_files,
+                m.created_at AS inserted_at
+         FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id
+              JOIN altinn_outbox.message m ON m.id = d.message_id";
+    /// The casts type the CASE: prepared without the binds' types (as the SQL test prepares
+    /// it), PostgreSQL would take its parameters for text.
+    LEASE_SENDS = "UPDATE altinn_outbox.delivery d
+         SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
+             locked_by = $4, updated_at = now(), idempotency_key = coalesce(d.idempotency_key, u.key),
+             locked_until = now() + interval '1 millisecond' * CASE WHEN u.files THEN $6::float8 ELSE $5::float8 END
+         FROM unnest($1::bigint[], $2::uuid[], $3::bool[]) AS u(id, key, files)
+         WHERE d.id = u.id";
+    FAIL_TAKEN_KEYS = "UPDATE altinn_outbox.delivery
+         SET state = 'failed', finished_at = now(), updated_at = now(), error_code = 'idempotency_key_taken',
+             error_message = 'its idempotency key is held by another delivery; it was not sent (two deliveries \
+                              must never share a key: check outbox.idempotency_namespace and rows copied by hand)'
+         WHERE id = ANY($1)";
+    HELD_KEYS = "SELECT idempotency_key FROM altinn_outbox.delivery_key WHERE idempotency_key = ANY($1)";
+    CLAIM_POLLS = "WITH picked AS (
+            SELECT id FROM altinn_outbox.delivery
+            WHERE next_poll_at IS NOT NULL AND next_poll_at <= now() AND correspondence_id IS NOT NULL
+            ORDER BY next_poll_at
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+            UPDATE altinn_outbox.delivery d
+            SET next_poll_at = now() + $3 * interval '1 millisecond', lease_no = d.lease_no + 1,
+                locked_by = $2, locked_until = now() + $3 * interval '1 millisecond'
+            FROM picked WHERE d.id = picked.id
+            RETURNING d.*
+         )
+         SELECT c.id AS delivery_id, c.message_id, c.lease_no, c.correspondence_id, c.state, c.polls,
+                coalesce(c.sent_at, c.updated_at) AS sent_at, c.altinn_status, c.published_at, c.read_at,
+                c.confirmed_at, c.notification, m.is_confirmation_needed
+         FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id";
+    IN_INDEX_ORDER = "SET LOCAL enable_sort = off";
+    /// The content of the claimed deliveries' messages, each message once.
+    CONTENTS = concat!(
+        "SELECT ", message_columns!(), " FROM altinn_outbox.message m ", file_totals!(), " WHERE m.id = ANY($1)"
+    );
+    MESSAGE_CONTENT = concat!(
+        "SELECT ", message_columns!(), " FROM altinn_outbox.message m ", file_totals!(), " WHERE m.id = $1"
+    );
+}
 
 /// How a claim is leased and which idempotency key a delivery without one gets.
 pub struct SendLease<'a> {
@@ -125,24 +190,7 @@ pub async fn claim_sends(
 ) -> Result<Vec<ClaimedSend>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     in_index_order(&mut tx).await?;
-    let mut claimed: Vec<ClaimedSend> = sqlx::query_as(
-        "WITH picked AS (
-            SELECT id FROM altinn_outbox.delivery
-            WHERE state = 'pending' AND next_attempt_at <= now()
-            ORDER BY next_attempt_at
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED
-         )
-         SELECT d.id AS delivery_id, d.lease_no + 1 AS lease_no, d.attempts + 1 AS attempts, d.message_id,
-                d.recipient, d.recipient_key, d.resource_id, d.senders_reference, d.resend, d.idempotency_key,
-                EXISTS (SELECT 1 FROM altinn_outbox.attachment a WHERE a.message_id = d.message_id) AS has_files,
-                m.created_at AS inserted_at
-         FROM picked JOIN altinn_outbox.delivery d ON d.id = picked.id
-              JOIN altinn_outbox.message m ON m.id = d.message_id",
-    )
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut claimed: Vec<ClaimedSend> = sqlx::query_as(PICK_SENDS).bind(limit).fetch_all(&mut *tx).await?;
     if claimed.is_empty() {
         tx.rollback().await?;
         return Ok(claimed);
@@ -151,33 +199,17 @@ pub async fn claim_sends(
     let ids: Vec<i64> = claimed.iter().map(|s| s.delivery_id).collect();
     let keys: Vec<Uuid> = claimed.iter().filter_map(|s| s.idempotency_key).collect();
     let files: Vec<bool> = claimed.iter().map(|s| s.has_files).collect();
-    sqlx::query(
-        "UPDATE altinn_outbox.delivery d
-         SET state = 'sending', attempts = d.attempts + 1, lease_no = d.lease_no + 1,
-             locked_by = $4, updated_at = now(), idempotency_key = coalesce(d.idempotency_key, u.key),
-             locked_until = now() + interval '1 millisecond' * CASE WHEN u.files THEN $6 ELSE $5 END
-         FROM unnest($1::bigint[], $2::uuid[], $3::bool[]) AS u(id, key, files)
-         WHERE d.id = u.id",
-    )
-    .bind(&ids)
-    .bind(&keys)
-    .bind(&files)
-    .bind(lease.worker)
-    .bind(lease.lease.as_millis() as f64)
-    .bind(lease.upload_lease.as_millis() as f64)
-    .execute(&mut *tx)
-    .await?;
-    if !taken.is_empty() {
-        sqlx::query(
-            "UPDATE altinn_outbox.delivery
-             SET state = 'failed', finished_at = now(), updated_at = now(), error_code = 'idempotency_key_taken',
-                 error_message = 'its idempotency key is held by another delivery; it was not sent (two deliveries \
-                                  must never share a key: check outbox.idempotency_namespace and rows copied by hand)'
-             WHERE id = ANY($1)",
-        )
-        .bind(&taken)
+    sqlx::query(LEASE_SENDS)
+        .bind(&ids)
+        .bind(&keys)
+        .bind(&files)
+        .bind(lease.worker)
+        .bind(lease.lease.as_millis() as f64)
+        .bind(lease.upload_lease.as_millis() as f64)
         .execute(&mut *tx)
         .await?;
+    if !taken.is_empty() {
+        sqlx::query(FAIL_TAKEN_KEYS).bind(&taken).execute(&mut *tx).await?;
     }
     contents(&mut tx, &mut claimed).await?;
     tx.commit().await?;
@@ -197,11 +229,7 @@ async fn new_keys(
         return Ok(Vec::new());
     }
     let keys: Vec<Uuid> = fresh.iter().map(|(_, key)| *key).collect();
-    let held: Vec<Uuid> =
-        sqlx::query_scalar("SELECT idempotency_key FROM altinn_outbox.delivery_key WHERE idempotency_key = ANY($1)")
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await?;
+    let held: Vec<Uuid> = sqlx::query_scalar(HELD_KEYS).bind(&keys).fetch_all(&mut *tx).await?;
     let mut seen: std::collections::HashSet<Uuid> = held.into_iter().collect();
     let mut taken = Vec::new();
     for (id, key) in fresh {
@@ -223,12 +251,7 @@ async fn contents(tx: &mut sqlx::PgConnection, claimed: &mut [ClaimedSend]) -> R
     let mut ids: Vec<i64> = claimed.iter().map(|s| s.message_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows = sqlx::query(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM altinn_outbox.message m {FILE_TOTALS} WHERE m.id = ANY($1)"
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query(CONTENTS).bind(&ids).fetch_all(&mut *tx).await?;
     let mut by_message = std::collections::HashMap::with_capacity(rows.len());
     for row in &rows {
         let id: i64 = sqlx::Row::try_get(row, "message_id")?;
@@ -255,11 +278,7 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<Content, sqlx::Error> {
 /// `Ok(Err(column))` when a column cannot be decoded (JSON nested beyond what the decoder
 /// takes, say): the delivery fails naming the column, and nothing else is held up.
 pub async fn message_content(pool: &PgPool, message_id: i64) -> Result<Result<MessageRow, String>, sqlx::Error> {
-    let row =
-        sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM altinn_outbox.message m {FILE_TOTALS} WHERE m.id = $1"))
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await?;
+    let row = sqlx::query(MESSAGE_CONTENT).bind(message_id).fetch_optional(pool).await?;
     let Some(row) = row else {
         return Ok(Err("message_id".to_string()));
     };
@@ -277,30 +296,8 @@ pub async fn claim_polls(
 ) -> Result<Vec<ClaimedPoll>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     in_index_order(&mut tx).await?;
-    let claimed = sqlx::query_as(
-        "WITH picked AS (
-            SELECT id FROM altinn_outbox.delivery
-            WHERE next_poll_at IS NOT NULL AND next_poll_at <= now() AND correspondence_id IS NOT NULL
-            ORDER BY next_poll_at
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED
-         ), claimed AS (
-            UPDATE altinn_outbox.delivery d
-            SET next_poll_at = now() + $3 * interval '1 millisecond', lease_no = d.lease_no + 1,
-                locked_by = $2, locked_until = now() + $3 * interval '1 millisecond'
-            FROM picked WHERE d.id = picked.id
-            RETURNING d.*
-         )
-         SELECT c.id AS delivery_id, c.message_id, c.lease_no, c.correspondence_id, c.state, c.polls,
-                coalesce(c.sent_at, c.updated_at) AS sent_at, c.altinn_status, c.published_at, c.read_at,
-                c.confirmed_at, c.notification, m.is_confirmation_needed
-         FROM claimed c JOIN altinn_outbox.message m ON m.id = c.message_id",
-    )
-    .bind(limit)
-    .bind(worker)
-    .bind(lease.as_millis() as f64)
-    .fetch_all(&mut *tx)
-    .await?;
+    let claimed =
+        sqlx::query_as(CLAIM_POLLS).bind(limit).bind(worker).bind(lease.as_millis() as f64).fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(claimed)
 }
@@ -311,5 +308,5 @@ pub async fn claim_polls(
 /// due rows, and it then reads and sorts every due row on each claim: measured on 20,000
 /// pending rows, 11.5 ms a claim instead of 0.4, and quadratic in the backlog.
 async fn in_index_order(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SET LOCAL enable_sort = off").execute(tx).await.map(|_| ())
+    sqlx::query(IN_INDEX_ORDER).execute(tx).await.map(|_| ())
 }

@@ -6,6 +6,17 @@ use sqlx::PgPool;
 
 use super::states::{DeliveryState, UploadState};
 
+crate::statements! {
+    COUNTS = "SELECT 'delivery', state, count(*), 0::float8 FROM altinn_outbox.delivery GROUP BY state
+         UNION ALL
+         SELECT 'upload', upload_state, count(*), 0 FROM altinn_outbox.attachment
+         WHERE upload_state <> 'none' GROUP BY upload_state
+         UNION ALL
+         SELECT 'age', '', 0, coalesce(extract(epoch FROM now() - min(m.created_at)), 0)::float8
+         FROM altinn_outbox.delivery d JOIN altinn_outbox.message m ON m.id = d.message_id
+         WHERE d.state IN ('pending', 'waiting_files', 'sending')";
+}
+
 /// Every state a delivery can be in ([`DeliveryState::ALL`]): each is reported, with zero
 /// when no row is in it, so a state that empties reads 0 instead of vanishing from the scrape.
 pub fn delivery_states() -> impl Iterator<Item = &'static str> {
@@ -34,18 +45,7 @@ pub struct Counts {
 /// Reads the counts in one round trip. Grouping scans the delivery table: fine for the
 /// millions of rows a year of sending makes, at one scrape every few seconds.
 pub async fn counts(pool: &PgPool) -> Result<Counts, sqlx::Error> {
-    let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
-        "SELECT 'delivery', state, count(*), 0::float8 FROM altinn_outbox.delivery GROUP BY state
-         UNION ALL
-         SELECT 'upload', upload_state, count(*), 0 FROM altinn_outbox.attachment
-         WHERE upload_state <> 'none' GROUP BY upload_state
-         UNION ALL
-         SELECT 'age', '', 0, coalesce(extract(epoch FROM now() - min(m.created_at)), 0)::float8
-         FROM altinn_outbox.delivery d JOIN altinn_outbox.message m ON m.id = d.message_id
-         WHERE d.state IN ('pending', 'waiting_files', 'sending')",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(COUNTS).fetch_all(pool).await?;
     let of = |kind: &str| -> Vec<(String, i64)> {
         rows.iter().filter(|r| r.0 == kind).map(|r| (r.1.clone(), r.2)).collect()
     };

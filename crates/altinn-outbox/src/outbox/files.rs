@@ -8,6 +8,13 @@ use sqlx::PgPool;
 
 use crate::compose::attachment::FileMeta;
 
+crate::statements! {
+    CHUNK = "SELECT substring(content FROM $2::int FOR $3::int) FROM altinn_outbox.attachment WHERE id = $1";
+    MESSAGE_FILES = "SELECT id, file_name, display_name, senders_reference, octet_length(content)::bigint AS size,
+                md5(content) AS md5
+         FROM altinn_outbox.attachment WHERE message_id = $1 ORDER BY id";
+}
+
 /// Bytes read per query. Large enough that a 60 MB file takes 60 round trips, small enough
 /// that 64 uploads in flight hold 64 MB.
 const CHUNK_BYTES: i64 = 1024 * 1024;
@@ -50,14 +57,12 @@ impl FileContent {
                 if offset >= this.size {
                     return Ok(None);
                 }
-                let chunk: Vec<u8> = sqlx::query_scalar(
-                    "SELECT substring(content FROM $2::int FOR $3::int) FROM altinn_outbox.attachment WHERE id = $1",
-                )
-                .bind(this.id)
-                .bind(offset + 1)
-                .bind(CHUNK_BYTES)
-                .fetch_one(&this.pool)
-                .await?;
+                let chunk: Vec<u8> = sqlx::query_scalar(CHUNK)
+                    .bind(this.id)
+                    .bind(offset + 1)
+                    .bind(CHUNK_BYTES)
+                    .fetch_one(&this.pool)
+                    .await?;
                 if chunk.is_empty() {
                     // The row changed under us; a short body makes the request fail and retry.
                     return Ok(None);
@@ -82,14 +87,7 @@ struct FileRow {
 /// The files of a message, without their content. The MD5 and size are computed by
 /// PostgreSQL, next to the data.
 pub async fn message_files(pool: &PgPool, message_id: i64) -> Result<Vec<File>, sqlx::Error> {
-    let rows: Vec<FileRow> = sqlx::query_as(
-        "SELECT id, file_name, display_name, senders_reference, octet_length(content)::bigint AS size,
-                md5(content) AS md5
-         FROM altinn_outbox.attachment WHERE message_id = $1 ORDER BY id",
-    )
-    .bind(message_id)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<FileRow> = sqlx::query_as(MESSAGE_FILES).bind(message_id).fetch_all(pool).await?;
     Ok(rows
         .into_iter()
         .map(|r| File {

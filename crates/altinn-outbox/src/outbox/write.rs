@@ -7,6 +7,40 @@ use uuid::Uuid;
 
 use super::states::{DeliveryState, NotificationOutcome};
 
+crate::statements! {
+    WRITE_BACK = "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true))
+         UPDATE altinn_outbox.delivery d SET
+            state = u.state,
+            attempts = d.attempts - u.refund,
+            next_attempt_at = coalesce(u.next_attempt_at, d.next_attempt_at),
+            correspondence_id = coalesce(u.correspondence_id, d.correspondence_id),
+            sent_at = CASE WHEN u.sent THEN coalesce(d.sent_at, now()) ELSE d.sent_at END,
+            polls = d.polls + u.polled,
+            status_seen_at = CASE WHEN u.polled > 0 THEN now() ELSE d.status_seen_at END,
+            altinn_status = coalesce(u.altinn_status, d.altinn_status),
+            altinn_status_at = coalesce(u.altinn_status_at, d.altinn_status_at),
+            published_at = coalesce(d.published_at, u.published_at),
+            read_at = coalesce(d.read_at, u.read_at),
+            confirmed_at = coalesce(d.confirmed_at, u.confirmed_at),
+            notification = coalesce(u.notification, d.notification),
+            notification_detail = coalesce(u.notification_detail::jsonb, d.notification_detail),
+            next_poll_at = u.next_poll_at,
+            finished_at = CASE WHEN u.state IN ('delivered', 'unconfirmed', 'failed', 'cancelled')
+                               THEN coalesce(d.finished_at, now()) END,
+            error_code = u.error_code,
+            error_message = u.error_message,
+            locked_by = NULL, locked_until = NULL, updated_at = now()
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::timestamptz[], $6::uuid[],
+                     $7::bool[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[],
+                     $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[], $16::timestamptz[],
+                     $17::text[], $18::text[])
+           AS u(id, lease_no, state, refund, next_attempt_at, correspondence_id, sent, polled, altinn_status,
+                altinn_status_at, published_at, read_at, confirmed_at, notification, notification_detail,
+                next_poll_at, error_code, error_message),
+              durability
+         WHERE d.id = u.id AND d.lease_no = u.lease_no";
+}
+
 /// The state a delivery moves to, with what each needs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -154,58 +188,26 @@ pub async fn write_back(pool: &PgPool, batch: &[WriteBack]) -> Result<u64, sqlx:
     }
     let mut c = Columns::default();
     batch.iter().for_each(|w| c.push(w));
-    let done = sqlx::query(
-        "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true))
-         UPDATE altinn_outbox.delivery d SET
-            state = u.state,
-            attempts = d.attempts - u.refund,
-            next_attempt_at = coalesce(u.next_attempt_at, d.next_attempt_at),
-            correspondence_id = coalesce(u.correspondence_id, d.correspondence_id),
-            sent_at = CASE WHEN u.sent THEN coalesce(d.sent_at, now()) ELSE d.sent_at END,
-            polls = d.polls + u.polled,
-            status_seen_at = CASE WHEN u.polled > 0 THEN now() ELSE d.status_seen_at END,
-            altinn_status = coalesce(u.altinn_status, d.altinn_status),
-            altinn_status_at = coalesce(u.altinn_status_at, d.altinn_status_at),
-            published_at = coalesce(d.published_at, u.published_at),
-            read_at = coalesce(d.read_at, u.read_at),
-            confirmed_at = coalesce(d.confirmed_at, u.confirmed_at),
-            notification = coalesce(u.notification, d.notification),
-            notification_detail = coalesce(u.notification_detail::jsonb, d.notification_detail),
-            next_poll_at = u.next_poll_at,
-            finished_at = CASE WHEN u.state IN ('delivered', 'unconfirmed', 'failed', 'cancelled')
-                               THEN coalesce(d.finished_at, now()) END,
-            error_code = u.error_code,
-            error_message = u.error_message,
-            locked_by = NULL, locked_until = NULL, updated_at = now()
-         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::timestamptz[], $6::uuid[],
-                     $7::bool[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[],
-                     $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[], $16::timestamptz[],
-                     $17::text[], $18::text[])
-           AS u(id, lease_no, state, refund, next_attempt_at, correspondence_id, sent, polled, altinn_status,
-                altinn_status_at, published_at, read_at, confirmed_at, notification, notification_detail,
-                next_poll_at, error_code, error_message),
-              durability
-         WHERE d.id = u.id AND d.lease_no = u.lease_no",
-    )
-    .bind(&c.id)
-    .bind(&c.lease_no)
-    .bind(&c.state)
-    .bind(&c.refund)
-    .bind(&c.next_attempt_at)
-    .bind(&c.correspondence_id)
-    .bind(&c.sent)
-    .bind(&c.polled)
-    .bind(&c.altinn_status)
-    .bind(&c.altinn_status_at)
-    .bind(&c.published_at)
-    .bind(&c.read_at)
-    .bind(&c.confirmed_at)
-    .bind(&c.notification)
-    .bind(&c.notification_detail)
-    .bind(&c.next_poll_at)
-    .bind(&c.error_code)
-    .bind(&c.error_message)
-    .execute(pool)
-    .await?;
+    let done = sqlx::query(WRITE_BACK)
+        .bind(&c.id)
+        .bind(&c.lease_no)
+        .bind(&c.state)
+        .bind(&c.refund)
+        .bind(&c.next_attempt_at)
+        .bind(&c.correspondence_id)
+        .bind(&c.sent)
+        .bind(&c.polled)
+        .bind(&c.altinn_status)
+        .bind(&c.altinn_status_at)
+        .bind(&c.published_at)
+        .bind(&c.read_at)
+        .bind(&c.confirmed_at)
+        .bind(&c.notification)
+        .bind(&c.notification_detail)
+        .bind(&c.next_poll_at)
+        .bind(&c.error_code)
+        .bind(&c.error_message)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }

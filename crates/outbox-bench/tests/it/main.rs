@@ -4,6 +4,10 @@
 // A panic is how a test fails: tests and their helpers unwrap.
 #![allow(clippy::unwrap_used)]
 
+mod sql;
+#[path = "../../../../tests/it/common/sql_check.rs"]
+mod sql_check;
+
 use std::process::Command;
 
 use outbox_bench::anchors::{parse_results, summarise};
