@@ -1,6 +1,10 @@
 //! TestApp: a fresh PostgreSQL database (migrated), the fake Maskinporten and Altinn, and a
 //! worker context pointed at both. Every test gets its own database and fake.
+//!
+//! - [`logs`]: capturing what a test logs, beside every other test of the binary.
+//! - [`roles`]: `deploy/roles.sql` applied under role names of the test's own.
 
+pub mod logs;
 pub mod roles;
 
 use std::path::PathBuf;
@@ -54,6 +58,8 @@ impl TestApp {
     }
 
     pub async fn with(fake: FakeConfig, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        // Before the worker logs anything, so that a capture in any test sees its events.
+        logs::install();
         let db_name = format!("altinn_outbox_test_{}", Uuid::new_v4().simple());
         let admin = PgPool::connect(&format!("{}/postgres", server_url())).await.expect("PostgreSQL reachable");
         sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&admin).await.unwrap();
