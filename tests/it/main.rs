@@ -21,4 +21,6 @@ mod roles;
 mod states;
 mod status;
 mod systemd;
+mod token;
+mod token_resilience;
 mod worker_loop;

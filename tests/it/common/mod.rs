@@ -3,9 +3,11 @@
 //!
 //! - [`logs`]: capturing what a test logs, beside every other test of the binary.
 //! - [`roles`]: `deploy/roles.sql` applied under role names of the test's own.
+//! - [`token_fake`]: a scripted Maskinporten and token exchange for the token client.
 
 pub mod logs;
 pub mod roles;
+pub mod token_fake;
 
 use std::path::PathBuf;
 use std::sync::Arc;

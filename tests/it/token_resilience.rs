@@ -1,53 +1,30 @@
 //! The token client when things go wrong: a host clock off Maskinporten's, refreshes that
 //! fail (cool-down, status) and what is logged about it.
 
-use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing_subscriber::fmt::MakeWriter;
-
-use super::*;
 use altinn_fake::{FakeClient, FakeConfig, FakeServer};
+use altinn_outbox::maskinporten::{AuthStatus, TokenClient, TokenSettings};
+use chrono::Utc;
+use futures::future::join_all;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Level;
+use url::Url;
+
+use crate::common::logs::{CaptureGuard, Captured, Format};
+use crate::common::token_fake::{
+    assertion_of, client_for, client_with, payload, settings, start, start_fake, within_deadline, MP_TOKEN,
+};
 
 const MP_130_IAT: &str = r#"{"error":"invalid_grant","error_description":"MP-130 Invalid JWT claim iat"}"#;
 
-/// Log output captured while the guard is the thread's default subscriber (the tests run
-/// on a current-thread runtime, so the client's tasks log to it too).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+/// The text this thread logs from DEBUG up while the guard lives (the tests run on a
+/// current-thread runtime, so the client's tasks log on it too).
+fn capture_logs() -> (Captured, CaptureGuard) {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    let guard = captured.on_this_thread(Format::Text, Level::DEBUG);
+    (captured, guard)
 }
 
 /// The crate's strict fake, knowing our client and key, with its clock `clock_offset_s` off.
