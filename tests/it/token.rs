@@ -144,7 +144,8 @@ async fn unavailability_is_retryable() {
 async fn network_errors_and_timeouts_are_unavailable() {
     within_deadline(async {
         let (fake, base) = start_fake().await;
-        fake.token_delay_ms.store(300, Ordering::SeqCst);
+        // Answers only long after the deadline: the client's timeout, not a race, decides.
+        fake.token_delay_ms.store(3_600_000, Ordering::SeqCst);
         let impatient = client_for(&base, None, Duration::from_millis(100));
         let error = impatient.token().await.unwrap_err();
         assert_eq!(error.code(), "maskinporten:unavailable");
