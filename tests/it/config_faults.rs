@@ -4,10 +4,9 @@
 //! going; rows fail with the fault's code only past the age limit. And `check --resource`,
 //! run as the real binary, names each fault.
 
-use std::io::Write;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
+use crate::common::logs::{CaptureGuard, Captured, Format};
 use crate::common::{TestApp, RESOURCE};
 use altinn_fake::FakeConfig;
 use altinn_outbox::altinn::Fault;
@@ -15,6 +14,7 @@ use altinn_outbox::health;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use sqlx::Row;
+use tracing::Level;
 
 const BIN: &str = env!("CARGO_BIN_EXE_altinn-outbox");
 const WRITE: &str = "altinn:correspondence.write";
@@ -24,12 +24,6 @@ const LOCKED: &str = "locked-resource";
 /// Every request goes as it comes (no probe pause): the tests move the rows' clock with
 /// `make_all_due`, and the client's own clock cannot be moved from here. The hold itself is
 /// tested on the registry, with explicit instants, and in reliability scenario 13.
-/// The tests of this file run one at a time: one of them counts the ERROR lines a fault
-/// writes through a subscriber of its own thread, and tracing's per-callsite interest cache
-/// is shared by every thread, so a test emitting the same events meanwhile on a thread
-/// without a subscriber can make it miss them.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn app(fake: FakeConfig, tweak: impl FnOnce(&mut altinn_outbox::config::Config)) -> TestApp {
     TestApp::with(fake, |c| {
         c.altinn.config_fault_probe_ms = 0;
@@ -38,38 +32,23 @@ async fn app(fake: FakeConfig, tweak: impl FnOnce(&mut altinn_outbox::config::Co
     .await
 }
 
-/// The log lines of this thread (the test's runtime runs the worker on it), as JSON.
+/// The log lines of this thread (the test's runtime runs the worker on it), as JSON; see
+/// `common::logs` for why other tests logging the same events meanwhile do not disturb it.
 #[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+struct Log(Captured);
 
 impl Log {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let log = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || log.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    fn capture(&self) -> CaptureGuard {
+        self.0.on_this_thread(Format::Json, Level::INFO)
     }
 
     fn errors(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        let text = self.0.text();
         text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|l| l["level"] == "ERROR").collect()
     }
 
     fn contains(&self, text: &str) -> bool {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).contains(text)
+        self.0.text().contains(text)
     }
 }
 
@@ -101,7 +80,6 @@ fn waiting(code: &str) -> (String, i32, Option<String>) {
 
 #[tokio::test]
 async fn a_missing_scope_fails_nothing_uses_no_attempt_says_so_once_and_the_grant_lets_the_rows_go() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let log = Log::default();
     let _log = log.capture();
     let (_metrics, handle) = local_recorder();
@@ -167,7 +145,6 @@ async fn a_missing_scope_fails_nothing_uses_no_attempt_says_so_once_and_the_gran
 
 #[tokio::test]
 async fn no_access_to_one_resource_holds_its_rows_while_another_resource_sends() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let log = Log::default();
     let _log = log.capture();
     let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..crate::common::fake_config() };
@@ -215,7 +192,6 @@ async fn no_access_to_one_resource_holds_its_rows_while_another_resource_sends()
 
 #[tokio::test]
 async fn rows_older_than_the_age_limit_fail_with_the_faults_code() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..crate::common::fake_config() };
     let app = app(fake, |c| c.retry.config_fault_max_age_s = 60).await;
     let old = app.insert_on(LOCKED, "old").await;
@@ -270,7 +246,6 @@ fn stdout(out: &Output) -> String {
 
 #[tokio::test]
 async fn check_proves_each_resource_and_names_its_fault() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let fake = FakeConfig {
         unknown_resources: vec!["ghost-resource".into()],
         denied_resources: vec![LOCKED.into()],
@@ -310,7 +285,6 @@ async fn check_proves_each_resource_and_names_its_fault() {
 
 #[tokio::test]
 async fn check_names_a_missing_scope_from_the_answer_and_from_the_configuration() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let mut fake = FakeConfig { withheld_scopes: vec![WRITE.into()], ..crate::common::fake_config() };
     fake.clients[0].scopes.push("altinn:correspondence.read".into());
     let app = app(fake, |_| {}).await;
@@ -337,7 +311,6 @@ async fn check_names_a_missing_scope_from_the_answer_and_from_the_configuration(
 /// using attempts, and past the age limit fails with the fault's code, with its deliveries.
 #[tokio::test]
 async fn a_shared_upload_waits_for_the_fix_and_fails_past_the_age_limit() {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let fake = FakeConfig { denied_resources: vec![LOCKED.into()], ..crate::common::fake_config() };
     let app = app(fake, |c| c.retry.config_fault_max_age_s = 60).await;
     let id: i64 = sqlx::query_scalar(

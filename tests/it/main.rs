@@ -22,4 +22,6 @@ mod sql;
 mod states;
 mod status;
 mod systemd;
+mod token;
+mod token_resilience;
 mod worker_loop;

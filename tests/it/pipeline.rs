@@ -446,7 +446,19 @@ async fn an_insert_wakes_an_idle_worker_through_notify() {
     let app = TestApp::with(crate::common::fake_config(), |c| c.worker.idle_poll_interval_ms = 60_000).await;
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(worker::run(app.ctx.clone(), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it go idle and LISTEN
+    // Inserted once the worker LISTENs: a state to wait for, not a guessed time. The loop's
+    // first claim starts before the listener opens its own connection, so it has normally
+    // found the queue empty by then (if not, the row goes without the NOTIFY: no false failure).
+    wait_until(Duration::from_secs(10), "the worker listens", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity
+                             WHERE datname = current_database() AND state = 'idle' AND query ILIKE 'LISTEN %')",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    })
+    .await;
     let id = app.insert("notified", &[ORG]).await;
     wait_until(Duration::from_secs(10), "the notified row is sent", || async {
         app.delivery_of(id).await.get::<String, _>("state") != "pending"

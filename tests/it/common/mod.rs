@@ -1,8 +1,14 @@
 //! TestApp: a fresh PostgreSQL database (migrated), the fake Maskinporten and Altinn, and a
 //! worker context pointed at both. Every test gets its own database and fake.
+//!
+//! - [`logs`]: capturing what a test logs, beside every other test of the binary.
+//! - [`roles`]: `deploy/roles.sql` applied under role names of the test's own.
+//! - [`token_fake`]: a scripted Maskinporten and token exchange for the token client.
 
+pub mod logs;
 pub mod roles;
 pub mod sql_check;
+pub mod token_fake;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +61,8 @@ impl TestApp {
     }
 
     pub async fn with(fake: FakeConfig, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        // Before the worker logs anything, so that a capture in any test sees its events.
+        logs::install();
         let db_name = format!("altinn_outbox_test_{}", Uuid::new_v4().simple());
         let admin = PgPool::connect(&format!("{}/postgres", server_url())).await.expect("PostgreSQL reachable");
         sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&admin).await.unwrap();

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// Cache lifetime for an exchanged token whose `exp` we cannot read. The token is
 /// officially opaque; a minute keeps refreshes rare without risking an expired token.
-pub(super) const FALLBACK_TOKEN_LIFETIME_S: i64 = 60;
+const FALLBACK_TOKEN_LIFETIME_S: i64 = 60;
 /// JWT segments are base64url without padding; tolerate padding from odd issuers.
 const JWT_SEGMENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
@@ -88,9 +88,32 @@ pub(super) fn exchanged_token(body: &str, now: DateTime<Utc>) -> Option<AltinnTo
 }
 
 /// The `exp` claim of a JWT, read without verification: only to know when to refresh.
-pub(super) fn jwt_exp(jwt: &str) -> Option<i64> {
+fn jwt_exp(jwt: &str) -> Option<i64> {
     let payload = JWT_SEGMENT.decode(jwt.split('.').nth(1)?).ok()?;
     let claims: Value = serde_json::from_slice(&payload).ok()?;
     let exp = claims.get("exp")?;
     exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// A JWT-shaped token whose payload says when it expires.
+    fn jwt_with_exp(exp: i64) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(format!(r#"{{"n":1,"exp":{exp}}}"#));
+        format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln")
+    }
+
+    #[test]
+    fn exchanged_tokens_fall_back_to_a_minute_without_exp() {
+        let now = Utc::now();
+        let opaque = exchanged_token("  opaque-token \n", now).unwrap();
+        assert_eq!(opaque.expose(), "opaque-token");
+        assert_eq!(opaque.expires_at(), now + TimeDelta::seconds(FALLBACK_TOKEN_LIFETIME_S));
+        assert!(exchanged_token(" \"\" ", now).is_none());
+        assert_eq!(jwt_exp(&jwt_with_exp(1_900_000_000)), Some(1_900_000_000));
+        assert_eq!(jwt_exp("not-a-jwt"), None);
+    }
 }

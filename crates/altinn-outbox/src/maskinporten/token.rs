@@ -385,6 +385,33 @@ async fn send(request: reqwest::RequestBuilder, step: Step) -> Result<Reply, Tok
     Ok(Reply { status, body, measured_offset_s })
 }
 
+/// The client against servers is tested in the integration tests (`tests/it/token.rs`,
+/// `tests/it/token_resilience.rs`); here only what needs the private `build_grant`.
 #[cfg(test)]
-#[path = "token_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use crate::maskinporten::grant::tests::{fixture_key, payload};
+
+    #[test]
+    fn each_grant_gets_a_new_jti() {
+        let unused = Url::parse("http://127.0.0.1:9/").unwrap();
+        let settings = TokenSettings {
+            token_url: unused.join("token").unwrap(),
+            audience: "https://test.maskinporten.no/".to_string(),
+            client_id: "client-1".to_string(),
+            scopes: "altinn:serviceowner altinn:correspondence.write".to_string(),
+            exchange_url: unused.join("authentication/api/v1/exchange/maskinporten").unwrap(),
+            subscription_key: None,
+            grant_lifetime_s: 120,
+            refresh_margin_s: 60,
+            failure_backoff_first: Duration::ZERO,
+            failure_backoff_max: Duration::ZERO,
+        };
+        let client = TokenClient::new(reqwest::Client::new(), settings, fixture_key());
+        let now = Utc::now();
+        let a = payload(&client.build_grant(now).unwrap());
+        let b = payload(&client.build_grant(now).unwrap());
+        assert_ne!(a["jti"], b["jti"]);
+        assert_eq!(a["exp"].as_i64().unwrap() - a["iat"].as_i64().unwrap(), 120);
+    }
+}

@@ -1,53 +1,30 @@
 //! The token client when things go wrong: a host clock off Maskinporten's, refreshes that
 //! fail (cool-down, status) and what is logged about it.
 
-use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing_subscriber::fmt::MakeWriter;
-
-use super::*;
 use altinn_fake::{FakeClient, FakeConfig, FakeServer};
+use altinn_outbox::maskinporten::{AuthStatus, TokenClient, TokenSettings};
+use chrono::Utc;
+use futures::future::join_all;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Level;
+use url::Url;
+
+use crate::common::logs::{CaptureGuard, Captured, Format};
+use crate::common::token_fake::{
+    assertion_of, client_for, client_with, payload, settings, start, start_fake, within_deadline, MP_TOKEN,
+};
 
 const MP_130_IAT: &str = r#"{"error":"invalid_grant","error_description":"MP-130 Invalid JWT claim iat"}"#;
 
-/// Log output captured while the guard is the thread's default subscriber (the tests run
-/// on a current-thread runtime, so the client's tasks log to it too).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+/// The text this thread logs from DEBUG up while the guard lives (the tests run on a
+/// current-thread runtime, so the client's tasks log on it too).
+fn capture_logs() -> (Captured, CaptureGuard) {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    let guard = captured.on_this_thread(Format::Text, Level::DEBUG);
+    (captured, guard)
 }
 
 /// The crate's strict fake, knowing our client and key, with its clock `clock_offset_s` off.
@@ -177,61 +154,75 @@ async fn other_grant_refusals_are_not_retried_or_blamed_on_the_clock() {
     .await;
 }
 
-fn with_backoff(base: &Url, first_ms: u64, max_ms: u64) -> TokenClient {
-    let settings = TokenSettings {
-        failure_backoff_first: Duration::from_millis(first_ms),
-        failure_backoff_max: Duration::from_millis(max_ms),
-        ..settings(base, None)
-    };
+fn with_backoff(base: &Url, first: Duration, max: Duration) -> TokenClient {
+    let settings = TokenSettings { failure_backoff_first: first, failure_backoff_max: max, ..settings(base, None) };
     client_with(settings, Duration::from_secs(2))
 }
 
-fn assert_cooling(client: &TokenClient, above_ms: u64, at_most_ms: u64) {
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Runs `f`, which talks to a server, on the running clock within the test's deadline, then
+/// stops the clock again. A paused clock cannot carry network I/O: a runtime waiting for a
+/// socket with its clock paused jumps ahead to its next timer, the request's timeout.
+async fn live<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::resume();
+    let output = within_deadline(f).await;
+    tokio::time::pause();
+    output
+}
+
+/// The cool-down left is `full`, less the moment between the failure (on the running clock)
+/// and `live` stopping the clock: far below a second.
+fn assert_cooling(client: &TokenClient, full: Duration) {
     let left = client.cooling_down_for();
-    let range = Duration::from_millis(above_ms)..=Duration::from_millis(at_most_ms);
+    let range = full - secs(1)..=full;
     assert!(range.contains(&left) && left > *range.start(), "cooling down for {left:?}, expected {range:?}");
 }
 
-#[tokio::test]
+/// The clock is paused between requests: the cool-downs are tokio instants, so the test
+/// moves time on with `advance` and asserts what is left exactly, instead of sleeping.
+#[tokio::test(start_paused = true)]
 async fn after_a_failure_callers_cool_down_doubling_to_the_cap() {
-    within_deadline(async {
-        let (fake, base) = start_fake().await;
-        let client = with_backoff(&base, 60, 150);
-        assert_eq!(client.cooling_down_for(), Duration::ZERO);
-        fake.set_token_reply(503, "");
-        assert_eq!(client.token().await.unwrap_err().code(), "maskinporten:503");
-        assert_cooling(&client, 30, 60);
-        let waiting = join_all((0..5).map(|_| client.token())).await;
-        assert!(waiting.iter().all(|r| r.as_ref().unwrap_err().code() == "maskinporten:503"));
-        assert_eq!(fake.token_calls(), 1, "no grant inside the cool-down");
+    let (fake, base) = live(start_fake()).await;
+    let client = with_backoff(&base, secs(60), secs(150));
+    assert_eq!(client.cooling_down_for(), Duration::ZERO);
+    fake.set_token_reply(503, "");
+    assert_eq!(live(client.token()).await.unwrap_err().code(), "maskinporten:503");
+    assert_cooling(&client, secs(60));
+    let waiting = join_all((0..5).map(|_| client.token())).await;
+    assert!(waiting.iter().all(|r| r.as_ref().unwrap_err().code() == "maskinporten:503"));
+    assert_eq!(fake.token_calls(), 1, "no grant inside the cool-down");
+    tokio::time::advance(secs(58)).await;
+    assert_eq!(client.token().await.unwrap_err().code(), "maskinporten:503");
+    assert_eq!(fake.token_calls(), 1, "no grant until the cool-down is over");
 
-        tokio::time::sleep(Duration::from_millis(70)).await;
-        client.token().await.unwrap_err();
-        assert_eq!(fake.token_calls(), 2, "a grant after the cool-down");
-        assert_cooling(&client, 90, 120);
-        tokio::time::sleep(Duration::from_millis(130)).await;
-        client.token().await.unwrap_err();
-        assert_eq!(fake.token_calls(), 3);
-        assert_cooling(&client, 120, 150);
+    tokio::time::advance(secs(12)).await;
+    live(client.token()).await.unwrap_err();
+    assert_eq!(fake.token_calls(), 2, "a grant after the cool-down");
+    assert_cooling(&client, secs(120));
+    tokio::time::advance(secs(130)).await;
+    live(client.token()).await.unwrap_err();
+    assert_eq!(fake.token_calls(), 3);
+    assert_cooling(&client, secs(150));
 
-        fake.set_token_reply(200, &format!(r#"{{"access_token":"{MP_TOKEN}"}}"#));
-        tokio::time::sleep(Duration::from_millis(160)).await;
-        let token = client.token().await.unwrap();
-        assert_eq!((fake.token_calls(), client.cooling_down_for()), (4, Duration::ZERO));
-        // A success resets the cool-down to its first value.
-        fake.set_token_reply(503, "");
-        client.invalidate(&token);
-        client.token().await.unwrap_err();
-        assert_cooling(&client, 30, 60);
-    })
-    .await;
+    fake.set_token_reply(200, &format!(r#"{{"access_token":"{MP_TOKEN}"}}"#));
+    tokio::time::advance(secs(160)).await;
+    let token = live(client.token()).await.unwrap();
+    assert_eq!((fake.token_calls(), client.cooling_down_for()), (4, Duration::ZERO));
+    // A success resets the cool-down to its first value.
+    fake.set_token_reply(503, "");
+    client.invalidate(&token);
+    live(client.token()).await.unwrap_err();
+    assert_cooling(&client, secs(60));
 }
 
 #[tokio::test]
 async fn a_zero_cool_down_means_none() {
     within_deadline(async {
         let (fake, base) = start_fake().await;
-        let client = with_backoff(&base, 0, 0);
+        let client = with_backoff(&base, Duration::ZERO, Duration::ZERO);
         fake.set_token_reply(503, "");
         for calls in 1..=3 {
             client.token().await.unwrap_err();
