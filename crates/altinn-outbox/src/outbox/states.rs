@@ -8,7 +8,7 @@
 //! it: two small queries in a connection's life, none per statement.
 //!
 //! SQL statements keep their own literals (`WHERE state = 'pending'`). The integration test
-//! `tests/states.rs` ties them together: each `ALL` below is exactly what its table's
+//! `tests/it/states.rs` ties them together: each `ALL` below is exactly what its table's
 //! constraint accepts, every value round-trips through the database, and the outbox's SQL
 //! compares these columns only with values listed here.
 
