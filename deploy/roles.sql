@@ -110,6 +110,13 @@ GRANT SELECT ON altinn_outbox.delivery_key TO altinn_outbox_worker;
 -- on message, so it cannot remove a letter that is not finished, nor its history.
 GRANT EXECUTE ON FUNCTION altinn_outbox.prune_messages(timestamptz, integer) TO altinn_outbox_worker;
 
+-- Altinn Events ([events]): the receiver's secret, made once by the first instance; events are
+-- stored, and their deliveries woken, only through receive_event (which runs as the owner).
+GRANT SELECT, INSERT ON altinn_outbox.event_receiver TO altinn_outbox_worker;
+GRANT SELECT ON altinn_outbox.event TO altinn_outbox_worker;
+GRANT EXECUTE ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text)
+    TO altinn_outbox_worker;
+
 -- Housekeeping ([schedules]): claiming a scheduled time, recording and pruning its runs.
 GRANT SELECT ON altinn_outbox.schedule, altinn_outbox.schedule_run TO altinn_outbox_worker;
 GRANT INSERT (name, last_slot), UPDATE (last_slot, updated_at) ON altinn_outbox.schedule TO altinn_outbox_worker;

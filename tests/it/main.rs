@@ -11,6 +11,7 @@ mod admin;
 mod attachments;
 mod config_faults;
 mod daemon;
+mod events;
 mod hostile;
 mod housekeeping;
 mod isolation;

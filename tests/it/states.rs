@@ -149,13 +149,25 @@ async fn notification_outcomes_and_history_kinds_read_back_through_their_enums()
         let deliveries = admin::deliveries(pool, message).await.unwrap();
         assert_eq!(deliveries[0].notification, Some(outcome));
     }
+    let correspondence = uuid::Uuid::new_v4();
     sqlx::query(
-        "UPDATE altinn_outbox.delivery SET state = 'awaiting_status', altinn_status = 'Published' WHERE id = $1",
+        "UPDATE altinn_outbox.delivery SET state = 'awaiting_status', altinn_status = 'Published',
+         correspondence_id = $2 WHERE id = $1",
     )
     .bind(id)
+    .bind(correspondence)
     .execute(pool)
     .await
     .unwrap();
+    let instance = correspondence.to_string();
+    let event = altinn_outbox::outbox::events::Event {
+        id: "e-1",
+        event_type: "no.altinn.correspondence.correspondencepublished",
+        resource: None,
+        resource_instance: Some(&instance),
+        time: None,
+    };
+    altinn_outbox::outbox::events::receive(pool, &event, altinn_outbox::outbox::events::Via::Push).await.unwrap();
     let kinds: BTreeSet<String> =
         admin::history(pool, message).await.unwrap().iter().map(|h| h.kind.as_str().to_string()).collect();
     assert_eq!(kinds, names(&HistoryKind::ALL, HistoryKind::as_str));

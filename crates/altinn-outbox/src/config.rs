@@ -89,6 +89,7 @@ pub struct Config {
     pub log: LogConfig,
     pub health: HealthConfig,
     pub schedules: SchedulesConfig,
+    pub events: EventsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -264,6 +265,111 @@ pub struct HealthConfig {
     pub allow_remote: bool,
 }
 
+/// Altinn Events: Altinn pushes to the daemon's receiver when a letter is published, read or
+/// confirmed, or a notification is delivered or fails; the daemon then reads that letter's
+/// status at once. A push is only a hint: the status read decides, and nothing in a push is
+/// trusted. Off by default.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Run the receiver.
+    pub enabled: bool,
+    /// The public HTTPS address Altinn pushes to, without the secret, e.g.
+    /// `https://outbox.example.no/altinn/events`: a reverse proxy terminates TLS there and
+    /// passes the path on unchanged to `listen`. Altinn is given `<public_url>/<secret>`.
+    pub public_url: String,
+    /// The receiver's own plain-HTTP listener (separate from `health.listen`).
+    pub listen: String,
+    /// Networks pushes may come from (CIDR). Unset: Altinn's published egress ranges of the
+    /// environment (old and new; none for `custom`); `[]`: no check.
+    pub allow_networks: Option<Vec<String>>,
+    /// Peers whose `X-Forwarded-For` is believed (the reverse proxy). A push through one of
+    /// them is checked by the address the proxy saw.
+    pub trusted_proxies: Vec<String>,
+    /// Largest push body read, in bytes; Altinn's events are well under 2 KiB.
+    pub max_body_bytes: usize,
+    /// Pushes handled at once; more are answered 503 (Altinn retries them).
+    pub max_in_flight: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            enabled: false,
+            public_url: String::new(),
+            listen: "127.0.0.1:8090".into(),
+            allow_networks: None,
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            max_body_bytes: 64 * 1024,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Altinn's published addresses for outgoing traffic (Events' pushes), old and new: both are
+/// to be allowed until Altinn says otherwise.
+const ALTINN_EGRESS_TT02: [&str; 3] = ["20.100.24.41/32", "20.100.48.118/31", "20.100.48.120/31"];
+const ALTINN_EGRESS_PROD: [&str; 3] = ["20.100.46.139/32", "51.13.20.208/31", "51.13.20.210/31"];
+
+/// The receiver's settings, checked.
+#[derive(Clone, Debug)]
+pub struct EventsSettings {
+    pub public_url: url::Url,
+    pub listen: std::net::SocketAddr,
+    /// Empty: any source.
+    pub allow_networks: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+impl Config {
+    /// The receiver's settings, or None when events are off.
+    pub fn events(&self) -> Result<Option<EventsSettings>, ConfigError> {
+        let e = &self.events;
+        if !e.enabled {
+            return Ok(None);
+        }
+        let public_url = url::Url::parse(e.public_url.trim_end_matches('/'))
+            .map_err(|err| invalid("events.public_url", format!("required, an absolute URL: {err}")))?;
+        if public_url.scheme() != "https" && self.environment != Environment::Custom {
+            return Err(invalid("events.public_url", "must be https: Altinn pushes only to HTTPS endpoints"));
+        }
+        if public_url.query().is_some() || public_url.fragment().is_some() {
+            return Err(invalid(
+                "events.public_url",
+                "must have no query or fragment (the secret is appended to its path)",
+            ));
+        }
+        let listen = e.listen.parse().map_err(|err| invalid("events.listen", format!("{:?}: {err}", e.listen)))?;
+        let networks = |setting: &'static str, list: &[String]| {
+            list.iter()
+                .map(|n| n.trim().parse::<ipnet::IpNet>().map_err(|err| invalid(setting, format!("{n:?}: {err}"))))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let allow_networks = match (&e.allow_networks, self.environment) {
+            (Some(list), _) => networks("events.allow_networks", list)?,
+            (None, Environment::Tt02) => networks("events.allow_networks", &ALTINN_EGRESS_TT02.map(String::from))?,
+            (None, Environment::Prod) => networks("events.allow_networks", &ALTINN_EGRESS_PROD.map(String::from))?,
+            (None, Environment::Custom) => Vec::new(),
+        };
+        if !(256..=1024 * 1024).contains(&e.max_body_bytes) {
+            return Err(invalid("events.max_body_bytes", "must be 256 to 1048576"));
+        }
+        if e.max_in_flight == 0 {
+            return Err(invalid("events.max_in_flight", "must be at least 1"));
+        }
+        Ok(Some(EventsSettings {
+            public_url,
+            listen,
+            allow_networks,
+            trusted_proxies: networks("events.trusted_proxies", &e.trusted_proxies)?,
+            max_body_bytes: e.max_body_bytes,
+            max_in_flight: e.max_in_flight,
+        }))
+    }
+}
+
 /// Housekeeping the daemon runs itself, once per scheduled time across all instances. Cron
 /// expressions have six fields (second minute hour day-of-month month day-of-week) and are
 /// read in the host's local time; an empty string turns a schedule off.
@@ -320,6 +426,7 @@ impl Default for Config {
             log: LogConfig::default(),
             health: HealthConfig::default(),
             schedules: SchedulesConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -522,6 +629,7 @@ impl Config {
                 ));
             }
         }
+        self.events()?;
         self.endpoints().map(|_| ())
     }
 
@@ -596,8 +704,42 @@ mod tests {
         assert_eq!((m.failure_backoff_first_ms, m.failure_backoff_max_ms), (1_000, 60_000));
         assert_eq!(config.retry.config_fault_max_age_s, 86_400);
         assert_eq!(config.status.max_scan_wait_ms, 3_600_000, "the shipped file says the default");
+        let events = EventsConfig::default();
+        assert_eq!(
+            (config.events.enabled, &config.events.listen, config.events.max_body_bytes, config.events.max_in_flight),
+            (events.enabled, &events.listen, events.max_body_bytes, events.max_in_flight),
+            "the shipped file says the defaults"
+        );
+        assert_eq!(config.events.trusted_proxies, events.trusted_proxies);
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database.url") || err.contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn events_need_a_public_https_url_and_default_to_altinns_networks() {
+        let mut c = Config::default();
+        assert!(c.events().unwrap().is_none(), "off by default");
+        c.events.enabled = true;
+        let err = c.events().unwrap_err().to_string();
+        assert!(err.contains("events.public_url"), "{err}");
+        c.events.public_url = "http://outbox.example.no/altinn/events".into();
+        let err = c.events().unwrap_err().to_string();
+        assert!(err.contains("https"), "{err}");
+        c.events.public_url = "https://outbox.example.no/altinn/events/".into();
+        let settings = c.events().unwrap().unwrap();
+        assert_eq!(settings.public_url.path(), "/altinn/events");
+        let tt02: Vec<String> = settings.allow_networks.iter().map(ToString::to_string).collect();
+        assert_eq!(tt02, ALTINN_EGRESS_TT02);
+        c.environment = Environment::Prod;
+        assert_eq!(c.events().unwrap().unwrap().allow_networks.len(), ALTINN_EGRESS_PROD.len());
+        c.events.allow_networks = Some(vec![]);
+        assert!(c.events().unwrap().unwrap().allow_networks.is_empty(), "[] turns the check off");
+        c.events.allow_networks = Some(vec!["20.100.24.41/33".into()]);
+        let err = c.events().unwrap_err().to_string();
+        assert!(err.contains("events.allow_networks") && err.contains("20.100.24.41/33"), "{err}");
+        c.events.allow_networks = None;
+        c.events.max_body_bytes = 10;
+        assert!(c.events().unwrap_err().to_string().contains("events.max_body_bytes"));
     }
 
     #[test]
@@ -665,6 +807,6 @@ mod tests {
         for secret in ["pw@h", "sub-key", "eyJrdHkiOiJSU0EifQ"] {
             assert!(!shown.contains(secret) && !written.contains(secret), "{secret}");
         }
-        assert!(written.contains("[database]") && !written.contains("url"), "{written}");
+        assert!(written.contains("[database]") && !written.lines().any(|l| l.starts_with("url")), "{written}");
     }
 }

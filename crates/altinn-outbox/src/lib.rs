@@ -20,6 +20,7 @@
 //! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
 //! - [`altinn`]: the Correspondence API client, its wire types and error classes.
 //! - [`worker`]: claiming, sending, status polling and the daemon loop.
+//! - [`events`]: the Altinn Events receiver: a push makes the letter it names be read at once.
 //! - [`housekeeping`]: scheduled pruning, stuck-row sweep and daily summary, once across instances.
 //! - [`systemd`]: readiness and watchdog notifications.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` listener.
@@ -34,6 +35,7 @@ pub mod backoff;
 pub mod check;
 pub mod compose;
 pub mod config;
+pub mod events;
 pub mod health;
 pub mod housekeeping;
 pub mod identifiers;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use altinn_outbox::config::Config;
-use altinn_outbox::{admin, app, health, housekeeping, metrics, outbox, systemd, telemetry, worker};
+use altinn_outbox::{admin, app, events, health, housekeeping, metrics, outbox, systemd, telemetry, worker};
 
 #[derive(Parser)]
 #[command(version, about = "Send Altinn 3 Correspondence messages inserted into PostgreSQL")]
@@ -138,12 +138,39 @@ async fn run(config: &Config) -> anyhow::Result<()> {
     if !app::wait_for_database(&ctx.pool, &shutdown).await {
         return Ok(());
     }
+    if let Some(settings) = config.events()? {
+        start_receiver(&ctx, settings, &shutdown).await?;
+    }
     systemd::ready();
     tokio::spawn(systemd::watchdog(ctx.liveness.clone(), shutdown.clone()));
     let schedules = housekeeping::Schedules::from_config(&config.schedules);
     let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), schedules, shutdown.clone()));
     worker::run(ctx, shutdown).await;
     let _ = housekeeping.await;
+    Ok(())
+}
+
+/// The Altinn Events receiver on its own listener ([events]); a listener that cannot bind
+/// stops the start, naming the setting.
+async fn start_receiver(
+    ctx: &Arc<worker::Context>,
+    settings: altinn_outbox::config::EventsSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listen = settings.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("events.listen: cannot listen on {listen}: {e}"))?;
+    let receiver = events::receiver::Receiver::new(ctx.pool.clone(), settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("events: cannot read or make the receiver's secret: {e}"))?;
+    tracing::info!(%listen, "Altinn Events receiver started");
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = events::receiver::serve(listener, Arc::new(receiver), shutdown).await {
+            tracing::error!(error = %e, "Altinn Events receiver stopped");
+        }
+    });
     Ok(())
 }
 

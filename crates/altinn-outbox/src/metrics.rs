@@ -27,6 +27,13 @@
 //!   `resource` label takes the resource ids the rows name: as many values as the deployment
 //!   has resources (producers add them only within their allow list, when it is on), and
 //!   never more than 100 at a time (the client keeps no more); never ids of rows or recipients.
+//! - `altinn_outbox_events_received_total{outcome}`: pushes to the Altinn Events receiver.
+//!   `stored` (a new event, acted on), `duplicate` (an id seen before), `validation` (the
+//!   subscription handshake), and the refusals: `network` (403, a source outside
+//!   `events.allow_networks`), `secret` (403, a wrong path), `malformed` (400), `too_large`
+//!   (413), `busy` (503, more than `events.max_in_flight` at once), `error` (503, the
+//!   database did not take it; Altinn retries). Refusals growing fast mean someone probes the
+//!   endpoint; they are not logged one by one.
 //! - `altinn_outbox_request_duration_seconds{system, endpoint, status}`: histogram of every
 //!   HTTP request, until the answer's headers (an upload includes sending the file). `system`
 //!   is `altinn` or `maskinporten`; `endpoint` a name from the clients' fixed list
@@ -63,6 +70,7 @@ const LEASES_RECLAIMED: &str = "altinn_outbox_leases_reclaimed_total";
 const CLAIM_FAILURES: &str = "altinn_outbox_claim_failures_total";
 const REQUEST_DURATION: &str = "altinn_outbox_request_duration_seconds";
 const CONFIG_FAULTS: &str = "altinn_outbox_config_faults";
+const EVENTS_RECEIVED: &str = "altinn_outbox_events_received_total";
 
 /// Upper bounds in seconds: from a token served in milliseconds to an upload that may take
 /// `altinn.upload_timeout_ms` (five minutes by default); ordinary requests time out at 30 s.
@@ -122,6 +130,7 @@ pub fn describe() {
     describe_counter!(TOKEN_REFRESHES, "Altinn token refreshes (Maskinporten grant and exchange), by outcome");
     describe_counter!(LEASES_RECLAIMED, "Expired leases of stopped workers taken back by the sweep");
     describe_counter!(CLAIM_FAILURES, "Claims of work that failed");
+    describe_counter!(EVENTS_RECEIVED, "Pushes to the Altinn Events receiver, by outcome");
     ::metrics::describe_gauge!(CONFIG_FAULTS, "1 while Altinn refuses us for a resource, by resource and fault");
     ::metrics::counter!(CLAIM_FAILURES).increment(0);
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "HTTP requests to Altinn and Maskinporten, to the headers");
@@ -133,6 +142,11 @@ pub fn describe() {
     for kind in ["delivery", "upload"] {
         ::metrics::counter!(LEASES_RECLAIMED, "kind" => kind).increment(0);
     }
+}
+
+/// One push to the events receiver; `outcome` from the fixed list above.
+pub fn event_received(outcome: &'static str) {
+    ::metrics::counter!(EVENTS_RECEIVED, "outcome" => outcome).increment(1);
 }
 
 /// One claim of work failed.

@@ -13,6 +13,7 @@
 pub mod admin;
 mod claim;
 pub mod counts;
+pub mod events;
 mod files;
 pub mod schedule;
 mod sql;

@@ -36,6 +36,7 @@ const ALL: &[&[Statement]] = &[
     super::admin::STATEMENTS,
     super::claim::STATEMENTS,
     super::counts::STATEMENTS,
+    super::events::STATEMENTS,
     super::files::STATEMENTS,
     super::schedule::STATEMENTS,
     super::uploads::STATEMENTS,

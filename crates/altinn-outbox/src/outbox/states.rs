@@ -120,16 +120,21 @@ pub enum HistoryKind {
     AltinnStatus,
     /// The [`NotificationOutcome`].
     Notification,
+    /// An Altinn event about the correspondence came (its type in `new_value`, `push` or
+    /// `pull` in `detail`): a hint that made the next status read come at once.
+    Event,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 3] = [HistoryKind::State, HistoryKind::AltinnStatus, HistoryKind::Notification];
+    pub const ALL: [HistoryKind; 4] =
+        [HistoryKind::State, HistoryKind::AltinnStatus, HistoryKind::Notification, HistoryKind::Event];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             HistoryKind::State => "state",
             HistoryKind::AltinnStatus => "altinn_status",
             HistoryKind::Notification => "notification",
+            HistoryKind::Event => "event",
         }
     }
 }

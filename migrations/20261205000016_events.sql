@@ -1,0 +1,91 @@
+-- Altinn Events: what Altinn pushes (or the pull API returns) is stored, once per event id,
+-- and moves the next status read of the deliveries it names to now. An event is a hint, never
+-- a state: the read that follows decides (events come in no order, and Altinn signs nothing).
+
+-- The receiver's secret path segment (the push endpoint is <public_url>/<secret>): made once by
+-- the daemon, shared by every instance, readable by the worker only.
+CREATE TABLE altinn_outbox.event_receiver (
+    singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret     text        NOT NULL CHECK (secret ~ '^[A-Za-z0-9_-]{22,}$'),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE altinn_outbox.event_receiver IS 'The secret path segment of the Altinn Events push endpoint (a bearer secret: at least 128 bits)';
+
+-- Every event received, by Altinn's id. Nothing personal is kept: the subject (a recipient
+-- URN, possibly a national identity number) is not stored.
+CREATE TABLE altinn_outbox.event (
+    id                text        PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 200),
+    type              text        NOT NULL CHECK (length(type) BETWEEN 1 AND 200),
+    resource          text        CHECK (length(resource) <= 300),
+    resource_instance text        CHECK (length(resource_instance) <= 200),
+    time              timestamptz,
+    received_at       timestamptz NOT NULL DEFAULT now(),
+    via               text        NOT NULL CHECK (via IN ('push', 'pull')),
+    -- False for a re-publication: an earlier event had the same instance and type, so this one
+    -- woke nothing and wrote no history.
+    first_of_kind     boolean     NOT NULL
+);
+CREATE INDEX event_instance_type_idx ON altinn_outbox.event (resource_instance, type);
+CREATE INDEX event_received_idx ON altinn_outbox.event (received_at);
+COMMENT ON TABLE altinn_outbox.event IS 'Altinn Events received (push or pull), once per event id; a hint to read the named correspondences again';
+
+-- History gains the kind 'event': the event's type in new_value, how it came in detail.
+ALTER TABLE altinn_outbox.history DROP CONSTRAINT history_kind_known;
+ALTER TABLE altinn_outbox.history ADD CONSTRAINT history_kind_known CHECK (kind IN
+    ('state', 'altinn_status', 'notification', 'event')) NOT VALID;
+DO $$
+BEGIN
+    ALTER TABLE altinn_outbox.history VALIDATE CONSTRAINT history_kind_known;
+EXCEPTION WHEN check_violation THEN
+    RAISE WARNING 'history rows hold a kind outside the known ones; fix them, then VALIDATE CONSTRAINT history_kind_known';
+END $$;
+
+-- Stores one event and acts on it, in one transaction: the first event of its id is stored;
+-- the first of its (instance, type) also records an 'event' history row on every delivery of
+-- the correspondence it names, moves the next status read of those still followed to now, and
+-- the next read of a file still being scanned (attachment events); then wakes the workers.
+-- Runs as the owner: the worker may call it, but may not write events or history itself.
+-- Returns whether the event was new, and how many deliveries and files it woke.
+CREATE FUNCTION altinn_outbox.receive_event(p_id text, p_type text, p_resource text, p_instance text,
+    p_time timestamptz, p_via text, OUT stored boolean, OUT deliveries integer, OUT files integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_first boolean;
+    v_instance uuid;
+BEGIN
+    deliveries := 0;
+    files := 0;
+    -- Two copies of one (instance, type) with different ids may come at once: one decides.
+    PERFORM pg_advisory_xact_lock(hashtextextended(coalesce(p_instance, '') || '|' || p_type, 20261205));
+    v_first := NOT EXISTS (SELECT 1 FROM altinn_outbox.event e
+                           WHERE e.resource_instance IS NOT DISTINCT FROM p_instance AND e.type = p_type);
+    INSERT INTO altinn_outbox.event (id, type, resource, resource_instance, time, via, first_of_kind)
+    VALUES (p_id, p_type, p_resource, p_instance, p_time, p_via, v_first)
+    ON CONFLICT (id) DO NOTHING;
+    stored := FOUND;
+    IF NOT stored OR NOT v_first THEN
+        RETURN;
+    END IF;
+    IF p_instance ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        v_instance := p_instance::uuid;
+        WITH named AS (
+            SELECT d.id, d.next_poll_at IS NOT NULL AS followed
+            FROM altinn_outbox.delivery d WHERE d.correspondence_id = v_instance
+        ), woken AS (
+            UPDATE altinn_outbox.delivery d SET next_poll_at = now()
+            FROM named WHERE d.id = named.id AND named.followed AND d.next_poll_at > now()
+            RETURNING d.id
+        ), recorded AS (
+            INSERT INTO altinn_outbox.history (delivery_id, kind, new_value, detail)
+            SELECT named.id, 'event', p_type, p_via FROM named
+        )
+        SELECT count(*) INTO deliveries FROM woken;
+        UPDATE altinn_outbox.attachment a SET next_attempt_at = now()
+        WHERE a.altinn_attachment_id = v_instance AND a.upload_state = 'processing' AND a.next_attempt_at > now();
+        GET DIAGNOSTICS files = ROW_COUNT;
+    END IF;
+    IF deliveries > 0 OR files > 0 THEN
+        PERFORM pg_notify('altinn_outbox', '');
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text) FROM PUBLIC;
