@@ -26,7 +26,7 @@ async fn app_publishing_late() -> TestApp {
 async fn run(app: &TestApp, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let config = app.config_file(dir.path());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
     tokio::task::spawn_blocking(move || {
         let _dir = dir;
         Command::new(BIN).arg("--config").arg(&config).args(&args).env_remove("RUST_LOG").output().unwrap()

@@ -237,10 +237,10 @@ async fn an_infected_shared_file_fails_every_waiting_delivery_with_the_reason() 
 
 #[tokio::test]
 async fn an_upload_whose_worker_died_is_started_over_by_the_sweep() {
+    use altinn_outbox::outbox::uploads;
     let app = TestApp::start().await;
     let id = insert_to(&app, "died-uploading", &organisations(2)).await;
     add_file(&app, id, "vedtak.pdf", b"%PDF-1.7").await;
-    use altinn_outbox::outbox::uploads;
     let claimed =
         uploads::claim_uploads(&app.pool, 1, "doomed", std::time::Duration::from_secs(60)).await.unwrap().remove(0);
     let step = uploads::Step {

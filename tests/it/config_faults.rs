@@ -221,7 +221,7 @@ async fn rows_older_than_the_age_limit_fail_with_the_faults_code() {
 async fn check(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let config = app.config_file(dir.path());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     tokio::task::spawn_blocking(move || {
         let _dir = dir;

@@ -126,7 +126,7 @@ async fn plant(app: &TestApp, id: i64, key: Uuid) -> Uuid {
     let request = compose::initialize_request(&content, ORG, key, chrono::Utc::now()).unwrap();
     match app.ctx.altinn.initialize(&request).await.unwrap() {
         Created::New { correspondence_id, .. } => correspondence_id,
-        other => panic!("created, not {other:?}"),
+        other @ Created::AlreadyExists => panic!("created, not {other:?}"),
     }
 }
 

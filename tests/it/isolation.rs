@@ -79,7 +79,11 @@ async fn add_file<'e>(db: impl sqlx::PgExecutor<'e>, message_id: i64, name: &str
 
 /// The SQLSTATE and text of a failed statement.
 fn code_and_text(err: sqlx::Error) -> (String, String) {
-    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default();
+    let code = err
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .map(std::borrow::Cow::into_owned)
+        .unwrap_or_default();
     (code, err.to_string())
 }
 

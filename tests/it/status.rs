@@ -90,7 +90,7 @@ async fn a_correspondence_purged_by_someone_else_ends_following_without_failing(
 #[tokio::test]
 async fn a_delivered_letter_is_never_failed_by_a_read() {
     let app = TestApp::with(crate::common::fake_config(), |c| {
-        c.status.follow_until = altinn_outbox::config::FollowUntil::Read
+        c.status.follow_until = altinn_outbox::config::FollowUntil::Read;
     })
     .await;
     let id = app.insert("read-later", &[ORG]).await;

@@ -99,6 +99,5 @@ pub fn field_of(logs: &str, message: &str, field: &str) -> String {
     logs.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["message"].as_str().is_some_and(|m| m.contains(message)))
-        .map(|v| v[field].to_string())
-        .unwrap_or_else(|| "?".into())
+        .map_or_else(|| "?".into(), |v| v[field].to_string())
 }

@@ -151,7 +151,7 @@ async fn scenario_6_slower_than_the_lease() {
         assert!(closest >= timeout, "two requests with one key {closest:?} apart: the first could still be waiting");
     }
     assert!(resent > 0, "some rows were sent again after a slow answer");
-    let closest = closest.map(|d| format!("{:.2} s", d.as_secs_f64())).unwrap_or("-".into());
+    let closest = closest.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
     report(
         "6 slower than the lease",
         &t,

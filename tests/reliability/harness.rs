@@ -295,8 +295,7 @@ pub async fn unfinished(pool: &sqlx::PgPool) -> i64 {
     sqlx::query("SELECT count(*) FROM altinn_outbox.delivery WHERE state NOT IN ('delivered', 'failed')")
         .fetch_one(pool)
         .await
-        .map(|r| r.get(0))
-        .unwrap_or(i64::MAX)
+        .map_or(i64::MAX, |r| r.get(0))
 }
 
 #[derive(Debug, Clone, Copy)]

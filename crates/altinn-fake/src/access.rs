@@ -43,7 +43,7 @@ fn bare(resource: &str) -> String {
 }
 
 fn lock(set: &Mutex<HashSet<String>>) -> MutexGuard<'_, HashSet<String>> {
-    set.lock().unwrap_or_else(|e| e.into_inner())
+    set.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Access {

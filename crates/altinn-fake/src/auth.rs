@@ -202,7 +202,7 @@ type Claims = Arc<Map<String, Value>>;
 
 impl CheckedToken {
     fn claims(&self, app: &App, token: &str) -> Result<Claims, Refusal> {
-        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, claims)) = last.as_ref().filter(|(known, _)| known == token) {
             return Ok(claims.clone());
         }

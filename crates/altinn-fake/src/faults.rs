@@ -136,12 +136,12 @@ pub struct Faults {
 
 impl Faults {
     pub fn add(&self, rule: FaultRule) {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).push(rule);
+        self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(rule);
     }
 
     /// Removes every rule. Retry-After times already given stay binding on the client.
     pub fn clear(&self) {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
     /// How many faults have been applied so far.
@@ -151,7 +151,7 @@ impl Faults {
 
     /// Picks the first rule that applies, consuming one of its `times`.
     fn take(&self, endpoint: Option<Endpoint>) -> Option<FaultKind> {
-        let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rules = self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let index = rules.iter().position(|r| {
             r.endpoint.covers(endpoint)
                 && r.times != Some(0)
@@ -172,12 +172,12 @@ impl Faults {
     /// A request that arrives within `IN_FLIGHT_ALLOWANCE` of a 429 was sent before the
     /// client could have read it (concurrent requests on loopback), so it does not count.
     fn arrived_too_early(&self, endpoint: Option<Endpoint>, now: Instant) -> bool {
-        let waits = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
+        let waits = self.retry_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         waits.iter().any(|(e, given, until)| e.covers(endpoint) && now > *given + IN_FLIGHT_ALLOWANCE && now < *until)
     }
 
     fn told_to_wait(&self, endpoint: Endpoint, given: Instant, until: Instant) {
-        let mut waits = self.retry_after.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waits = self.retry_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         waits.retain(|(e, _, _)| *e != endpoint);
         waits.push((endpoint, given, until));
     }

@@ -67,7 +67,7 @@ struct Node {
 fn segments(field: &str) -> Option<Vec<Segment>> {
     let mut out = Vec::new();
     for part in field.split('.') {
-        let (name, mut rest) = part.split_once('[').map(|(n, r)| (n, Some(r))).unwrap_or((part, None));
+        let (name, mut rest) = part.split_once('[').map_or((part, None), |(n, r)| (n, Some(r)));
         if !name.is_empty() {
             out.push(Segment::Name(name.to_ascii_lowercase()));
         }

@@ -302,7 +302,7 @@ impl FakeState {
 
     /// Locks the state; a panic in another handler must not wedge the whole fake.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Locks the state after applying the transitions due now to every attachment and
@@ -479,15 +479,15 @@ pub(crate) async fn record_middleware(State(app): State<Arc<App>>, request: Requ
 /// body), before any fault or handler: tests prove from this that no two requests with one
 /// key were ever outstanding together.
 async fn note_initialize(app: &App, request: Request) -> Request {
-    let (parts, body) = request.into_parts();
-    let arrived = std::time::Instant::now();
-    let bytes = axum::body::to_bytes(body, 32 << 20).await.unwrap_or_default();
     // Only the key is read: the handler parses the whole body once more for itself.
     #[derive(serde::Deserialize)]
     struct KeyOnly<'a> {
         #[serde(rename = "idempotentKey", borrow)]
         key: Option<std::borrow::Cow<'a, str>>,
     }
+    let (parts, body) = request.into_parts();
+    let arrived = std::time::Instant::now();
+    let bytes = axum::body::to_bytes(body, 32 << 20).await.unwrap_or_default();
     let key = serde_json::from_slice::<KeyOnly>(&bytes).ok().and_then(|k| k.key).and_then(|k| Uuid::parse_str(&k).ok());
     app.state.lock().initialize_arrivals.push((key, arrived));
     Request::from_parts(parts, axum::body::Body::from(bytes))

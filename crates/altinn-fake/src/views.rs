@@ -20,7 +20,7 @@ fn time(t: DateTime<Utc>) -> Value {
 }
 
 fn opt_time(t: Option<DateTime<Utc>>) -> Value {
-    t.map(time).unwrap_or(Value::Null)
+    t.map_or(Value::Null, time)
 }
 
 fn text(v: &Value, path: &[&str]) -> Value {
@@ -52,7 +52,7 @@ fn reference_type(v: &Value) -> Value {
         Value::String(s) => REFERENCE_TYPES.iter().find(|t| t.eq_ignore_ascii_case(s)).copied(),
         _ => None,
     };
-    name.map(Value::from).unwrap_or(Value::Null)
+    name.map_or(Value::Null, Value::from)
 }
 
 /// The fields overview and details share.

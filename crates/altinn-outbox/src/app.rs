@@ -87,7 +87,7 @@ pub fn token_client(config: &Config, key: SigningKey, http: reqwest::Client) -> 
             .subscription_key
             .as_ref()
             .filter(|k| !k.is_empty())
-            .map(|k| k.to_secret_string()),
+            .map(super::config::Secret::to_secret_string),
         grant_lifetime_s: config.maskinporten.grant_lifetime_s,
         refresh_margin_s: config.altinn.token_refresh_margin_s,
         failure_backoff_first: Duration::from_millis(config.maskinporten.failure_backoff_first_ms),
@@ -121,7 +121,7 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
     let http = http_client(config)?;
     let tokens = token_client(config, key, http.clone())?;
     let endpoints = config.endpoints()?;
-    let subscription_key = config.altinn.subscription_key.as_ref().map(|k| k.to_secret_string());
+    let subscription_key = config.altinn.subscription_key.as_ref().map(super::config::Secret::to_secret_string);
     let upload_timeout = Duration::from_millis(config.altinn.upload_timeout_ms);
     let altinn = AltinnClient::new(http, &endpoints.platform_url, tokens, subscription_key, upload_timeout)
         .with_fault_probe(Duration::from_millis(config.altinn.config_fault_probe_ms));
@@ -134,9 +134,8 @@ pub fn build_context(config: &Config) -> Result<Context, StartError> {
 }
 
 fn default_instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "host".into(), |h| h.trim().to_string());
     format!("{host}:{}", std::process::id())
 }
 

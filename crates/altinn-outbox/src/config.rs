@@ -535,7 +535,7 @@ pub struct Endpoints {
 impl Config {
     /// Defaults, then the TOML file (if it exists), then the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let path = path.map_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH), Path::to_path_buf);
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if path.exists() {
             figment = figment.merge(Toml::file_exact(&path));

@@ -88,7 +88,7 @@ async fn scrape(State(probes): State<Probes>) -> ([(header::HeaderName, &'static
 /// work are not failing again and again, and no resource has a configuration fault.
 pub async fn readiness(ctx: &Context) -> Readiness {
     let database = match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, crate::outbox::ping(&ctx.pool)).await {
-        Ok(Ok(_)) => "ok".to_string(),
+        Ok(Ok(())) => "ok".to_string(),
         Ok(Err(e)) => format!("unreachable: {e}"),
         Err(_) => format!("no answer within {} s", DATABASE_CHECK_TIMEOUT.as_secs()),
     };

@@ -222,7 +222,7 @@ pub async fn render(handle: &PrometheusHandle, pool: &PgPool) -> String {
 /// Folds histogram samples into their buckets until `shutdown`.
 pub async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(UPKEEP_INTERVAL);
-    while tokio::select! { _ = every.tick() => true, _ = shutdown.cancelled() => false } {
+    while tokio::select! { _ = every.tick() => true, () = shutdown.cancelled() => false } {
         handle.run_upkeep();
     }
 }

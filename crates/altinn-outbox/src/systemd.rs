@@ -97,7 +97,7 @@ impl Liveness {
 pub async fn watchdog(liveness: Arc<Liveness>, shutdown: CancellationToken) {
     let Some(period) = sd_notify::watchdog_enabled() else { return };
     info!(period_ms = period.as_millis() as u64, "systemd watchdog enabled");
-    feed(&liveness, period, shutdown).await
+    feed(&liveness, period, shutdown).await;
 }
 
 async fn feed(liveness: &Liveness, period: Duration, shutdown: CancellationToken) {

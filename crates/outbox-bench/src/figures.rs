@@ -107,7 +107,7 @@ pub fn figures(args: &Args, selection: &Selection, m: &Measured) -> Vec<Figure> 
             per_delivered,
             "≤ 1.5 (publish within 5 s)",
         ));
-        let per_row = of(|b| b.worker_transactions as f64 / b.rows as f64);
+        let per_row = of(|b| b.worker_transactions as f64 / f64::from(b.rows));
         out.push(Figure::new("7", "worker transactions per row", "xact/row", per_row, "-"));
     }
     out

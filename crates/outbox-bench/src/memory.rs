@@ -85,8 +85,8 @@ async fn measure_in(
     let mut own = env.connect().await?;
     let first_id = sql::next_delivery_id(&mut own).await?;
     let file_bytes = match load {
-        Load::Plain => sql::load_messages(&mut own, rows).await.map(|_| 0)?,
-        Load::Files { bytes } => sql::load_messages_with_files(&mut own, rows, bytes).await.map(|_| bytes)?,
+        Load::Plain => sql::load_messages(&mut own, rows).await.map(|()| 0)?,
+        Load::Files { bytes } => sql::load_messages_with_files(&mut own, rows, bytes).await.map(|()| bytes)?,
     };
     let scratch = Scratch::create()?;
     let mut child = spawn(daemon, env, key, run, &scratch)?;
@@ -195,7 +195,7 @@ async fn watch(
         }
         Ok(())
     };
-    let (progress, _) = scenario::wait_for_with(own, first_id, rows as i64, Until::Sent, sample).await?;
+    let (progress, _) = scenario::wait_for_with(own, first_id, i64::from(rows), Until::Sent, sample).await?;
     Ok((progress.sent, sampled))
 }
 

@@ -73,7 +73,7 @@ async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow:
     let before = env.settled_transactions().await?;
     let mut own = env.connect().await?;
     let (shutdown, worker) = env.start_worker();
-    let waited = wait_for(&mut own, first_id, rows as i64, until).await;
+    let waited = wait_for(&mut own, first_id, i64::from(rows), until).await;
     shutdown.cancel();
     worker.await?;
     let (progress, own_statements) = waited?;
@@ -82,7 +82,7 @@ async fn backlog_in(env: &Env, rows: u32, preload: u32, until: Until) -> anyhow:
     own.close().await?;
     env.ctx.pool.close().await;
     let after = env.settled_transactions().await?;
-    let rate = |seconds: f64| if seconds > 0.0 { rows as f64 / seconds } else { 0.0 };
+    let rate = |seconds: f64| if seconds > 0.0 { f64::from(rows) / seconds } else { 0.0 };
     Ok(BacklogRun {
         rows,
         send_rows_per_s: rate(windows.send_s),
@@ -140,7 +140,7 @@ async fn pickup_in(env: &Env, rate: u32, seconds: u32) -> anyhow::Result<Vec<f64
         let id = sql::insert_one(&mut own, &format!("pickup-{i}")).await?;
         committed.insert(id, Instant::now());
     }
-    let waited = wait_for(&mut own, 1, total as i64, Until::Sent).await;
+    let waited = wait_for(&mut own, 1, i64::from(total), Until::Sent).await;
     shutdown.cancel();
     worker.await?;
     waited?;

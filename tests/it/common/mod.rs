@@ -85,7 +85,7 @@ impl TestApp {
     }
 
     pub async fn insert(&self, reference: &str, recipients: &[&str]) -> i64 {
-        let recipients: Vec<String> = recipients.iter().map(|s| s.to_string()).collect();
+        let recipients: Vec<String> = recipients.iter().map(std::string::ToString::to_string).collect();
         sqlx::query_scalar(
             "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, summary, body)
              VALUES ($1, $2, $3, 'Vedtak', 'Kort oppsummering', '# Vedtak\nTekst i **markdown**') RETURNING id",
@@ -113,7 +113,7 @@ impl TestApp {
     }
 
     pub async fn insert_many(&self, n: usize) {
-        self.insert_many_from(1, n).await
+        self.insert_many_from(1, n).await;
     }
 
     /// `n` single-recipient messages with references bulk-`first` onwards.
@@ -250,7 +250,7 @@ impl Drop for TestApp {
                 if let Ok(admin) = PgPool::connect(&format!("{url}/postgres")).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
                 }
-            })
+            });
         })
         .join();
     }

@@ -122,7 +122,7 @@ impl Drop for Roles {
                 if let Ok(admin) = PgPool::connect(&db).await {
                     let _ = sqlx::raw_sql(&format!("DROP OWNED BY {roles}; DROP ROLE {roles}")).execute(&admin).await;
                 }
-            })
+            });
         })
         .join();
     }
@@ -169,7 +169,11 @@ pub async fn visible(pool: &PgPool) -> Vec<i64> {
 /// The SQLSTATE and text of the error `sql` fails with.
 pub async fn error_of(pool: &PgPool, sql: &str) -> (String, String) {
     let err = sqlx::query(sql).execute(pool).await.expect_err(sql);
-    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default();
+    let code = err
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .map(std::borrow::Cow::into_owned)
+        .unwrap_or_default();
     (code, err.to_string())
 }
 
@@ -181,7 +185,7 @@ pub async fn assert_denied(pool: &PgPool, sql: &str) {
 
 /// As `pool`'s role, in one transaction: a letter to `recipients` with one file.
 pub async fn insert_with_file(pool: &PgPool, reference: &str, recipients: &[&str]) -> i64 {
-    let recipients: Vec<String> = recipients.iter().map(|s| s.to_string()).collect();
+    let recipients: Vec<String> = recipients.iter().map(std::string::ToString::to_string).collect();
     let mut tx = pool.begin().await.unwrap();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO altinn_outbox.message (resource_id, senders_reference, recipients, title, body)

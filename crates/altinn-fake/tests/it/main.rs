@@ -983,13 +983,13 @@ async fn multipart_property_keys_bind_as_aspnet_binds_them() {
 
 #[tokio::test]
 async fn multipart_rules_answer_with_their_error_codes() {
+    // (what is wrong, text fields, file parts, expected errorCode)
+    type Case = (&'static str, Vec<(String, String)>, Vec<File>, i64);
     let server = FakeServer::start(config()).await;
     let api = Api::new(&server).await;
     let other_md5 = md5_hex(b"something else");
     let mut bad_checksum = form_fields(&["a.pdf"]);
     bad_checksum.push(("Correspondence.Content.Attachments[0].Checksum".into(), other_md5));
-    // (what is wrong, text fields, file parts, expected errorCode)
-    type Case = (&'static str, Vec<(String, String)>, Vec<File>, i64);
     let cases: Vec<Case> = vec![
         ("one file for two entries", form_fields(&["a.pdf", "b.pdf"]), vec![("a.pdf", PDF_A)], 1005),
         ("file without metadata", form_fields(&[]), vec![("a.pdf", PDF_A)], 1005),

@@ -269,7 +269,7 @@ fn display(lower: &str) -> String {
         .iter()
         .chain(MORE.iter())
         .find(|n| n.eq_ignore_ascii_case(lower))
-        .map_or_else(|| lower.to_string(), |n| n.to_string())
+        .map_or_else(|| lower.to_string(), std::string::ToString::to_string)
 }
 
 #[cfg(test)]

@@ -346,7 +346,8 @@ fn reply_links_are_absolute_https_of_at_most_255_characters() {
 #[test]
 fn notification_must_be_an_object() {
     accepted(&with(|m| {
-        m.notification = Some(json!({"notificationChannel": "Email", "emailSubject": "Ny melding", "emailBody": "Hei"}))
+        m.notification =
+            Some(json!({"notificationChannel": "Email", "emailSubject": "Ny melding", "emailBody": "Hei"}));
     }));
     rejected(&with(|m| m.notification = Some(json!("Email"))), "notification");
     rejected(&with(|m| m.notification = Some(json!([]))), "notification");

@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn base64_jwk_with_surrounding_whitespace_loads() {
         let encoded = base64::engine::general_purpose::STANDARD.encode(fixture_text("test-jwk.json"));
-        let wrapped = format!("\n  {}\n", encoded);
+        let wrapped = format!("\n  {encoded}\n");
         let key = SigningKey::load(&KeySource::JwkBase64(wrapped.into())).unwrap();
         assert_eq!(key.kid(), "outbox-test-key-1");
         assert!(signs_for(&key, &fixture_text("test-jwks-public.json")));

@@ -29,7 +29,7 @@ struct Failing {
 impl ClaimHealth {
     /// Records one claim's outcome.
     pub fn record<T>(&self, outcome: &Result<T, sqlx::Error>) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match outcome {
             Ok(_) => *state = Failing::default(),
             Err(e) => {
@@ -43,7 +43,7 @@ impl ClaimHealth {
 
     /// Why claims are not working, when the last [`NOT_READY_AFTER`] or more failed.
     pub fn problem(&self) -> Option<String> {
-        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         (state.in_a_row >= NOT_READY_AFTER).then(|| {
             let secs = state.since.map_or(0, |s| s.elapsed().as_secs());
             format!("{} claims in a row failed (for {secs} s); last error: {}", state.in_a_row, state.last_error)

@@ -238,23 +238,23 @@ fn log_outcome(job: &Job, outcome: &Outcome) {
     };
     match outcome {
         Outcome::Sent { correspondence_id, .. } => {
-            info!(message_id, %correspondence_id, state = DeliveryState::AwaitingStatus.as_str(), "sent")
+            info!(message_id, %correspondence_id, state = DeliveryState::AwaitingStatus.as_str(), "sent");
         }
         // A wait that is not the row's fault is said once where it arises (the gate, the token
         // client, the resource's configuration fault), not once per row and try.
         Outcome::Retry { code, at, refund: true, .. } => {
             let state = DeliveryState::Pending.as_str();
-            tracing::debug!(message_id, code, retry_at = %at, state, "waits without using an attempt")
+            tracing::debug!(message_id, code, retry_at = %at, state, "waits without using an attempt");
         }
         Outcome::Retry { code, at, .. } => {
-            warn!(message_id, code, retry_at = %at, state = DeliveryState::Pending.as_str(), "will retry")
+            warn!(message_id, code, retry_at = %at, state = DeliveryState::Pending.as_str(), "will retry");
         }
         Outcome::Finished { state, code, message } => {
-            warn!(message_id, code, state = state.as_str(), reason = message.as_str(), "finished unsent")
+            warn!(message_id, code, state = state.as_str(), reason = message.as_str(), "finished unsent");
         }
         Outcome::Polled(u) => match (job, u.state) {
             (Job::Poll(p), state) if p.state != state => {
-                info!(message_id, state = state.as_str(), altinn_status = u.altinn_status.as_deref(), "status changed")
+                info!(message_id, state = state.as_str(), altinn_status = u.altinn_status.as_deref(), "status changed");
             }
             _ => tracing::debug!(message_id, altinn_status = u.altinn_status.as_deref(), "status read"),
         },

@@ -68,13 +68,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         let idle_for = feed.idle_until.map(|t| t.saturating_duration_since(Instant::now()));
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => break,
             claimed = feed.claimed(), if feed.claiming() => feed.receive(claimed, &work.leases, idle_poll),
-            _ = work.permit_freed(), if !feed.ready.is_empty() && throttled.is_zero() => {}
-            _ = wake.notified() => feed.wake(),
-            _ = tokio::time::sleep(idle_for.unwrap_or_default()), if idle_for.is_some() => feed.idle_until = None,
-            _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
-            _ = tokio::time::sleep(next_sweep.saturating_duration_since(Instant::now())) => {}
+            () = work.permit_freed(), if !feed.ready.is_empty() && throttled.is_zero() => {}
+            () = wake.notified() => feed.wake(),
+            () = tokio::time::sleep(idle_for.unwrap_or_default()), if idle_for.is_some() => feed.idle_until = None,
+            () = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
+            () = tokio::time::sleep(next_sweep.saturating_duration_since(Instant::now())) => {}
         }
     }
     // Claims under way are waited for, so that their rows are released with the rest.
