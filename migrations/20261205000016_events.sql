@@ -10,6 +10,9 @@ CREATE TABLE altinn_outbox.event_receiver (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE altinn_outbox.event_receiver IS 'The secret path segment of the Altinn Events push endpoint (a bearer secret: at least 128 bits)';
+COMMENT ON COLUMN altinn_outbox.event_receiver.singleton IS 'Always true: there is one receiver secret';
+COMMENT ON COLUMN altinn_outbox.event_receiver.secret IS 'URL-safe base64 of random bytes; pushes come to <events.public_url>/<secret>';
+COMMENT ON COLUMN altinn_outbox.event_receiver.created_at IS 'When an instance made it';
 
 -- Every event received, by Altinn's id. Nothing personal is kept: the subject (a recipient
 -- URN, possibly a national identity number) is not stored.
@@ -28,6 +31,14 @@ CREATE TABLE altinn_outbox.event (
 CREATE INDEX event_instance_type_idx ON altinn_outbox.event (resource_instance, type);
 CREATE INDEX event_received_idx ON altinn_outbox.event (received_at);
 COMMENT ON TABLE altinn_outbox.event IS 'Altinn Events received (push or pull), once per event id; a hint to read the named correspondences again';
+COMMENT ON COLUMN altinn_outbox.event.id IS 'The CloudEvent id Altinn gave it (a redelivery has the same id)';
+COMMENT ON COLUMN altinn_outbox.event.type IS 'The CloudEvent type, e.g. no.altinn.correspondence.correspondencepublished';
+COMMENT ON COLUMN altinn_outbox.event.resource IS 'The resource, urn:altinn:resource:<id>';
+COMMENT ON COLUMN altinn_outbox.event.resource_instance IS 'The correspondence id (an attachment id for attachment events, a notification order id for notificationcreated)';
+COMMENT ON COLUMN altinn_outbox.event.time IS 'When Altinn says it published the event (not when the status changed)';
+COMMENT ON COLUMN altinn_outbox.event.received_at IS 'When it reached the daemon';
+COMMENT ON COLUMN altinn_outbox.event.via IS 'push (to the receiver) or pull (read from the events API)';
+COMMENT ON COLUMN altinn_outbox.event.first_of_kind IS 'Whether it was the first with its instance and type (only that one wakes deliveries and writes history)';
 
 -- History gains the kind 'event': the event's type in new_value, how it came in detail.
 ALTER TABLE altinn_outbox.history DROP CONSTRAINT history_kind_known;

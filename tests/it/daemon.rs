@@ -217,6 +217,8 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
             "delivery_key",
             "delivery_reference",
             "delivery_status",
+            "event",
+            "event_receiver",
             "history",
             "message",
             "message_status",
@@ -228,7 +230,8 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
     let uncommented: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.columns c
          WHERE c.table_schema = 'altinn_outbox'
-           AND c.table_name IN ('message', 'delivery', 'attachment', 'history', 'schedule', 'schedule_run', 'producer_resource')
+           AND c.table_name IN ('message', 'delivery', 'attachment', 'history', 'schedule', 'schedule_run',
+                                'producer_resource', 'event', 'event_receiver')
            AND col_description(('altinn_outbox.' || c.table_name)::regclass, c.ordinal_position) IS NULL",
     )
     .fetch_one(&app.pool)
