@@ -108,7 +108,7 @@ pub fn settings(config: &Config) -> Settings {
         sweep_interval: Duration::from_millis(w.sweep_interval_ms),
         shutdown_grace: Duration::from_millis(w.shutdown_grace_ms),
         retry: RetryPolicy::from_config(&config.retry),
-        status: StatusPolicy::from_config(&config.status),
+        status: StatusPolicy::with_events(&config.status, &config.events),
         scan: ScanPolicy::from_config(&config.retry, &config.status),
     }
 }

@@ -290,6 +290,9 @@ pub struct EventsConfig {
     pub max_body_bytes: usize,
     /// Pushes handled at once; more are answered 503 (Altinn retries them).
     pub max_in_flight: usize,
+    /// With events on, milliseconds between routine status reads after the first (the first
+    /// comes as `status.first_poll_delay_ms` says): the safety net for lost events.
+    pub safety_poll_interval_ms: u64,
 }
 
 impl Default for EventsConfig {
@@ -302,6 +305,7 @@ impl Default for EventsConfig {
             trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
             max_body_bytes: 64 * 1024,
             max_in_flight: 64,
+            safety_poll_interval_ms: 3_600_000,
         }
     }
 }
@@ -358,6 +362,9 @@ impl Config {
         }
         if e.max_in_flight == 0 {
             return Err(invalid("events.max_in_flight", "must be at least 1"));
+        }
+        if e.safety_poll_interval_ms == 0 {
+            return Err(invalid("events.safety_poll_interval_ms", "must be at least 1"));
         }
         Ok(Some(EventsSettings {
             public_url,

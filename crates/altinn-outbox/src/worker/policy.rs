@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::altinn::faults::LONGEST_ROW_WAIT;
-use crate::config::{FollowUntil, RetryConfig, StatusConfig};
+use crate::config::{EventsConfig, FollowUntil, RetryConfig, StatusConfig};
 
 /// `now + wait`, saturating: a configured wait never overflows into a panic (a wait past the
 /// calendar's end means the end, which PostgreSQL's timestamptz still holds).
@@ -91,9 +91,21 @@ pub struct StatusPolicy {
     pub follow_until: FollowUntil,
     pub follow_notifications: bool,
     pub max_age: Duration,
+    /// With Altinn Events on: the spacing of routine reads after the first, since an event
+    /// brings the read forward when something happens. The poll stays as the safety net for
+    /// events that never come (lost, dead-lettered, or changes that have none).
+    pub safety_interval: Option<Duration>,
 }
 
 impl StatusPolicy {
+    /// The policy of `c`, slowed to the safety poll of `events` when events are on.
+    pub fn with_events(c: &StatusConfig, events: &EventsConfig) -> Self {
+        StatusPolicy {
+            safety_interval: events.enabled.then(|| Duration::from_millis(events.safety_poll_interval_ms)),
+            ..StatusPolicy::from_config(c)
+        }
+    }
+
     pub fn from_config(c: &StatusConfig) -> Self {
         StatusPolicy {
             schedule: Backoff {
@@ -105,12 +117,20 @@ impl StatusPolicy {
             follow_until: c.follow_until,
             follow_notifications: c.follow_notifications,
             max_age: Duration::from_secs(c.max_follow_age_h * 3600),
+            safety_interval: None,
         }
     }
 
     /// The interval before read number `polls + 1`.
     pub fn interval(&self, polls: i32) -> Duration {
         self.schedule.delay(polls.max(0) as u32 + 1, 0.0)
+    }
+
+    /// The interval before the next routine read, after a read that succeeded: the schedule,
+    /// or with events on the safety poll (never sooner than the schedule would read).
+    pub fn routine_interval(&self, polls: i32) -> Duration {
+        let scheduled = self.interval(polls);
+        self.safety_interval.map_or(scheduled, |safety| safety.max(scheduled))
     }
 }
 
@@ -166,6 +186,21 @@ mod tests {
 
     fn backoff() -> Backoff {
         Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60), multiplier: 2.0, jitter: 0.5 }
+    }
+
+    #[test]
+    fn with_events_on_routine_reads_slow_to_the_safety_poll_and_the_first_stays() {
+        let status = StatusConfig::default();
+        let mut events = EventsConfig::default();
+        let off = StatusPolicy::with_events(&status, &events);
+        assert_eq!(off.routine_interval(1), off.interval(1), "events off: the schedule");
+        events.enabled = true;
+        let on = StatusPolicy::with_events(&status, &events);
+        assert_eq!(on.interval(0), off.interval(0), "the first read comes as without events");
+        assert_eq!(on.routine_interval(1), Duration::from_secs(3600));
+        events.safety_poll_interval_ms = 1;
+        let tiny = StatusPolicy::with_events(&status, &events);
+        assert_eq!(tiny.routine_interval(3), off.interval(3), "never sooner than the schedule");
     }
 
     #[test]

@@ -204,7 +204,7 @@ fn next_read(
         DeliveryState::Delivered => goal_reached && (notification_final || !policy.follow_notifications),
         _ => true,
     };
-    (!done && !too_old(job, policy, now)).then(|| after(now, policy.interval(job.polls + 1)))
+    (!done && !too_old(job, policy, now)).then(|| after(now, policy.routine_interval(job.polls + 1)))
 }
 
 /// Summarises notifications: `(outcome, detail, final)`. Addresses are left out of the detail.

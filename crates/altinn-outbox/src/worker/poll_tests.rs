@@ -29,6 +29,7 @@ fn policy() -> StatusPolicy {
         follow_until: FollowUntil::Published,
         follow_notifications: false,
         max_age: Duration::from_secs(14 * 24 * 3600),
+        safety_interval: None,
     }
 }
 
