@@ -185,7 +185,7 @@ fn due_date_events(record: &mut Record, now: DateTime<Utc>, out: &mut Vec<Pendin
 
 /// The earliest time something timed may happen to `record` (publish, read, confirm, the
 /// notification result, the due date); None when nothing will without someone acting.
-/// Early is harmless (the clock looks and finds nothing); late would delay events.
+/// Late would delay events; early costs a look that finds nothing.
 pub(crate) fn next_due(record: &Record, config: &FakeConfig) -> Option<DateTime<Utc>> {
     let after = |ms: u64| record.public.created + Duration::milliseconds(ms as i64);
     let mut times = Vec::new();
@@ -199,9 +199,11 @@ pub(crate) fn next_due(record: &Record, config: &FakeConfig) -> Option<DateTime<
             if let (true, Some(ms), None) = (live, config.read_after_ms, record.first(Status::Read)) {
                 times.push(after(ms).max(published));
             }
+            // As `Record::advance` computes them, so a due time never lies in the past of a
+            // record that has nothing to do (which would make the clock look at it every tick).
             let confirming = live && record.confirmation_needed && record.first(Status::Confirmed).is_none();
             if let (true, Some(ms)) = (confirming, config.confirm_after_ms) {
-                times.push(after(ms).max(published));
+                times.push(after(ms).max(record.first(Status::Read).unwrap_or(published)));
             }
             if record.notification.is_some() && !record.marks.notification_result {
                 times.push(published + Duration::milliseconds(config.notification_after_ms as i64));
