@@ -346,7 +346,8 @@ impl FakeServer {
     }
 
     /// Runs the events clock once now, without waiting for its next tick (which would find
-    /// the same changes a few milliseconds later).
+    /// the same changes a few milliseconds later). Call it inside the tokio runtime: the
+    /// pushes it starts are tasks.
     pub fn publish_events_now(&self) {
         events::publisher::tick(&self.app);
     }

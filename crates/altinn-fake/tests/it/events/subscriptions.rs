@@ -267,3 +267,16 @@ async fn get_and_delete_belong_to_the_creator_and_the_list_includes_unvalidated_
     assert_eq!(owner.get(&id).await.status, StatusCode::NOT_FOUND);
     assert_eq!(owner.list().await.json()["count"], 0);
 }
+
+#[tokio::test]
+async fn plain_http_endpoints_are_refused_unless_the_fake_allows_them() {
+    let strict = FakeServer::start(altinn_fake::FakeConfig { events_allow_http: false, ..config() }).await;
+    let events = Events::new(&strict, ALL_SCOPES).await;
+    let reply = events.create(&subscription("http://127.0.0.1:9/hook", json!({}))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json(), json!("Missing or invalid endpoint to push events towards"));
+    let allowing = FakeServer::start(config()).await;
+    let events = Events::new(&allowing, ALL_SCOPES).await;
+    let reply = events.create(&subscription("http://127.0.0.1:9/hook", json!({}))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "the one deliberate deviation, for local tests");
+}
