@@ -20,6 +20,7 @@ use super::Knobs;
 
 /// The scope every subscription call and the pull API need.
 pub(crate) const SUBSCRIBE_SCOPE: &str = "altinn:events.subscribe";
+/// How a `subjectFilter` or an event's subject names an organisation.
 const ORG_URN: &str = "urn:altinn:organization:identifier-no:";
 
 /// An authenticated caller.

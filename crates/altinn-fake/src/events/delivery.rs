@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::cloud::validation_event;
 use super::{AttemptKind, DeadLetter, DeliveryAttempt, Events, FakeEvent};
 
+/// `new StringContent(payload, Encoding.UTF8, "application/json")`: not the CloudEvents media type.
 const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
 /// What one POST came to: the status, or why there was none.

@@ -19,8 +19,10 @@ use super::answers::{bad_request, unsupported_media_type, validation_problem};
 use super::caller::{caller, permits};
 use super::FakeEvent;
 
+/// The controller's page size when `size` is missing or below 1, and its clamp.
 const DEFAULT_SIZE: i64 = 50;
 const MAX_SIZE: i64 = 1000;
+/// `[FromHeader(Name = "Altinn-AlternativeSubject")]`: the alternative subject is a header.
 const ALTERNATIVE_SUBJECT_HEADER: &str = "altinn-alternativesubject";
 
 /// The query as ASP.NET's `Request.Query` holds it: keys case-insensitive, kept with the
