@@ -43,6 +43,9 @@ const FILE_TYPES: [(&str, &str); 20] = [
     ("dcm", "application/dicom"),
     ("dicom", "application/dicom"),
 ];
+/// How the malware scan result handler's status text starts; the only attachment failure
+/// that publishes `attachmentuploadfailed`.
+pub(crate) const MALWARE_FAILURE: &str = "Malware scan failed: ";
 const INVALID_CHARS: [char; 9] = ['<', '>', ':', '"', '/', '\\', '|', '?', '*'];
 const RESERVED_NAMES: [&str; 22] = [
     "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2",
@@ -179,6 +182,8 @@ pub(crate) struct AttachmentRecord {
     pub history: Vec<(AttachmentStatus, String, DateTime<Utc>)>,
     /// When the malware scan of an upload in processing completes.
     pub scan_done: Option<DateTime<Utc>>,
+    /// How many entries of `history` the events clock has seen (it is only appended to).
+    pub announced: usize,
 }
 
 impl AttachmentRecord {
@@ -192,6 +197,7 @@ impl AttachmentRecord {
             correspondence_ids: Vec::new(),
             history: vec![(AttachmentStatus::Initialized, "Initialized".into(), now)],
             scan_done: None,
+            announced: 0,
         }
     }
 
@@ -228,8 +234,8 @@ impl AttachmentRecord {
             return;
         }
         if self.received.as_ref().is_some_and(|r| r.infected) {
-            let text = "Malware scan failed: Virus:DOS/EICAR_Test_File";
-            self.push(AttachmentStatus::Failed, text, done);
+            let text = format!("{MALWARE_FAILURE}Virus:DOS/EICAR_Test_File");
+            self.push(AttachmentStatus::Failed, &text, done);
         } else {
             self.push(AttachmentStatus::Published, "Published", done);
         }

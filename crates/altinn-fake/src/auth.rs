@@ -57,7 +57,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The API-Management gateway's answer when the subscription key is missing or wrong.
-fn subscription_key_refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn subscription_key_refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &app.config.subscription_key else {
         return None;
     };
@@ -198,7 +198,7 @@ impl IntoResponse for Refusal {
 #[derive(Default)]
 pub(crate) struct CheckedToken(std::sync::Mutex<Option<(String, Claims)>>);
 
-type Claims = Arc<Map<String, Value>>;
+pub(crate) type Claims = Arc<Map<String, Value>>;
 
 impl CheckedToken {
     fn claims(&self, app: &App, token: &str) -> Result<Claims, Refusal> {
@@ -233,6 +233,16 @@ fn check_altinn_token(app: &App, headers: &HeaderMap, scopes: &[&str]) -> Result
         return Err(Refusal::Forbidden);
     }
     Ok(())
+}
+
+/// The claims of a valid, unexpired Altinn token, as Altinn Events' JwtCookie scheme checks
+/// it: the signature (which a raw Maskinporten token fails, signed by another key; here told
+/// apart by its issuer) and the lifetime with zero clock skew. Scope and claims are left to
+/// the caller. None: Events answers an empty 401.
+pub(crate) fn altinn_token_claims(app: &App, headers: &HeaderMap) -> Option<Claims> {
+    let claims = app.checked_token.claims(app, bearer(headers)?).ok()?;
+    let exp = claims.get("exp").and_then(Value::as_i64)?;
+    (exp > app.now().timestamp()).then_some(claims)
 }
 
 /// The real API's answer to an unexchanged Maskinporten token (AltinnTokenEventsHelper.cs):

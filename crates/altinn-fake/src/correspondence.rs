@@ -26,7 +26,7 @@ use super::linking::{self, AttachmentPlan};
 use super::model::{at, idempotent_key, normalize_keys};
 use super::multipart::FilePart;
 use super::problem::{json_response, Problem};
-use super::state::{bump, FakeCorrespondence, NotificationOrder, Record, Status};
+use super::state::{bump, EventMarks, FakeCorrespondence, NotificationOrder, Record, Status};
 use super::validate::{validate, Initialize};
 use super::{attachment_api, upload, views, App};
 
@@ -133,6 +133,8 @@ fn commit(
     for (metadata, received) in plan.new {
         let scan_ms = state.scan_ms(metadata.file_name.as_deref(), app.config.malware_scan_ms);
         let mut attachment = AttachmentRecord::new(&valid.resource_id, metadata, now);
+        // Only `POST /attachment` publishes attachmentinitialized (InitializeAttachmentHandler).
+        attachment.announced = attachment.history.len();
         attachment.upload_attempts = 1;
         attachment.uploaded(received, now, scan_ms);
         attachment_ids.push(attachment.id);
@@ -163,6 +165,7 @@ fn commit(
         let position = state.records.len();
         state.by_id.insert(record.public.id, position);
         state.records.push(record);
+        state.touch(position);
     }
     tracing::info!(count = created.len(), attachments = attachment_ids.len(), "correspondences initialized");
     Ok(json!({ "correspondences": created, "attachmentIds": attachment_ids }))
@@ -195,6 +198,8 @@ fn new_record(
         normalized: body.clone(),
         history: Vec::new(),
         requested_publish: valid.requested_publish.unwrap_or(now),
+        due: valid.due,
+        marks: EventMarks::default(),
         confirmation_needed: valid.confirmation_needed,
         notification: valid.notification.as_ref().map(|plan| NotificationOrder {
             order_id: Uuid::new_v4(),
@@ -203,7 +208,11 @@ fn new_record(
             sms: plan.sms,
         }),
     };
-    record.push(Status::Initialized, "Initialized", now);
+    match last {
+        // No correspondenceinitialized for one created Reserved (InitializeCorrespondencesHandler).
+        Status::Reserved => record.push_quiet(Status::Initialized, "Initialized", now),
+        _ => record.push(Status::Initialized, "Initialized", now),
+    }
     match last {
         Status::Reserved => {
             let text = "Recipient has reserved themselves from public correspondences";
@@ -335,9 +344,10 @@ async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response 
     };
     let now = app.now();
     let (mut state, index) = app.state.lock_advanced_one(id);
-    let Some(record) = index.map(|i| &mut state.records[i]) else {
+    let Some(i) = index else {
         return not_found();
     };
+    let record = &mut state.records[i];
     if record.is_purged() {
         return Problem::domain(1014, "Correspondence has already been purged").into_response();
     }
@@ -347,6 +357,7 @@ async fn purge(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response 
         return Problem::domain(1013, message).into_response();
     }
     record.push(Status::PurgedByAltinn, "PurgedByAltinn", now);
+    state.touch(i);
     tracing::info!("correspondence purged by its sender");
     json_response(200, &json!(id))
 }

@@ -42,6 +42,10 @@ pub enum Endpoint {
     AttachmentUpload,
     /// `GET /attachment/{id}` and `GET /attachment/{id}/details`.
     AttachmentStatus,
+    /// Every call under `/events/api/v1/subscriptions`.
+    Subscriptions,
+    /// `GET /events/api/v1/events`, the pull API.
+    EventsPull,
     Any,
 }
 
@@ -53,6 +57,13 @@ impl Endpoint {
         }
         if path.starts_with("/authentication/api/v1/exchange/") {
             return Some(Endpoint::Exchange);
+        }
+        if let Some(rest) = path.strip_prefix("/events/api/v1/") {
+            return match rest.split('/').next() {
+                Some("subscriptions") => Some(Endpoint::Subscriptions),
+                Some("events") if method == Method::GET => Some(Endpoint::EventsPull),
+                _ => None,
+            };
         }
         let rest = path.strip_prefix("/correspondence/api/v1/")?;
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -258,6 +269,8 @@ mod tests {
         assert_eq!(Endpoint::of(&Method::GET, &format!("{attachment}/x")), Some(Endpoint::AttachmentStatus));
         assert_eq!(Endpoint::of(&Method::GET, &format!("{attachment}/x/details")), Some(Endpoint::AttachmentStatus));
         assert_eq!(Endpoint::of(&Method::DELETE, &format!("{attachment}/x")), None);
+        assert_eq!(Endpoint::of(&Method::DELETE, "/events/api/v1/subscriptions/7"), Some(Endpoint::Subscriptions));
+        assert_eq!(Endpoint::of(&Method::GET, "/events/api/v1/events"), Some(Endpoint::EventsPull));
     }
 
     #[test]

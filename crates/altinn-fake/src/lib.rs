@@ -1,4 +1,5 @@
-//! A strict fake of Maskinporten and Altinn (token exchange + Correspondence API) on one port.
+//! A strict fake of Maskinporten and Altinn (token exchange, Correspondence API, Events) on
+//! one port.
 //!
 //! Integration tests and the local demo point the outbox at this server instead of the real
 //! services. It is deliberately as strict as the real servers: a fake that accepts anything
@@ -17,6 +18,9 @@
 //!   malware verdict of uploaded bytes.
 //! - `views`: overview and details bodies. `problem`: error bodies.
 //! - `state`: what the fake remembers, for assertions. `faults`: fault injection.
+//! - `events`: Altinn Events under `/events/api/v1` (subscriptions, the endpoint handshake,
+//!   pushes with retries and dead letters, the pull API, event faults) and the events clock
+//!   through which the fake Correspondence publishes the events of its status changes.
 
 mod access;
 mod attachment;
@@ -24,6 +28,7 @@ mod attachment_api;
 mod auth;
 mod blob;
 mod correspondence;
+mod events;
 mod faults;
 mod form;
 mod linking;
@@ -54,6 +59,10 @@ use tokio_util::sync::CancellationToken;
 pub use access::Access;
 pub use attachment::FakeAttachment;
 pub use blob::md5_hex;
+pub use events::{
+    AttemptKind, DeadLetter, DeliveryAttempt, EventFault, EventFaultRule, EventFaults, Events, FakeEvent,
+    FakeSubscription,
+};
 pub use faults::{Endpoint, FaultKind, FaultRule, Faults};
 pub use state::{FakeCorrespondence, FakeState, RequestRecord};
 
@@ -116,6 +125,34 @@ pub struct FakeConfig {
     /// The base URL clients use, when it differs from the listening address (port mapping,
     /// a host name). Default `http://<listening address>`, with 0.0.0.0 shown as 127.0.0.1.
     pub public_base_url: Option<String>,
+    /// Events: accept `http` endpoints as well as `https`. The fake's one deliberate departure
+    /// from Altinn Events (which answers 400 for anything but https), so tests can receive
+    /// pushes on a plain local listener. Default false.
+    pub events_allow_http: bool,
+    /// Events: every retry delay (handshake and push) is multiplied by this; 1.0 is real time,
+    /// 0.001 makes the 35 hours of the push schedule 2 minutes. Timeouts and the visibility
+    /// delay are not scaled. Default 1.0.
+    pub events_time_scale: f64,
+    /// Events: the delays between handshake attempts, in ms; N delays make N + 1 attempts,
+    /// then the subscription stays unvalidated for ever. Default the Service Bus policy: 1 s,
+    /// 5 s, 10 s in the lock, then 30 s, 1 min, 2 min, 2 min, 2 min (9 attempts).
+    pub events_validation_retry_ms: Vec<u64>,
+    /// Events: the delays between push attempts of one event to one subscription, in ms; N
+    /// delays make N + 1 attempts, then a dead letter. Default the Service Bus policy: 10 s,
+    /// 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h, 12 h (12 attempts, ≈35 h).
+    pub events_delivery_retry_ms: Vec<u64>,
+    /// Events: how long a handshake or push waits for the endpoint's answer, in ms; 45 s is
+    /// `EventsOutboundSettings.RequestTimeout` on the Service Bus path.
+    pub events_push_timeout_ms: u64,
+    /// Events: how long after registration the pull API first lists an event, in ms; 30 s
+    /// is the `registeredtime <= now() - interval '30 second'` of `getevents_v2`.
+    pub events_visibility_delay_ms: u64,
+    /// Events: how often the events clock looks for status changes to publish, in ms. Events
+    /// are published within one tick of the change; 25 ms keeps tests quick and costs little.
+    pub events_tick_ms: u64,
+    /// Events: resource ids whose policy does not permit `subscribe` at start (403 with the
+    /// text of check 9; left out of the pull API); `Events::deny_subscribe` changes them.
+    pub events_denied_resources: Vec<String>,
 }
 
 impl Default for FakeConfig {
@@ -137,6 +174,17 @@ impl Default for FakeConfig {
             denied_resources: Vec::new(),
             withheld_scopes: Vec::new(),
             public_base_url: None,
+            events_allow_http: false,
+            events_time_scale: 1.0,
+            events_validation_retry_ms: vec![1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 120_000, 120_000],
+            events_delivery_retry_ms: vec![
+                10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000, 43_200_000,
+                43_200_000,
+            ],
+            events_push_timeout_ms: 45_000,
+            events_visibility_delay_ms: 30_000,
+            events_tick_ms: 25,
+            events_denied_resources: Vec::new(),
         }
     }
 }
@@ -150,15 +198,18 @@ pub(crate) struct App {
     pub state: Arc<FakeState>,
     pub faults: Arc<Faults>,
     pub access: Arc<access::Access>,
+    pub events: Arc<Events>,
     /// The last Altinn token whose signature and issuer were checked, with its claims.
     pub checked_token: auth::CheckedToken,
 }
 
 impl App {
-    fn new(config: FakeConfig, base_url: String) -> App {
+    /// `shutdown` also stops the handshakes and pushes under way.
+    fn new(config: FakeConfig, base_url: String, shutdown: CancellationToken) -> App {
         App {
             state: Arc::new(FakeState::new(config.clone())),
             access: Arc::new(access::Access::new(&config)),
+            events: Arc::new(Events::new(&config, &base_url, shutdown)),
             config,
             base_url,
             secret: rand::random(),
@@ -201,6 +252,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/authentication/api/v1/exchange/{provider}", get(auth::exchange))
         .route("/resourceregistry/api/v1/resource/{id}", get(access::resource))
         .nest("/correspondence/api/v1", correspondence::router(app.clone()))
+        .nest("/events/api/v1", events::router())
         // Layers run outside-in from the last one: the record sees the final status,
         // faults run before any handler or auth check, like a gateway in front.
         .layer(from_fn_with_state(app.clone(), faults::middleware))
@@ -228,7 +280,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let base_url = base_url_for(&config, listener.local_addr()?);
-    serve_app(Arc::new(App::new(config, base_url)), listener, shutdown).await
+    serve_app(Arc::new(App::new(config, base_url, shutdown.clone())), listener, shutdown).await
 }
 
 async fn serve_app(
@@ -237,6 +289,7 @@ async fn serve_app(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     tracing::info!(base_url = %app.base_url, "fake Maskinporten and Altinn listening");
+    tokio::spawn(events::publisher::run(app.clone(), shutdown.clone()));
     axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
@@ -252,8 +305,8 @@ impl FakeServer {
     pub async fn start(config: FakeConfig) -> FakeServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0 for the fake");
         let addr = listener.local_addr().expect("local address of the fake");
-        let app = Arc::new(App::new(config.clone(), base_url_for(&config, addr)));
         let shutdown = CancellationToken::new();
+        let app = Arc::new(App::new(config.clone(), base_url_for(&config, addr), shutdown.clone()));
         let task = serve_app(app.clone(), listener, shutdown.clone());
         tokio::spawn(async move {
             if let Err(e) = task.await {
@@ -284,6 +337,19 @@ impl FakeServer {
     /// Denied resources and withheld scopes, to change while the daemon runs.
     pub fn access(&self) -> &Access {
         &self.app.access
+    }
+
+    /// The fake Altinn Events: subscriptions, events published, delivery attempts, dead
+    /// letters, event faults and the settings that may change at run time.
+    pub fn events(&self) -> &Events {
+        &self.app.events
+    }
+
+    /// Runs the events clock once now, without waiting for its next tick (which would find
+    /// the same changes a few milliseconds later). Call it inside the tokio runtime: the
+    /// pushes it starts are tasks.
+    pub fn publish_events_now(&self) {
+        events::publisher::tick(&self.app);
     }
 }
 

@@ -9,11 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use altinn_fake::{FakeClient, FakeConfig};
 
-/// The scopes a client registered on the command line may request.
-const CLIENT_SCOPES: [&str; 2] = ["altinn:serviceowner", "altinn:correspondence.write"];
+/// The scopes a client registered on the command line may request: Correspondence as a
+/// service owner, and Events (subscriptions and the pull API) with the same token.
+const CLIENT_SCOPES: [&str; 3] = ["altinn:serviceowner", "altinn:correspondence.write", "altinn:events.subscribe"];
 
 #[derive(Parser)]
-#[command(version, about = "A strict fake of Maskinporten and the Altinn 3 Correspondence API")]
+#[command(version, about = "A strict fake of Maskinporten and the Altinn 3 Correspondence and Events APIs")]
 struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8099")]
@@ -22,7 +23,8 @@ struct Cli {
     #[arg(long)]
     fake_config: Option<PathBuf>,
     /// Register a Maskinporten client: CLIENT_ID=PATH of its public JWKS; it may request the
-    /// scopes altinn:serviceowner and altinn:correspondence.write. Repeatable.
+    /// scopes altinn:serviceowner, altinn:correspondence.write and altinn:events.subscribe.
+    /// Repeatable.
     #[arg(long, value_name = "CLIENT_ID=JWKS_FILE")]
     client: Vec<String>,
 }

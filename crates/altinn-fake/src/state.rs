@@ -2,9 +2,13 @@
 //! and a log of every request, shared by the handlers and inspected by tests.
 //!
 //! Status progression is computed lazily from the fake clock whenever something looks at a
-//! correspondence (no background task), so tests never wait on a timer they do not control.
+//! correspondence, so tests never wait on a timer they do not control. The events clock
+//! (`events::publisher`) is the one background reader: it looks at the correspondences that
+//! changed (`Inner::touched`) or have a transition due (`Inner::due`) and announces each new
+//! history entry once (`StatusEntry::announced`), so the lazy computation stays the single
+//! source of truth for views and events alike.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -75,6 +79,8 @@ pub(crate) struct StatusEntry {
     pub status: Status,
     pub text: String,
     pub at: DateTime<Utc>,
+    /// The events clock has seen this entry (and published its event, if it has one).
+    pub announced: bool,
 }
 
 /// A correspondence as tests see it.
@@ -116,6 +122,18 @@ pub(crate) struct Record {
     pub requested_publish: DateTime<Utc>,
     pub confirmation_needed: bool,
     pub notification: Option<NotificationOrder>,
+    /// `dueDateTime`, when the request set one.
+    pub due: Option<DateTime<Utc>>,
+    /// The events announced that no history entry carries.
+    pub marks: EventMarks,
+}
+
+/// Events of a correspondence that are not status entries, once announced.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EventMarks {
+    pub notification_created: bool,
+    pub notification_result: bool,
+    pub due_date: bool,
 }
 
 impl Record {
@@ -137,8 +155,16 @@ impl Record {
 
     /// Adds an entry, keeping the history in time order.
     pub fn push(&mut self, status: Status, text: &str, at: DateTime<Utc>) {
-        let pos = self.history.partition_point(|e| e.at <= at);
-        let entry = StatusEntry { status, text: text.to_string(), at };
+        self.insert(StatusEntry { status, text: text.to_string(), at, announced: false });
+    }
+
+    /// Adds an entry that publishes no event (see `events::catalogue`).
+    pub fn push_quiet(&mut self, status: Status, text: &str, at: DateTime<Utc>) {
+        self.insert(StatusEntry { status, text: text.to_string(), at, announced: true });
+    }
+
+    fn insert(&mut self, entry: StatusEntry) {
+        let pos = self.history.partition_point(|e| e.at <= entry.at);
         self.history.insert(pos, entry);
     }
 
@@ -152,7 +178,8 @@ impl Record {
             stored.iter().filter(|a| self.public.attachment_ids.contains(&a.id)).collect();
         if let Some(failed) = mine.iter().find(|a| a.status() == AttachmentStatus::Failed) {
             let (_, text, at) = failed.current().clone();
-            self.push(Status::Failed, &text, at);
+            // MalwareScanResultHandler fails the correspondences without an event of theirs.
+            self.push_quiet(Status::Failed, &text, at);
         } else if mine.iter().all(|a| a.status() == AttachmentStatus::Published) {
             let ready = mine.iter().map(|a| a.current().2).max().unwrap_or(self.public.created);
             self.push(Status::ReadyForPublish, "ReadyForPublish", ready);
@@ -163,9 +190,7 @@ impl Record {
     pub fn advance(&mut self, now: DateTime<Utc>, config: &FakeConfig) {
         let created = self.public.created;
         let after = |ms: u64| created + Duration::milliseconds(ms as i64);
-        // Never before the attachments are ready.
-        let ready = self.first(Status::ReadyForPublish).unwrap_or(created);
-        let publish_at = after(config.publish_after_ms).max(self.requested_publish).max(ready);
+        let publish_at = self.publish_at(config);
         if now >= publish_at && !self.is_purged() {
             match self.highest().status {
                 Status::ReadyForPublish => self.push(Status::Published, "Published", publish_at),
@@ -196,6 +221,15 @@ impl Record {
                 self.push(Status::Confirmed, "Confirmed", at);
             }
         }
+    }
+
+    /// When the publish job runs: `publish_after_ms` after creation, not before the requested
+    /// publish time, never before the attachments are ready.
+    pub fn publish_at(&self, config: &FakeConfig) -> DateTime<Utc> {
+        let created = self.public.created;
+        let ready = self.first(Status::ReadyForPublish).unwrap_or(created);
+        let after = created + Duration::milliseconds(config.publish_after_ms as i64);
+        after.max(self.requested_publish).max(ready)
     }
 
     fn snapshot(&self) -> FakeCorrespondence {
@@ -233,6 +267,10 @@ pub(crate) struct Inner {
     /// `malware_scan_ms` for files of these names uploaded from now on (see
     /// [`FakeState::set_malware_scan_ms_for`]).
     pub scan_ms_by_file_name: HashMap<String, u64>,
+    /// Correspondences changed since the events clock last looked (positions in `records`).
+    pub touched: Vec<usize>,
+    /// When the events clock must look at a correspondence again: (due, position).
+    pub due: BTreeSet<(DateTime<Utc>, usize)>,
 }
 
 impl Inner {
@@ -241,9 +279,14 @@ impl Inner {
         file_name.and_then(|n| self.scan_ms_by_file_name.get(n)).copied().unwrap_or(default)
     }
 
+    /// Tells the events clock that correspondence `i` changed.
+    pub fn touch(&mut self, i: usize) {
+        self.touched.push(i);
+    }
+
     /// Applies the transitions due at `now` to every attachment, then to the correspondences
     /// at `records` (attachments first: their scans decide what correspondences do).
-    fn advance(&mut self, now: DateTime<Utc>, config: &FakeConfig, records: impl Iterator<Item = usize>) {
+    pub fn advance(&mut self, now: DateTime<Utc>, config: &FakeConfig, records: impl Iterator<Item = usize>) {
         for attachment in &mut self.attachments {
             attachment.advance(now);
         }
@@ -251,6 +294,9 @@ impl Inner {
             let record = &mut self.records[i];
             record.follow_attachments(&self.attachments);
             record.advance(now, config);
+            if record.history.iter().any(|e| !e.announced) {
+                self.touched.push(i);
+            }
         }
     }
 }
@@ -433,9 +479,11 @@ impl FakeState {
     pub fn publish_all_now(&self) {
         let now = self.now();
         let mut inner = self.lock_advanced();
-        for record in &mut inner.records {
+        let Inner { records, touched, .. } = &mut *inner;
+        for (i, record) in records.iter_mut().enumerate() {
             if !record.is_purged() && record.highest().status == Status::ReadyForPublish {
                 record.push(Status::Published, "Published", now);
+                touched.push(i);
             }
         }
     }
@@ -448,13 +496,12 @@ impl FakeState {
             return false;
         };
         let (mut inner, index) = self.lock_advanced_one(id);
-        match index.map(|i| &mut inner.records[i]) {
-            Some(record) => {
-                record.push(status, &status.name(), now);
-                true
-            }
-            None => false,
-        }
+        let Some(i) = index else {
+            return false;
+        };
+        inner.records[i].push(status, &status.name(), now);
+        inner.touch(i);
+        true
     }
 }
 
@@ -516,6 +563,8 @@ mod tests {
             requested_publish: created,
             confirmation_needed: true,
             notification: None,
+            due: None,
+            marks: EventMarks::default(),
         };
         record.push(Status::Initialized, "Initialized", created);
         record.push(Status::ReadyForPublish, "ReadyForPublish", created);

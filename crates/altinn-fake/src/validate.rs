@@ -41,6 +41,8 @@ pub(crate) struct Initialize {
     /// (lower-case URN, national identity number for persons).
     pub recipients: Vec<(String, Option<String>)>,
     pub requested_publish: Option<DateTime<Utc>>,
+    /// `dueDateTime`: when the due-date job looks for an unread or unconfirmed letter.
+    pub due: Option<DateTime<Utc>>,
     pub confirmation_needed: bool,
     pub ignore_reservation: bool,
     pub notification: Option<NotificationPlan>,
@@ -326,6 +328,7 @@ pub(crate) fn validate(
         senders_reference: parsed.senders_reference,
         recipients: parsed.recipients,
         requested_publish: parsed.requested_publish,
+        due: parsed.due,
         confirmation_needed: parsed.confirmation_needed,
         ignore_reservation: parsed.ignore_reservation,
         notification,

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+mod events;
+
 use altinn_fake::{md5_hex, Endpoint, FakeClient, FakeConfig, FakeServer, FaultKind, FaultRule};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;

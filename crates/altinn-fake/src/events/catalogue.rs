@@ -1,0 +1,217 @@
+//! Which change of the fake Correspondence publishes which event (events.md §6), read off
+//! the lazily computed history: each history entry is announced once, and the events that
+//! are no status (notification order and result, the due-date job) once each per record.
+//!
+//! Subjects: the recipient for `correspondencepublished`, `…neverread` and
+//! `…neverconfirmed`; the sender (the resource owner's org URN) for all others.
+//! `resourceinstance` is the correspondence id, the attachment id for `attachment*` and the
+//! notification order id (source `…/notification`) for `notificationcreated`. Silent by
+//! design: ReadyForPublish, Reserved, Fetched and the other never-emitted types, the
+//! `Initialized` of a correspondence created Reserved, the `Failed` a malware verdict gives
+//! a correspondence, an attachment's own `Initialized` when it came with a multipart
+//! initialize, and every attachment failure but the malware verdict.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::super::attachment::{AttachmentRecord, AttachmentStatus, MALWARE_FAILURE};
+use super::super::state::{Inner, Record, Status};
+use super::super::views::SENDER_URN;
+use super::super::FakeConfig;
+
+/// An event the fake Correspondence is about to publish.
+#[derive(Clone, Debug)]
+pub(crate) struct Pending {
+    /// The lower-case `AltinnEventType` name, without `no.altinn.correspondence.`.
+    pub name: &'static str,
+    /// The bare resource id.
+    pub resource_id: String,
+    pub instance: String,
+    /// `correspondence`, `attachment` or `notification`.
+    pub source: &'static str,
+    pub subject: String,
+    /// When the change happened (not when the event is published): the publishing order.
+    pub at: DateTime<Utc>,
+}
+
+/// Everything to publish since the last look, in the order it happened: attachments whose
+/// scans ended, correspondences touched or due (with those an attachment decided), each
+/// advanced to `now`, then rescheduled for their next timed change.
+pub(crate) fn collect(inner: &mut Inner, now: DateTime<Utc>, config: &FakeConfig) -> Vec<Pending> {
+    inner.advance(now, config, std::iter::empty());
+    let mut pending = Vec::new();
+    let mut candidates = std::mem::take(&mut inner.touched);
+    while inner.due.first().is_some_and(|(due, _)| *due <= now) {
+        if let Some((_, i)) = inner.due.pop_first() {
+            candidates.push(i);
+        }
+    }
+    let Inner { attachments, by_id, .. } = &mut *inner;
+    for attachment in attachments.iter_mut().filter(|a| a.announced < a.history.len()) {
+        pending.extend(attachment_events(attachment));
+        candidates.extend(attachment.correspondence_ids.iter().filter_map(|id| by_id.get(id).copied()));
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    inner.advance(now, config, candidates.iter().copied());
+    // Only this advance touched anything since the take: the candidates themselves.
+    inner.touched.clear();
+    for &i in &candidates {
+        let record = &mut inner.records[i];
+        pending.extend(record_events(record, now, config));
+        if let Some(due) = next_due(record, config) {
+            inner.due.insert((due, i));
+        }
+    }
+    pending.sort_by_key(|p| p.at);
+    pending
+}
+
+fn attachment_events(a: &mut AttachmentRecord) -> Vec<Pending> {
+    let events = a.history[a.announced..]
+        .iter()
+        .filter_map(|(status, text, at)| {
+            let name = match status {
+                AttachmentStatus::Initialized => "attachmentinitialized",
+                AttachmentStatus::Published => "attachmentpublished",
+                AttachmentStatus::Failed if text.starts_with(MALWARE_FAILURE) => "attachmentuploadfailed",
+                _ => return None,
+            };
+            Some(Pending {
+                name,
+                resource_id: a.resource_id.clone(),
+                instance: a.id.to_string(),
+                source: "attachment",
+                subject: SENDER_URN.to_string(),
+                at: *at,
+            })
+        })
+        .collect();
+    a.announced = a.history.len();
+    events
+}
+
+fn correspondence_event(record: &Record, name: &'static str, subject: &str, at: DateTime<Utc>) -> Pending {
+    Pending {
+        name,
+        resource_id: record.public.resource_id.clone(),
+        instance: record.public.id.to_string(),
+        source: "correspondence",
+        subject: subject.to_string(),
+        at,
+    }
+}
+
+/// The events of a correspondence not yet announced, as of `now`.
+pub(crate) fn record_events(record: &mut Record, now: DateTime<Utc>, config: &FakeConfig) -> Vec<Pending> {
+    let recipient = record.public.recipient.clone();
+    let mut fresh = Vec::new();
+    for entry in record.history.iter_mut().filter(|e| !e.announced) {
+        entry.announced = true;
+        fresh.push((entry.status, entry.at));
+    }
+    let mut out = Vec::new();
+    for (status, at) in fresh {
+        let (name, subject) = match status {
+            Status::Initialized => ("correspondenceinitialized", SENDER_URN),
+            Status::Published => ("correspondencepublished", recipient.as_str()),
+            Status::Failed => ("correspondencepublishfailed", SENDER_URN),
+            Status::Read => ("correspondencereceiverread", SENDER_URN),
+            Status::Confirmed => ("correspondencereceiverconfirmed", SENDER_URN),
+            Status::PurgedByAltinn | Status::PurgedByRecipient => ("correspondencepurged", SENDER_URN),
+            _ => continue,
+        };
+        out.push(correspondence_event(record, name, subject, at));
+    }
+    notification_events(record, now, config, &mut out);
+    due_date_events(record, now, &mut out);
+    out
+}
+
+/// The result event of the main order, by the outcome every recipient reaches; None for an
+/// outcome that is no final state.
+fn outcome_event(outcome: &str) -> Option<&'static str> {
+    match outcome {
+        "Delivered" | "Succeeded" | "Accepted" => Some("correspondencenotificationdelivered"),
+        o if o.starts_with("Failed") => Some("correspondencenotificationallfailed"),
+        _ => None,
+    }
+}
+
+/// The order is created at publish (SendNotificationOrderHandler); its result comes
+/// `notification_after_ms` later, as the details view shows it.
+fn notification_events(record: &mut Record, now: DateTime<Utc>, config: &FakeConfig, out: &mut Vec<Pending>) {
+    let (Some(order), Some(published)) = (record.notification.clone(), record.first(Status::Published)) else {
+        return;
+    };
+    if !record.marks.notification_created {
+        record.marks.notification_created = true;
+        out.push(Pending {
+            name: "notificationcreated",
+            resource_id: record.public.resource_id.clone(),
+            instance: order.order_id.to_string(),
+            source: "notification",
+            subject: SENDER_URN.to_string(),
+            at: published,
+        });
+    }
+    let done = published + Duration::milliseconds(config.notification_after_ms as i64);
+    if !record.marks.notification_result && now >= done {
+        record.marks.notification_result = true;
+        if let Some(name) = outcome_event(&config.notification_outcome) {
+            out.push(correspondence_event(record, name, SENDER_URN, done));
+        }
+    }
+}
+
+/// CorrespondenceDueDateHandler at `dueDateTime`: nothing unless published and not failed
+/// by then; never read and, if confirmation was needed, never confirmed by then.
+fn due_date_events(record: &mut Record, now: DateTime<Utc>, out: &mut Vec<Pending>) {
+    let Some(due) = record.due.filter(|due| !record.marks.due_date && now >= *due) else {
+        return;
+    };
+    record.marks.due_date = true;
+    let by_due = |status| record.first(status).is_some_and(|t| t <= due);
+    if !by_due(Status::Published) || by_due(Status::Failed) {
+        return;
+    }
+    let recipient = record.public.recipient.clone();
+    if !by_due(Status::Read) {
+        out.push(correspondence_event(record, "correspondencereceiverneverread", &recipient, due));
+    }
+    if record.confirmation_needed && !by_due(Status::Confirmed) {
+        out.push(correspondence_event(record, "correspondencereceiverneverconfirmed", &recipient, due));
+    }
+}
+
+/// The earliest time something timed may happen to `record` (publish, read, confirm, the
+/// notification result, the due date); None when nothing will without someone acting.
+/// Late would delay events; early costs a look that finds nothing.
+pub(crate) fn next_due(record: &Record, config: &FakeConfig) -> Option<DateTime<Utc>> {
+    let after = |ms: u64| record.public.created + Duration::milliseconds(ms as i64);
+    let mut times = Vec::new();
+    let live = !record.is_purged();
+    match record.first(Status::Published) {
+        None if live && matches!(record.highest().status, Status::ReadyForPublish | Status::Reserved) => {
+            times.push(record.publish_at(config))
+        }
+        None => {}
+        Some(published) => {
+            if let (true, Some(ms), None) = (live, config.read_after_ms, record.first(Status::Read)) {
+                times.push(after(ms).max(published));
+            }
+            // As `Record::advance` computes them, so a due time never lies in the past of a
+            // record that has nothing to do (which would make the clock look at it every tick).
+            let confirming = live && record.confirmation_needed && record.first(Status::Confirmed).is_none();
+            if let (true, Some(ms)) = (confirming, config.confirm_after_ms) {
+                times.push(after(ms).max(record.first(Status::Read).unwrap_or(published)));
+            }
+            if record.notification.is_some() && !record.marks.notification_result {
+                times.push(published + Duration::milliseconds(config.notification_after_ms as i64));
+            }
+        }
+    }
+    if let Some(due) = record.due.filter(|_| !record.marks.due_date) {
+        times.push(due);
+    }
+    times.into_iter().min()
+}
