@@ -192,7 +192,7 @@ pub(crate) fn next_due(record: &Record, config: &FakeConfig) -> Option<DateTime<
     let live = !record.is_purged();
     match record.first(Status::Published) {
         None if live && matches!(record.highest().status, Status::ReadyForPublish | Status::Reserved) => {
-            times.push(record.publish_at(config))
+            times.push(record.publish_at(config));
         }
         None => {}
         Some(published) => {

@@ -43,7 +43,7 @@ impl Events {
             if let Some(hold) = hold {
                 tokio::time::sleep(hold).await;
             }
-            events.push(event, target).await
+            events.push(event, target).await;
         });
     }
 
@@ -51,8 +51,8 @@ impl Events {
         let stop = self.stop.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = work => {}
+                () = stop.cancelled() => {}
+                () = work => {}
             }
         });
     }

@@ -64,35 +64,35 @@ pub struct EventFaults {
 
 impl EventFaults {
     pub fn add(&self, rule: EventFaultRule) {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).push(rule);
+        self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(rule);
     }
 
     /// Removes every rule; endpoints made to fail validation stay so.
     pub fn clear(&self) {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
     /// Every validation attempt towards `endpoint` (as given in the subscription request)
     /// fails as a TLS error would, whatever the endpoint would answer; nothing is sent.
     pub fn fail_validation_for(&self, endpoint: &str) {
         let normalized = super::subscriptions::normalize_endpoint(endpoint);
-        self.failing_validation.lock().unwrap_or_else(|e| e.into_inner()).insert(normalized);
+        self.failing_validation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(normalized);
     }
 
     /// Undoes `fail_validation_for`; a later (re-)validation can succeed again.
     pub fn allow_validation_for(&self, endpoint: &str) {
         let normalized = super::subscriptions::normalize_endpoint(endpoint);
-        self.failing_validation.lock().unwrap_or_else(|e| e.into_inner()).remove(&normalized);
+        self.failing_validation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&normalized);
     }
 
     pub(crate) fn validation_fails(&self, endpoint: &str) -> bool {
-        self.failing_validation.lock().unwrap_or_else(|e| e.into_inner()).contains(endpoint)
+        self.failing_validation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(endpoint)
     }
 
     /// Every fault that applies to one event of `event_type`, consuming one of each rule's
     /// `times` (one event can be both held back and redelivered).
     pub(crate) fn take(&self, event_type: &str) -> Vec<EventFault> {
-        let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rules = self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut taken = Vec::new();
         for rule in rules.iter_mut() {
             let matches = rule.event_type.as_deref().is_none_or(|t| t == event_type);

@@ -166,15 +166,15 @@ impl Events {
     }
 
     pub(crate) fn knobs(&self) -> Knobs {
-        self.knobs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.knobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn change(&self, f: impl FnOnce(&mut Knobs)) {
-        f(&mut self.knobs.lock().unwrap_or_else(|e| e.into_inner()));
+        f(&mut self.knobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Every subscription that exists now, in id order.

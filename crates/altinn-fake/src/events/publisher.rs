@@ -27,7 +27,7 @@ pub(crate) async fn run(app: Arc<App>, shutdown: CancellationToken) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = ticks.tick() => tick(&app),
         }
     }

@@ -74,7 +74,7 @@ fn size(query: &Query) -> Option<i64> {
         return Some(DEFAULT_SIZE);
     };
     let n: i32 = raw.trim().parse().ok()?;
-    Some(if n < 1 { DEFAULT_SIZE } else { (n as i64).min(MAX_SIZE) })
+    Some(if n < 1 { DEFAULT_SIZE } else { i64::from(n).min(MAX_SIZE) })
 }
 
 pub(crate) async fn events(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {

@@ -47,7 +47,7 @@ struct Request {
 /// The stored form of an endpoint: the URL as `Uri.AbsoluteUri` writes it (the url crate's
 /// serialisation: lower-case scheme and host, default port dropped, `/` for an empty path).
 pub(crate) fn normalize_endpoint(endpoint: &str) -> String {
-    Url::parse(endpoint).map(|u| u.as_str().to_string()).unwrap_or_else(|_| endpoint.to_string())
+    Url::parse(endpoint).map_or_else(|_| endpoint.to_string(), |u| u.as_str().to_string())
 }
 
 fn bind_uri(text: &str) -> Option<BoundUri> {
@@ -107,7 +107,7 @@ fn bind_member(request: &mut Request, name: &str, value: &Value) -> Result<(), V
         "alternativesubjectfilter" => request.alternative_subject_filter = text(value)?,
         "typefilter" => request.type_filter = text(value)?,
         "includesubunits" => {
-            request.include_subunits = value.as_bool().ok_or_else(|| conversion_error(&path, "System.Boolean"))?
+            request.include_subunits = value.as_bool().ok_or_else(|| conversion_error(&path, "System.Boolean"))?;
         }
         _ => {}
     }

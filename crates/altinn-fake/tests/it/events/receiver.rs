@@ -81,7 +81,7 @@ impl Receiver {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await.unwrap()
+            axum::serve(listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await.unwrap();
         });
         Receiver { url, shared, stop }
     }

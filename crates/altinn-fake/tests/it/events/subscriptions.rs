@@ -223,13 +223,13 @@ async fn create_is_idempotent_per_tuple_and_each_create_sends_a_new_handshake() 
     let first = events.subscribe(&server, subscription(&receiver.url, json!({}))).await;
     let again = events.create(&subscription(&receiver.url, json!({}))).await;
     assert_eq!(again.status, StatusCode::CREATED);
-    assert_eq!(again.json()["id"].as_i64(), Some(first as i64), "the same subscription");
+    assert_eq!(again.json()["id"].as_i64(), Some(i64::from(first)), "the same subscription");
     assert_eq!(again.json()["validated"], true, "found as stored");
     eventually("a second handshake", || receiver.validations().len() == 2).await;
     let handshakes = receiver.validations();
     assert_ne!(handshakes[0].body["id"], handshakes[1].body["id"], "a new validation event");
     let typed = events.create(&subscription(&receiver.url, json!({ "typeFilter": "x" }))).await.json();
-    assert_ne!(typed["id"].as_i64(), Some(first as i64), "another tuple, another subscription");
+    assert_ne!(typed["id"].as_i64(), Some(i64::from(first)), "another tuple, another subscription");
     // Another identity with the same tuple gets its own.
     let organisation = Events::new(&server, EVENTS_SCOPE).await;
     let own = organisation.create(&subscription(&receiver.url, json!({ "subjectFilter": SENDER }))).await.json();
