@@ -3,23 +3,26 @@
 //! Maskinporten accepts only RSA (RS256/384/512), identified by the `kid` registered with
 //! the client. Operators get the key either as Altinn's settings carry it (a private JWK,
 //! often standard-base64 encoded as `jwkBase64`) or as a PEM file plus a configured kid.
-//! Every form is parsed with the `rsa` crate and checked with `validate()`, so a broken
-//! key fails at start-up rather than at the first send. Errors name the source and the
+//! Every form is turned into a PKCS#1 `RSAPrivateKey` DER and validated by aws-lc
+//! (`RSA_check_key`), which also signs in constant time (jsonwebtoken's `aws_lc_rs`
+//! backend), so a broken key fails at start-up rather than at the first send. Errors name the source and the
 //! problem but never echo key material: JSON is parsed into an untyped value first because
 //! serde's type errors quote the offending value.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::KeyPair as _;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use jsonwebtoken::EncodingKey;
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
+use num_bigint::BigUint;
+use pkcs1::der::{Decode, Encode};
+use pkcs1::UintRef;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
@@ -103,6 +106,8 @@ pub enum KeyProblem {
     InconsistentMember(&'static str),
     #[error("not a valid RSA private key ({0})")]
     Invalid(String),
+    #[error("JWK has no \"p\" and \"q\" (export the key with all its members)")]
+    NoPrimes,
     #[error("not an RSA private key in PEM (expected PKCS#8 \"PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\")")]
     NotPem,
     #[error("no kid configured (PEM files carry none; use the kid registered with Maskinporten)")]
@@ -114,7 +119,8 @@ pub enum KeyProblem {
 pub struct SigningKey {
     kid: String,
     encoding: EncodingKey,
-    public: RsaPublicKey,
+    /// n and e, big-endian without leading zeros.
+    public: PublicKeyComponents<Vec<u8>>,
 }
 
 impl fmt::Debug for SigningKey {
@@ -150,8 +156,10 @@ impl SigningKey {
                     return Err(err(&origin, KeyProblem::EmptyKid));
                 }
                 let text = read_secret_file(path).map_err(|p| err(&origin, p))?;
-                let key = parse_pem(&text).map_err(|p| err(&origin, p))?;
-                SigningKey::from_rsa(kid.trim().to_string(), &key).map_err(|p| err(&origin, p))
+                let key = EncodingKey::from_rsa_pem(text.as_bytes()).map_err(|_| err(&origin, KeyProblem::NotPem))?;
+                // jsonwebtoken unwraps PKCS#8 to the PKCS#1 DER inside; aws-lc validates it.
+                SigningKey::from_pkcs1_der(kid.trim().to_string(), key.inner())
+                    .map_err(|_| err(&origin, KeyProblem::NotPem))
             }
         }
     }
@@ -168,46 +176,53 @@ impl SigningKey {
 
     /// The public half as a JWKS document, ready to register with Maskinporten (or a fake).
     pub fn public_jwks_json(&self) -> String {
-        public_jwks(&self.kid, &self.public)
+        public_jwks(&self.kid, &self.public.n, &self.public.e)
     }
 
-    fn from_rsa(kid: String, key: &RsaPrivateKey) -> Result<SigningKey, KeyProblem> {
-        key.validate().map_err(|e| KeyProblem::Invalid(e.to_string()))?;
-        // jsonwebtoken's rust_crypto backend signs from PKCS#1 DER; the DER document is
-        // zeroized when dropped.
-        let der = key.to_pkcs1_der().map_err(|e| KeyProblem::Invalid(e.to_string()))?;
-        Ok(SigningKey { kid, encoding: EncodingKey::from_rsa_der(der.as_bytes()), public: key.to_public_key() })
+    /// aws-lc parses and checks the key (n = pq, d·e ≡ 1 mod λ, dP, dQ, qInv consistent,
+    /// 2048 to 8192 bits); jsonwebtoken's `aws_lc_rs` backend signs from the same DER.
+    fn from_pkcs1_der(kid: String, der: &[u8]) -> Result<SigningKey, KeyProblem> {
+        let pair = KeyPair::from_der(der).map_err(|e| KeyProblem::Invalid(e.to_string()))?;
+        let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        Ok(SigningKey { kid, encoding: EncodingKey::from_rsa_der(der), public })
     }
 }
 
 /// Generates an RSA key pair for the demo and for operators registering a new key.
 /// Returns the private JWK (all twelve members Altinn's own client insists on) and the
-/// public JWKS to upload to Maskinporten.
+/// public JWKS to upload to Maskinporten. aws-lc generates the key; its members are read
+/// from aws-lc's PKCS#8 export with the pkcs8/pkcs1 DER parsers (no arithmetic).
 ///
 /// # Panics
-/// If `bits` is too small for RSA key generation (use 2048 or more).
+/// If `bits` is not 2048, 3072, 4096 or 8192.
 pub fn generate_jwk(kid: &str, bits: usize) -> (String, String) {
-    let mut rng = rsa::rand_core::OsRng;
-    let key = RsaPrivateKey::new(&mut rng, bits).expect("RSA key generation with a sane size");
-    let b = |n: &BigUint| JWK_MEMBER.encode(n.to_bytes_be());
-    let primes = key.primes();
-    let dp = key.dp().expect("generated keys are precomputed");
-    let dq = key.dq().expect("generated keys are precomputed");
-    let qi = key.crt_coefficient().expect("generated primes are coprime");
+    let size = match bits {
+        2048 => KeySize::Rsa2048,
+        3072 => KeySize::Rsa3072,
+        4096 => KeySize::Rsa4096,
+        8192 => KeySize::Rsa8192,
+        _ => panic!("RSA key size {bits} is not supported (use 2048, 3072, 4096 or 8192)"),
+    };
+    let pair = KeyPair::generate(size).expect("aws-lc RSA key generation");
+    let pkcs8 = pair.as_der().expect("aws-lc exports PKCS#8");
+    let info = pkcs8::PrivateKeyInfo::from_der(pkcs8.as_ref()).expect("aws-lc writes valid PKCS#8");
+    let key = pkcs1::RsaPrivateKey::from_der(info.private_key).expect("an RSA PKCS#8 holds PKCS#1");
+    let b = |u: UintRef<'_>| JWK_MEMBER.encode(u.as_bytes());
     let private = json!({
         "kty": "RSA", "use": "sig", "kid": kid, "alg": JWT_ALG,
-        "n": b(key.n()), "e": b(key.e()), "d": b(key.d()),
-        "p": b(&primes[0]), "q": b(&primes[1]), "dp": b(dp), "dq": b(dq), "qi": b(&qi),
+        "n": b(key.modulus), "e": b(key.public_exponent), "d": b(key.private_exponent),
+        "p": b(key.prime1), "q": b(key.prime2), "dp": b(key.exponent1), "dq": b(key.exponent2),
+        "qi": b(key.coefficient),
     });
     let private = serde_json::to_string_pretty(&private).expect("JSON of strings serialises");
-    (private, public_jwks(kid, &key.to_public_key()))
+    (private, public_jwks(kid, key.modulus.as_bytes(), key.public_exponent.as_bytes()))
 }
 
-fn public_jwks(kid: &str, key: &RsaPublicKey) -> String {
+fn public_jwks(kid: &str, n: &[u8], e: &[u8]) -> String {
     let jwks = json!({ "keys": [{
         "kty": "RSA", "use": "sig", "kid": kid, "alg": JWT_ALG,
-        "n": JWK_MEMBER.encode(key.n().to_bytes_be()),
-        "e": JWK_MEMBER.encode(key.e().to_bytes_be()),
+        "n": JWK_MEMBER.encode(n),
+        "e": JWK_MEMBER.encode(e),
     }]});
     serde_json::to_string_pretty(&jwks).expect("JSON of strings serialises")
 }
@@ -226,10 +241,6 @@ fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyProblem> {
     Ok(Zeroizing::new(text.to_string()))
 }
 
-fn parse_pem(text: &str) -> Result<RsaPrivateKey, KeyProblem> {
-    RsaPrivateKey::from_pkcs8_pem(text).or_else(|_| RsaPrivateKey::from_pkcs1_pem(text)).map_err(|_| KeyProblem::NotPem)
-}
-
 fn from_jwk_json(text: &str) -> Result<SigningKey, KeyProblem> {
     let value: Value =
         serde_json::from_str(text.trim()).map_err(|e| KeyProblem::NotJson { line: e.line(), column: e.column() })?;
@@ -245,51 +256,69 @@ fn from_jwk_json(text: &str) -> Result<SigningKey, KeyProblem> {
         Some(kid) if !kid.is_empty() => kid.to_string(),
         _ => return Err(KeyProblem::NoKid),
     };
-    let key = rsa_from_jwk(jwk)?;
-    SigningKey::from_rsa(kid, &key)
+    let der = jwk_to_pkcs1_der(jwk)?;
+    SigningKey::from_pkcs1_der(kid, &der)
 }
 
-fn rsa_from_jwk(jwk: &Map<String, Value>) -> Result<RsaPrivateKey, KeyProblem> {
-    let n = member(jwk, "n")?.ok_or(KeyProblem::BadMember("n"))?;
-    let e = member(jwk, "e")?.ok_or(KeyProblem::BadMember("e"))?;
-    let d = member(jwk, "d")?.ok_or(KeyProblem::BadMember("d"))?;
-    // p and q are optional in RFC 7518 (rsa recovers them from n, e, d), but a JWK
-    // with only one of them is damaged.
-    let primes = match (member(jwk, "p")?, member(jwk, "q")?) {
-        (Some(p), Some(q)) => vec![p, q],
-        (None, None) => Vec::new(),
+/// Builds the PKCS#1 `RSAPrivateKey` DER (RFC 8017 A.1.2) from a private JWK. Missing CRT
+/// members are computed; given ones are compared, so that a damaged JWK names the member
+/// (other signers, Altinn's .NET client among them, use them instead of `d`). This is plain
+/// big-number arithmetic, run once at start-up; signing never touches it.
+fn jwk_to_pkcs1_der(jwk: &Map<String, Value>) -> Result<Zeroizing<Vec<u8>>, KeyProblem> {
+    let required = |name| member(jwk, name).and_then(|m| m.ok_or(KeyProblem::BadMember(name)));
+    let (n, e, d) = (required("n")?, required("e")?, required("d")?);
+    // p and q are optional in RFC 7518, but recovering them from n, e and d takes a
+    // randomised factoring step (the rsa crate did it); keys Altinn and `keygen` issue carry
+    // them. A JWK with only one of them is damaged.
+    let (p, q) = match (member(jwk, "p")?, member(jwk, "q")?) {
+        (Some(p), Some(q)) => (p, q),
+        (None, None) => return Err(KeyProblem::NoPrimes),
         (None, Some(_)) => return Err(KeyProblem::BadMember("p")),
         (Some(_), None) => return Err(KeyProblem::BadMember("q")),
     };
-    let key = RsaPrivateKey::from_components(n, e, d, primes).map_err(|e| KeyProblem::Invalid(e.to_string()))?;
-    check_crt(jwk, &key)?;
-    Ok(key)
-}
-
-/// Other signers (Altinn's .NET client among them) use the CRT members instead of `d`, so
-/// a JWK whose dp/dq/qi disagree with the key is damaged even if our signatures would work.
-fn check_crt(jwk: &Map<String, Value>, key: &RsaPrivateKey) -> Result<(), KeyProblem> {
-    let expected = [("dp", key.dp().cloned()), ("dq", key.dq().cloned()), ("qi", key.crt_coefficient())];
-    for (name, computed) in expected {
-        if let (Some(given), Some(computed)) = (member(jwk, name)?, computed) {
-            if given != computed {
+    let one = BigUint::from(1u8);
+    let (bd, bp, bq) = (BigUint::from_bytes_be(&d), BigUint::from_bytes_be(&p), BigUint::from_bytes_be(&q));
+    if bp <= one || bq <= one {
+        return Err(KeyProblem::Invalid("p or q is not a prime".into()));
+    }
+    let qi = bq.modinv(&bp).ok_or_else(|| KeyProblem::Invalid("q is not invertible mod p".into()))?;
+    let mut crt = Vec::with_capacity(3);
+    for (name, computed) in [("dp", &bd % (&bp - &one)), ("dq", &bd % (&bq - &one)), ("qi", qi)] {
+        if let Some(given) = member(jwk, name)? {
+            if BigUint::from_bytes_be(&given) != computed {
                 return Err(KeyProblem::InconsistentMember(name));
             }
         }
+        crt.push(Zeroizing::new(computed.to_bytes_be()));
     }
-    Ok(())
+    let key = pkcs1::RsaPrivateKey {
+        modulus: uint("n", &n)?,
+        public_exponent: uint("e", &e)?,
+        private_exponent: uint("d", &d)?,
+        prime1: uint("p", &p)?,
+        prime2: uint("q", &q)?,
+        exponent1: uint("dp", &crt[0])?,
+        exponent2: uint("dq", &crt[1])?,
+        coefficient: uint("qi", &crt[2])?,
+        other_prime_infos: None,
+    };
+    Ok(Zeroizing::new(key.to_der().map_err(|e| KeyProblem::Invalid(e.to_string()))?))
 }
 
-/// Reads an optional base64url big-endian integer member.
-fn member(jwk: &Map<String, Value>, name: &'static str) -> Result<Option<BigUint>, KeyProblem> {
+/// Reads an optional base64url big-endian integer member; the bytes are zeroized on drop.
+fn member(jwk: &Map<String, Value>, name: &'static str) -> Result<Option<Zeroizing<Vec<u8>>>, KeyProblem> {
     match jwk.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() => {
-            let bytes = Zeroizing::new(JWK_MEMBER.decode(s).map_err(|_| KeyProblem::BadMember(name))?);
-            Ok(Some(BigUint::from_bytes_be(&bytes)))
+            Ok(Some(Zeroizing::new(JWK_MEMBER.decode(s).map_err(|_| KeyProblem::BadMember(name))?)))
         }
         Some(_) => Err(KeyProblem::BadMember(name)),
     }
+}
+
+/// One member of the key as the DER integer of its big-endian bytes.
+fn uint<'a>(name: &'static str, bytes: &'a [u8]) -> Result<UintRef<'a>, KeyProblem> {
+    UintRef::new(bytes).map_err(|_| KeyProblem::BadMember(name))
 }
 
 #[cfg(test)]
@@ -413,6 +442,25 @@ mod tests {
 
         assert_eq!(load_err(KeySource::JwkJson(jwk_without("n").into())).problem(), &KeyProblem::BadMember("n"));
         assert_eq!(load_err(KeySource::JwkJson(jwk_without("q").into())).problem(), &KeyProblem::BadMember("q"));
+
+        let mut jwk: Map<String, Value> = serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
+        jwk.remove("p");
+        jwk.remove("q");
+        assert_eq!(
+            load_err(KeySource::JwkJson(serde_json::to_string(&jwk).unwrap().into())).problem(),
+            &KeyProblem::NoPrimes
+        );
+
+        // A wrong d (CRT members dropped so that they are recomputed from it): aws-lc's check.
+        let mut jwk: Map<String, Value> = serde_json::from_str(&fixture_text("test-jwk.json")).unwrap();
+        let mut d = JWK_MEMBER.decode(jwk["d"].as_str().unwrap()).unwrap();
+        *d.last_mut().unwrap() ^= 2;
+        jwk.insert("d".into(), JWK_MEMBER.encode(&d).into());
+        for m in ["dp", "dq", "qi"] {
+            jwk.remove(m);
+        }
+        let e = load_err(KeySource::JwkJson(serde_json::to_string(&jwk).unwrap().into()));
+        assert!(matches!(e.problem(), KeyProblem::Invalid(_)), "{e}");
     }
 
     #[test]
@@ -426,8 +474,13 @@ mod tests {
 
     #[test]
     fn pkcs1_pem_loads() {
-        let key = RsaPrivateKey::from_pkcs8_pem(&fixture_text("test-key.pem")).unwrap();
-        let pem = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        // PKCS#8 "PRIVATE KEY" -> PKCS#1 "RSA PRIVATE KEY": the inner DER, rewrapped.
+        let body: String = fixture_text("test-key.pem").lines().filter(|l| !l.starts_with("-----")).collect();
+        let pkcs8 = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+        let info = pkcs8::PrivateKeyInfo::from_der(&pkcs8).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(info.private_key);
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n", lines.join("\n"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.pem");
         std::fs::write(&path, pem.as_bytes()).unwrap();
