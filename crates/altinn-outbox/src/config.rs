@@ -290,8 +290,8 @@ pub struct EventsConfig {
     pub max_body_bytes: usize,
     /// Pushes handled at once; more are answered 503 (Altinn retries them).
     pub max_in_flight: usize,
-    /// With events on, milliseconds between routine status reads after the first (the first
-    /// comes as `status.first_poll_delay_ms` says): the safety net for lost events.
+    /// With events on, milliseconds from a send (or its requested publish time) to its first
+    /// status read, and between routine reads after it: the safety net for lost events.
     pub safety_poll_interval_ms: u64,
 }
 

@@ -126,8 +126,9 @@ impl StatusPolicy {
         self.schedule.delay(polls.max(0) as u32 + 1, 0.0)
     }
 
-    /// The interval before the next routine read, after a read that succeeded: the schedule,
-    /// or with events on the safety poll (never sooner than the schedule would read).
+    /// The interval before the next routine read (the first after the send, or after a read
+    /// that succeeded): the schedule, or with events on the safety poll (never sooner than the
+    /// schedule would read), since an event brings the read forward when something happens.
     pub fn routine_interval(&self, polls: i32) -> Duration {
         let scheduled = self.interval(polls);
         self.safety_interval.map_or(scheduled, |safety| safety.max(scheduled))
@@ -189,14 +190,15 @@ mod tests {
     }
 
     #[test]
-    fn with_events_on_routine_reads_slow_to_the_safety_poll_and_the_first_stays() {
+    fn with_events_on_routine_reads_slow_to_the_safety_poll() {
         let status = StatusConfig::default();
         let mut events = EventsConfig::default();
         let off = StatusPolicy::with_events(&status, &events);
         assert_eq!(off.routine_interval(1), off.interval(1), "events off: the schedule");
         events.enabled = true;
         let on = StatusPolicy::with_events(&status, &events);
-        assert_eq!(on.interval(0), off.interval(0), "the first read comes as without events");
+        assert_eq!(on.interval(0), off.interval(0), "a failed read is retried as without events");
+        assert_eq!(on.routine_interval(0), Duration::from_secs(3600), "the first read is the safety net's");
         assert_eq!(on.routine_interval(1), Duration::from_secs(3600));
         events.safety_poll_interval_ms = 1;
         let tiny = StatusPolicy::with_events(&status, &events);

@@ -142,10 +142,11 @@ fn mismatch(job: &ClaimedSend, found: &Identity) -> Option<String> {
     (!fields.is_empty()).then(|| fields.join(", "))
 }
 
-/// Altinn publishes at the requested time, so there is nothing to read before it.
+/// Altinn publishes at the requested time, so there is nothing to read before it. With events
+/// on, the publication's event brings the read forward; this is the safety net's first read.
 fn first_poll(ctx: &Context, publish: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
     let from = publish.filter(|p| *p > now).unwrap_or(now);
-    after(from, ctx.settings.status.interval(0))
+    after(from, ctx.settings.status.routine_interval(0))
 }
 
 /// The one place a failure's class decides the row's fate.
