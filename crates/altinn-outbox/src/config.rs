@@ -110,7 +110,8 @@ pub struct MaskinportenConfig {
     /// The Maskinporten client id (a UUID from Digdir's self-service portal).
     pub client_id: String,
     /// Space-separated scopes. `altinn:serviceowner` makes the exchanged token carry the
-    /// service-owner org claim; `altinn:correspondence.write` lets it send.
+    /// service-owner org claim; `altinn:correspondence.write` lets it send. With `[events]
+    /// enabled`, `altinn:events.subscribe` is added to what is requested if it is missing.
     pub scopes: String,
     /// The private key as a JWK, standard-base64 encoded (the form Altinn's settings use).
     #[serde(skip_serializing)]
@@ -327,7 +328,22 @@ pub struct EventsSettings {
     pub max_in_flight: usize,
 }
 
+/// The scope the Events API needs ([`Config::token_scopes`]).
+pub const EVENTS_SCOPE: &str = "altinn:events.subscribe";
+
 impl Config {
+    /// The scopes the token is requested with: `maskinporten.scopes`, plus the Events scope
+    /// when events are on (one token serves Correspondence and Events, events.md §1).
+    pub fn token_scopes(&self) -> String {
+        let scopes = self.maskinporten.scopes.trim();
+        let has = scopes.split_whitespace().any(|s| s.eq_ignore_ascii_case(EVENTS_SCOPE));
+        if self.events.enabled && !has {
+            format!("{scopes} {EVENTS_SCOPE}").trim().to_string()
+        } else {
+            scopes.to_string()
+        }
+    }
+
     /// The receiver's settings, or None when events are off.
     pub fn events(&self) -> Result<Option<EventsSettings>, ConfigError> {
         let e = &self.events;
@@ -720,6 +736,16 @@ mod tests {
         assert_eq!(config.events.trusted_proxies, events.trusted_proxies);
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database.url") || err.contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn events_add_their_scope_to_the_token_once() {
+        let mut c = Config::default();
+        assert_eq!(c.token_scopes(), "altinn:serviceowner altinn:correspondence.write");
+        c.events.enabled = true;
+        assert_eq!(c.token_scopes(), "altinn:serviceowner altinn:correspondence.write altinn:events.subscribe");
+        c.maskinporten.scopes = "altinn:events.subscribe altinn:serviceowner".into();
+        assert_eq!(c.token_scopes(), "altinn:events.subscribe altinn:serviceowner");
     }
 
     #[test]
