@@ -218,7 +218,9 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
             "delivery_reference",
             "delivery_status",
             "event",
+            "event_cursor",
             "event_receiver",
+            "event_subscription",
             "history",
             "message",
             "message_status",
@@ -231,7 +233,8 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
         "SELECT count(*) FROM information_schema.columns c
          WHERE c.table_schema = 'altinn_outbox'
            AND c.table_name IN ('message', 'delivery', 'attachment', 'history', 'schedule', 'schedule_run',
-                                'producer_resource', 'event', 'event_receiver')
+                                'producer_resource', 'event', 'event_receiver',
+                                'event_subscription', 'event_cursor')
            AND col_description(('altinn_outbox.' || c.table_name)::regclass, c.ordinal_position) IS NULL",
     )
     .fetch_one(&app.pool)

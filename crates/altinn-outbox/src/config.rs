@@ -294,6 +294,26 @@ pub struct EventsConfig {
     /// With events on, milliseconds between routine status reads after the first (the first
     /// comes as `status.first_poll_delay_ms` says): the safety net for lost events.
     pub safety_poll_interval_ms: u64,
+    /// Resources to subscribe to and pull besides those with letters not yet finished (which
+    /// are always included), e.g. before the first letter of a new resource is sent. Lower-case
+    /// (Events refuses upper-case resource filters).
+    pub resources: Vec<String>,
+    /// One event type to subscribe to (Events' `typeFilter`, exact, e.g.
+    /// `no.altinn.correspondence.correspondencepublished`); unset: every type (recommended:
+    /// reads, confirmations and notification outcomes also wake the status read).
+    pub type_filter: Option<String>,
+    /// Milliseconds between the managing instance's checks of the subscriptions (one
+    /// instance at a time, decided by the database); an unvalidated one is re-read at each.
+    /// Default 60000.
+    pub subscription_check_interval_ms: u64,
+    /// Milliseconds a subscription may stay unvalidated after its POST before it is reported
+    /// (an ERROR line, `/readyz`, a gauge) and POSTed again, which makes Altinn send a new
+    /// handshake. Default 900000 (15 min; Altinn gives up validating after about 8).
+    pub validation_timeout_ms: u64,
+    /// Milliseconds between pulls of each resource's events from the pull API, which catch
+    /// up what pushes missed (receiver or proxy down, dead-lettered events). Also at start.
+    /// Default 300000 (5 min; Altinn shows an event to the pull 30 s after it is registered).
+    pub pull_interval_ms: u64,
 }
 
 impl Default for EventsConfig {
@@ -307,6 +327,11 @@ impl Default for EventsConfig {
             max_body_bytes: 64 * 1024,
             max_in_flight: 64,
             safety_poll_interval_ms: 3_600_000,
+            resources: Vec::new(),
+            type_filter: None,
+            subscription_check_interval_ms: 60_000,
+            validation_timeout_ms: 900_000,
+            pull_interval_ms: 300_000,
         }
     }
 }
@@ -326,6 +351,12 @@ pub struct EventsSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
+    /// Resources subscribed to besides those with letters not finished.
+    pub resources: Vec<String>,
+    pub type_filter: Option<String>,
+    pub check_interval: std::time::Duration,
+    pub validation_timeout: std::time::Duration,
+    pub pull_interval: std::time::Duration,
 }
 
 /// The scope the Events API needs ([`Config::token_scopes`]).
@@ -382,6 +413,27 @@ impl Config {
         if e.safety_poll_interval_ms == 0 {
             return Err(invalid("events.safety_poll_interval_ms", "must be at least 1"));
         }
+        for (setting, ms) in [
+            ("events.subscription_check_interval_ms", e.subscription_check_interval_ms),
+            ("events.validation_timeout_ms", e.validation_timeout_ms),
+            ("events.pull_interval_ms", e.pull_interval_ms),
+        ] {
+            if ms == 0 {
+                return Err(invalid(setting, "must be at least 1"));
+            }
+        }
+        if let Some(bad) = e.resources.iter().find(|r| !valid_resource_id(r)) {
+            return Err(invalid(
+                "events.resources",
+                format!("{bad:?} is not a resource id Events accepts (lower-case letters, digits, - and _)"),
+            ));
+        }
+        if e.type_filter.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(invalid(
+                "events.type_filter",
+                "must not be empty (an empty filter matches nothing); leave it out",
+            ));
+        }
         Ok(Some(EventsSettings {
             public_url,
             listen,
@@ -389,8 +441,19 @@ impl Config {
             trusted_proxies: networks("events.trusted_proxies", &e.trusted_proxies)?,
             max_body_bytes: e.max_body_bytes,
             max_in_flight: e.max_in_flight,
+            resources: e.resources.clone(),
+            type_filter: e.type_filter.clone(),
+            check_interval: std::time::Duration::from_millis(e.subscription_check_interval_ms),
+            validation_timeout: std::time::Duration::from_millis(e.validation_timeout_ms),
+            pull_interval: std::time::Duration::from_millis(e.pull_interval_ms),
         }))
     }
+}
+
+/// A resource id as Events' resource filter accepts it (a URN segment, lower-case only).
+fn valid_resource_id(id: &str) -> bool {
+    (1..=100).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Housekeeping the daemon runs itself, once per scheduled time across all instances. Cron
