@@ -256,7 +256,7 @@ fn the_shipped_binary_has_no_fake_and_no_bench() {
     }
     let help = Command::new(BIN).arg("--help").output().expect("the binary runs");
     let help = String::from_utf8_lossy(&help.stdout);
-    for command in ["run", "migrate", "check", "keygen", "status", "show", "retry", "cancel", "prune"] {
+    for command in ["run", "migrate", "check", "keygen", "status", "show", "retry", "cancel", "prune", "events"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(command)), "`{command}` in --help:\n{help}");
     }
 }

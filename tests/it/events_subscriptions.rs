@@ -252,3 +252,32 @@ async fn the_pull_catches_up_what_pushes_missed() {
     // The cursor moved: the next pull reads nothing again.
     assert_eq!(events.manager.pull(RESOURCE).await.unwrap(), Default::default());
 }
+
+#[tokio::test]
+async fn the_events_command_subscribes_lists_and_deletes_without_showing_the_endpoint() {
+    use altinn_outbox::admin::{self, EventsAction, Exit, Output};
+    let events = Events::start(|_| {}).await;
+    events.app.insert("admin", &[ORG]).await;
+    let json = Output { json: true };
+    let run = |action| admin::execute(&events.app.config, admin::Command::Events { action });
+
+    let subscribed = run(EventsAction::Subscribe { resource: None, output: json }).await.unwrap();
+    assert_eq!(subscribed.exit, Exit::Success, "validated within the wait: {subscribed:?}");
+    assert_eq!(subscribed.json["subscriptions"][0]["validated"]["resource"], RESOURCE);
+
+    let listed = run(EventsAction::List { output: json }).await.unwrap();
+    assert_eq!(listed.exit, Exit::Success);
+    assert_eq!(listed.json["stored"][0]["validated"], true);
+    assert_eq!(listed.json["altinn"][0]["validated"], true);
+    assert_eq!(listed.json["altinn"][0]["current_endpoint"], true);
+    let secret = events.endpoint.rsplit('/').next().unwrap();
+    assert!(!listed.json.to_string().contains(secret) && !listed.table.contains(secret), "never the secret");
+    assert!(listed.table.contains(RESOURCE), "{}", listed.table);
+
+    let deleted = run(EventsAction::Delete { id: None, resource: Some(RESOURCE.into()), output: json }).await.unwrap();
+    assert_eq!(deleted.exit, Exit::Success, "{deleted:?}");
+    assert!(events.app.fake.events().subscriptions().is_empty());
+    assert!(events.stored_subscriptions().await.is_empty());
+    let again = run(EventsAction::Delete { id: Some(1), resource: None, output: json }).await.unwrap();
+    assert_eq!(again.exit, Exit::NotFound);
+}

@@ -41,6 +41,11 @@ impl Manager {
         Manager { ctx, endpoint, settings }
     }
 
+    /// The endpoint Altinn pushes to (it holds the secret: never log it).
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.expose()
+    }
+
     fn lease(&self) -> Duration {
         (self.settings.check_interval * LEASE_PASSES).max(MIN_LEASE)
     }

@@ -45,6 +45,7 @@ crate::statements! {
     RECORD_ERROR = "UPDATE altinn_outbox.event_subscription SET last_error = left($2, 2000), checked_at = now()
          WHERE resource_id = $1";
     FORGET = "DELETE FROM altinn_outbox.event_subscription WHERE resource_id = $1";
+    FORGET_ID = "DELETE FROM altinn_outbox.event_subscription WHERE subscription_id = $1";
     /// For readiness, from any instance.
     OVERDUE = "SELECT resource_id, subscription_id, posted_at FROM altinn_outbox.event_subscription
          WHERE overdue_since IS NOT NULL AND NOT validated ORDER BY resource_id";
@@ -131,6 +132,11 @@ pub async fn record_error(pool: &PgPool, resource_id: &str, error: &str) -> Resu
 
 pub async fn forget(pool: &PgPool, resource_id: &str) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(FORGET).bind(resource_id).execute(pool).await?.rows_affected() > 0)
+}
+
+/// Forgets the stored subscription with Altinn's id `subscription_id`; false if none.
+pub async fn forget_id(pool: &PgPool, subscription_id: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(FORGET_ID).bind(subscription_id).execute(pool).await?.rows_affected() > 0)
 }
 
 /// Subscriptions unvalidated past the timeout: (resource, Altinn's id, last POST).
