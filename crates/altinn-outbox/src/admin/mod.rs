@@ -129,7 +129,7 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Altinn Events subscriptions ([events]): list, subscribe, delete.
+    /// Altinn Events subscriptions (`[events]` in worker.toml): list, subscribe, delete.
     #[command(after_help = EXIT_CODES)]
     Events {
         #[command(subcommand)]

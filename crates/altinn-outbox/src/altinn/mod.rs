@@ -1,4 +1,5 @@
-//! The Altinn 3 Correspondence API client. HTTP statuses are matched here and nowhere else:
+//! The Altinn 3 Correspondence API client (and, in [`events`], the Events API on the same
+//! token). HTTP statuses are matched here and nowhere else:
 //! every failure leaves as an [`ApiError`] with its [`ErrorClass`]. Altinn's free texts (error
 //! details, status texts) are scrubbed of personal data before they leave this module.
 //! Requests that name a resource pass its [`Faults`] first: a resource whose configuration is
