@@ -281,3 +281,60 @@ async fn the_events_command_subscribes_lists_and_deletes_without_showing_the_end
     let again = run(EventsAction::Delete { id: Some(1), resource: None, output: json }).await.unwrap();
     assert_eq!(again.exit, Exit::NotFound);
 }
+
+#[tokio::test]
+async fn the_worker_role_manages_subscriptions_and_pulls() {
+    let events = Events::start(|_| {}).await;
+    let roles = crate::common::roles::Roles::apply(&events.app).await;
+    let worker = Arc::new(roles.worker_context(&events.app));
+    let settings = events.app.config.events().unwrap().unwrap();
+    let endpoint = altinn_outbox::config::Secret::new(events.endpoint.clone());
+    let manager = Manager::new(worker.clone(), endpoint, settings);
+    events.app.insert("as-worker", &[ORG]).await;
+
+    let first = manager.pass(true).await.expect("the worker may take the lease, read and record");
+    assert!(matches!(first.unwrap().subscriptions[..], [Ensured::Waiting { .. } | Ensured::Validated { .. }]));
+    events.until_validated_at_the_fake(1).await;
+    let later = manager.pass(true).await.unwrap().unwrap();
+    assert!(matches!(later.subscriptions[..], [Ensured::Validated { .. }]), "{later:?}");
+    manager.pull(RESOURCE).await.expect("the worker may store pulled events and move the cursor");
+    assert!(altinn_outbox::outbox::subscriptions::overdue(&worker.pool).await.unwrap().is_empty());
+    assert!(altinn_outbox::outbox::subscriptions::forget(&worker.pool, RESOURCE).await.unwrap(), "events delete");
+    altinn_outbox::outbox::subscriptions::release_lease(&worker.pool, &worker.settings.instance).await.unwrap();
+    worker.pool.close().await;
+}
+
+#[tokio::test]
+async fn the_loop_subscribes_pulls_and_gives_the_lease_up_at_shutdown() {
+    let events = Events::start(|c| c.events.subscription_check_interval_ms = 50).await;
+    events.app.insert("loop", &[ORG]).await;
+    let settings = events.app.config.events().unwrap().unwrap();
+    let endpoint = altinn_outbox::config::Secret::new(events.endpoint.clone());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(altinn_outbox::events::manage::run(
+        Manager::new(events.app.ctx.clone(), endpoint, settings),
+        shutdown.clone(),
+    ));
+    events.until_validated_at_the_fake(1).await;
+    for _ in 0..250 {
+        if events.stored_subscriptions().await.iter().all(|(_, _, validated)| *validated) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(events.stored_subscriptions().await.len(), 1);
+    assert!(events.stored_subscriptions().await[0].2, "the loop re-read it until validated");
+    let pulled: i64 = sqlx::query_scalar("SELECT count(*) FROM altinn_outbox.event_cursor WHERE pulled_at IS NOT NULL")
+        .fetch_one(&events.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(pulled, 1, "pulled at start");
+
+    let settings = events.app.config.events().unwrap().unwrap();
+    let endpoint = altinn_outbox::config::Secret::new(events.endpoint.clone());
+    let other = Manager::new(events.app.second_worker("other"), endpoint, settings);
+    assert!(!other.take_lease().await.unwrap(), "held by the running loop");
+    shutdown.cancel();
+    running.await.unwrap();
+    assert!(other.take_lease().await.unwrap(), "given up at shutdown: another instance takes it at once");
+}
