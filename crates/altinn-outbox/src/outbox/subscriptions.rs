@@ -13,10 +13,12 @@ crate::statements! {
          WHERE managed_until IS NULL OR managed_until <= now() OR manager = $1
          RETURNING true";
     RELEASE_LEASE = "UPDATE altinn_outbox.event_receiver SET managed_until = NULL WHERE manager = $1";
-    /// Resources with letters still sent or followed (delivery.resource_id copies the
-    /// message's), and those configured; lower-case is what Events accepts.
+    /// Resources with letters not finished: still to be sent, or followed (an awaited status
+    /// has `next_poll_at`); delivery.resource_id copies the message's. Written as one test
+    /// per partial index of delivery, so that finished rows are never scanned. Plus those
+    /// configured.
     RESOURCES = "SELECT DISTINCT d.resource_id FROM altinn_outbox.delivery d
-         WHERE d.state IN ('pending', 'waiting_files', 'sending', 'awaiting_status') OR d.next_poll_at IS NOT NULL
+         WHERE d.state = 'pending' OR d.state = 'waiting_files' OR d.state = 'sending' OR d.next_poll_at IS NOT NULL
          UNION SELECT unnest($1::text[])
          ORDER BY 1";
     SUBSCRIPTIONS = "SELECT resource_id, subscription_id,
