@@ -802,6 +802,25 @@ mod tests {
     }
 
     #[test]
+    fn events_subscription_settings_are_checked_naming_the_setting() {
+        let mut c = Config { environment: Environment::Custom, ..Config::default() };
+        c.events.enabled = true;
+        c.events.public_url = "https://outbox.example.no/altinn/events".into();
+        let s = c.events().unwrap().unwrap();
+        assert_eq!(s.validation_timeout, std::time::Duration::from_secs(900));
+        assert_eq!(s.pull_interval, std::time::Duration::from_secs(300));
+        c.events.resources = vec!["my-corr_resource2".into(), "My-Resource".into()];
+        let err = c.events().unwrap_err().to_string();
+        assert!(err.contains("events.resources") && err.contains("My-Resource"), "{err}");
+        c.events.resources = vec![];
+        c.events.type_filter = Some(" ".into());
+        assert!(c.events().unwrap_err().to_string().contains("events.type_filter"));
+        c.events.type_filter = None;
+        c.events.pull_interval_ms = 0;
+        assert!(c.events().unwrap_err().to_string().contains("events.pull_interval_ms"));
+    }
+
+    #[test]
     fn events_add_their_scope_to_the_token_once() {
         let mut c = Config::default();
         assert_eq!(c.token_scopes(), "altinn:serviceowner altinn:correspondence.write");
