@@ -338,3 +338,12 @@ async fn the_loop_subscribes_pulls_and_gives_the_lease_up_at_shutdown() {
     running.await.unwrap();
     assert!(other.take_lease().await.unwrap(), "given up at shutdown: another instance takes it at once");
 }
+
+#[tokio::test]
+async fn check_proves_the_token_may_use_altinn_events() {
+    let events = Events::start(|_| {}).await;
+    let report = altinn_outbox::check::check(&events.app.config, &[]).await;
+    let step = report.steps.iter().find(|s| s.step == "events").expect("an events step with events on");
+    assert!(step.ok, "{step:?}");
+    assert!(step.detail.contains("0 subscriptions"), "{step:?}");
+}

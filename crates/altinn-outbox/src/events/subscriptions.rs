@@ -72,7 +72,10 @@ impl Manager {
             Ok(ensured) => Ok(ensured),
             Err(Failure::Db(e)) => Err(e),
             Err(Failure::Api(e)) => {
-                warn!(resource, error = %e, "Altinn Events: could not ensure the subscription");
+                // Said once per error, not at every check while it lasts (the row keeps it).
+                if stored.and_then(|s| s.last_error.as_deref()) != Some(e.to_string().as_str()) {
+                    warn!(resource, error = %e, "Altinn Events: could not ensure the subscription; trying again at each check");
+                }
                 db::record_error(&self.ctx.pool, resource, &e.to_string()).await?;
                 Ok(Ensured::Failed { resource: resource.to_string(), error: e.to_string() })
             }
