@@ -25,8 +25,9 @@ const SUBSCRIPTION: &str = "events_subscription";
 const UNSUBSCRIBE: &str = "events_unsubscribe";
 const PULL: &str = "events_pull";
 
-/// A subscription as Events answers it (camelCase; unset filters are omitted).
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+/// A subscription as Events answers it (camelCase; unset filters are omitted). Neither its
+/// Debug nor its Serialize shows the endpoint.
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
     pub id: i64,
@@ -42,6 +43,19 @@ pub struct Subscription {
     pub validated: bool,
     #[serde(default)]
     pub created: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("end_point", &"***")
+            .field("resource_filter", &self.resource_filter)
+            .field("type_filter", &self.type_filter)
+            .field("validated", &self.validated)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `POST /subscriptions`: the endpoint and the resource; the type only for a one-type one.
@@ -150,6 +164,8 @@ mod tests {
         assert_eq!(s.resource_filter.as_deref(), Some("urn:altinn:resource:my-corr-resource"));
         let shown = serde_json::to_string(&s).unwrap();
         assert!(!shown.contains("s3cr3t"), "{shown}");
+        let debugged = format!("{s:?}");
+        assert!(!debugged.contains("s3cr3t") && debugged.contains("1619"), "{debugged}");
     }
 
     #[test]
