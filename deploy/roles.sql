@@ -116,6 +116,11 @@ GRANT SELECT, INSERT ON altinn_outbox.event_receiver TO altinn_outbox_worker;
 GRANT SELECT ON altinn_outbox.event TO altinn_outbox_worker;
 GRANT EXECUTE ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text)
     TO altinn_outbox_worker;
+-- Managing the subscriptions (one instance at a time, by the lease on event_receiver), the
+-- pull's cursors, and `altinn-outbox events delete`.
+GRANT UPDATE (manager, managed_until) ON altinn_outbox.event_receiver TO altinn_outbox_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON altinn_outbox.event_subscription TO altinn_outbox_worker;
+GRANT SELECT, INSERT, UPDATE ON altinn_outbox.event_cursor TO altinn_outbox_worker;
 
 -- Housekeeping ([schedules]): claiming a scheduled time, recording and pruning its runs.
 GRANT SELECT ON altinn_outbox.schedule, altinn_outbox.schedule_run TO altinn_outbox_worker;

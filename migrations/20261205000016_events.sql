@@ -100,3 +100,52 @@ BEGIN
     END IF;
 END $$;
 REVOKE ALL ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text) FROM PUBLIC;
+
+-- Which instance manages the subscriptions and pulls now: a lease, taken by the instance that
+-- finds it free or expired and renewed on each pass, so that one instance at a time talks to
+-- the Events API for subscriptions (no HTTP call is made with a row locked).
+ALTER TABLE altinn_outbox.event_receiver
+    ADD COLUMN manager text CHECK (length(manager) <= 200),
+    ADD COLUMN managed_until timestamptz;
+COMMENT ON COLUMN altinn_outbox.event_receiver.manager IS 'The instance (worker.instance_name) that last took the lease on managing subscriptions and pulling events';
+COMMENT ON COLUMN altinn_outbox.event_receiver.managed_until IS 'When that lease ends unless renewed; another instance may take it after';
+
+-- The subscription the daemon made at Altinn Events for each resource (one per resource).
+CREATE TABLE altinn_outbox.event_subscription (
+    resource_id     text        PRIMARY KEY CHECK (length(resource_id) BETWEEN 1 AND 200),
+    subscription_id bigint      NOT NULL,
+    endpoint_sha256 text        NOT NULL CHECK (endpoint_sha256 ~ '^[0-9a-f]{64}$'),
+    type_filter     text        CHECK (length(type_filter) BETWEEN 1 AND 200),
+    validated       boolean     NOT NULL DEFAULT false,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    posted_at       timestamptz NOT NULL DEFAULT now(),
+    validated_at    timestamptz,
+    checked_at      timestamptz NOT NULL DEFAULT now(),
+    overdue_since   timestamptz,
+    last_error      text        CHECK (length(last_error) <= 2000)
+);
+COMMENT ON TABLE altinn_outbox.event_subscription IS 'The Altinn Events subscription the daemon made for each resource, and whether Altinn has validated its endpoint';
+COMMENT ON COLUMN altinn_outbox.event_subscription.resource_id IS 'The Altinn resource id (resourceFilter urn:altinn:resource:<id>)';
+COMMENT ON COLUMN altinn_outbox.event_subscription.subscription_id IS 'Altinn''s id of the subscription (GET/DELETE /events/api/v1/subscriptions/<id>)';
+COMMENT ON COLUMN altinn_outbox.event_subscription.endpoint_sha256 IS 'SHA-256 (hex) of the endpoint it pushes to: the endpoint holds the secret, so only its hash is kept; another hash means the endpoint changed';
+COMMENT ON COLUMN altinn_outbox.event_subscription.type_filter IS 'The typeFilter it was made with (events.type_filter); NULL: every type';
+COMMENT ON COLUMN altinn_outbox.event_subscription.validated IS 'Whether Altinn has validated the endpoint (its handshake got a 2xx); nothing is pushed before';
+COMMENT ON COLUMN altinn_outbox.event_subscription.created_at IS 'When the daemon first recorded it';
+COMMENT ON COLUMN altinn_outbox.event_subscription.posted_at IS 'When it was last POSTed (each POST sends a new handshake); the validation timeout counts from here';
+COMMENT ON COLUMN altinn_outbox.event_subscription.validated_at IS 'When the daemon first saw it validated';
+COMMENT ON COLUMN altinn_outbox.event_subscription.checked_at IS 'When the daemon last read it from Altinn';
+COMMENT ON COLUMN altinn_outbox.event_subscription.overdue_since IS 'Set while it stays unvalidated past events.validation_timeout_ms (shown by /readyz); NULL otherwise';
+COMMENT ON COLUMN altinn_outbox.event_subscription.last_error IS 'The last failure of a call about it (code: message), NULL after a success';
+
+-- The pull API's cursor per resource: events registered after this one are yet to be read.
+CREATE TABLE altinn_outbox.event_cursor (
+    resource_id   text        PRIMARY KEY CHECK (length(resource_id) BETWEEN 1 AND 200),
+    last_event_id text        CHECK (length(last_event_id) BETWEEN 1 AND 200),
+    pulled_at     timestamptz,
+    last_error    text        CHECK (length(last_error) <= 2000)
+);
+COMMENT ON TABLE altinn_outbox.event_cursor IS 'How far the pull of Altinn Events (GET /events/api/v1/events) has read, per resource';
+COMMENT ON COLUMN altinn_outbox.event_cursor.resource_id IS 'The Altinn resource id pulled';
+COMMENT ON COLUMN altinn_outbox.event_cursor.last_event_id IS 'The id of the last event read (the next pull''s after=); NULL: from the start (after=0)';
+COMMENT ON COLUMN altinn_outbox.event_cursor.pulled_at IS 'When a pull of this resource last completed';
+COMMENT ON COLUMN altinn_outbox.event_cursor.last_error IS 'The last pull failure (code: message), NULL after a success';

@@ -218,7 +218,9 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
             "delivery_reference",
             "delivery_status",
             "event",
+            "event_cursor",
             "event_receiver",
+            "event_subscription",
             "history",
             "message",
             "message_status",
@@ -231,7 +233,8 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
         "SELECT count(*) FROM information_schema.columns c
          WHERE c.table_schema = 'altinn_outbox'
            AND c.table_name IN ('message', 'delivery', 'attachment', 'history', 'schedule', 'schedule_run',
-                                'producer_resource', 'event', 'event_receiver')
+                                'producer_resource', 'event', 'event_receiver',
+                                'event_subscription', 'event_cursor')
            AND col_description(('altinn_outbox.' || c.table_name)::regclass, c.ordinal_position) IS NULL",
     )
     .fetch_one(&app.pool)
@@ -253,7 +256,7 @@ fn the_shipped_binary_has_no_fake_and_no_bench() {
     }
     let help = Command::new(BIN).arg("--help").output().expect("the binary runs");
     let help = String::from_utf8_lossy(&help.stdout);
-    for command in ["run", "migrate", "check", "keygen", "status", "show", "retry", "cancel", "prune"] {
+    for command in ["run", "migrate", "check", "keygen", "status", "show", "retry", "cancel", "prune", "events"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(command)), "`{command}` in --help:\n{help}");
     }
 }

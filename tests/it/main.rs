@@ -12,6 +12,7 @@ mod attachments;
 mod config_faults;
 mod daemon;
 mod events;
+mod events_subscriptions;
 mod hostile;
 mod housekeeping;
 mod isolation;

@@ -77,7 +77,7 @@ pub fn token_client(config: &Config, key: SigningKey, http: reqwest::Client) -> 
         token_url: parse("maskinporten.token_url", &endpoints.token_url)?,
         audience: endpoints.issuer.clone(),
         client_id: config.maskinporten.client_id.trim().to_string(),
-        scopes: config.maskinporten.scopes.clone(),
+        scopes: config.token_scopes(),
         exchange_url: parse(
             "altinn.platform_url",
             &format!("{}/authentication/api/v1/exchange/maskinporten", endpoints.platform_url),

@@ -19,7 +19,8 @@ use crate::{app, outbox};
 /// the service-owner scope for the org claim of the exchange.
 const SENDER_SCOPES: [&str; 2] = ["altinn:serviceowner", "altinn:correspondence.write"];
 
-/// One general step: `config and key`, `key file`, `database`, `token`, `scopes`.
+/// One general step: `config and key`, `key file`, `database`, `token`, `scopes`, and with
+/// events on, `events` (the token may use the Events API).
 #[derive(Debug, Serialize)]
 pub struct Step {
     pub step: &'static str,
@@ -102,6 +103,10 @@ pub async fn check(config: &Config, resources: &[String]) -> Report {
     } else {
         step("scopes", false, format!("maskinporten.scopes lacks {}: {}", lacking.join(" and "), SCOPES_REMEDY));
     }
+    if config.events.enabled {
+        let (ok, detail) = check_events(&ctx.altinn).await;
+        step("events", ok, detail);
+    }
     let mut checked = Vec::new();
     for resource in resources {
         checked.push(check_resource(&ctx.altinn, resource, !lacking.is_empty()).await);
@@ -115,6 +120,26 @@ const SCOPES_REMEDY: &str =
 
 fn lacking_scopes(configured: &str) -> Vec<&'static str> {
     SENDER_SCOPES.into_iter().filter(|wanted| !configured.split_whitespace().any(|s| s == *wanted)).collect()
+}
+
+/// The Events API answers the list of our subscriptions only to a token with
+/// `altinn:events.subscribe` (an empty 403 otherwise), and only to the identity that made them.
+async fn check_events(altinn: &AltinnClient) -> (bool, String) {
+    match altinn.subscriptions().await {
+        Ok(list) => {
+            let validated = list.iter().filter(|s| s.validated).count();
+            (true, format!("the token may use Altinn Events: {} subscriptions, {validated} validated", list.len()))
+        }
+        Err(e) if e.fault() == Some(Fault::MissingScope) => (
+            false,
+            format!(
+                "Altinn Events refuses the token ({}): have Digdir grant {} to the Maskinporten client",
+                e.code,
+                crate::config::EVENTS_SCOPE
+            ),
+        ),
+        Err(e) => (false, format!("Altinn Events could not be asked: {e}")),
+    }
 }
 
 /// One resource: the sender search, then the resource registry after a 4001.

@@ -110,7 +110,8 @@ pub struct MaskinportenConfig {
     /// The Maskinporten client id (a UUID from Digdir's self-service portal).
     pub client_id: String,
     /// Space-separated scopes. `altinn:serviceowner` makes the exchanged token carry the
-    /// service-owner org claim; `altinn:correspondence.write` lets it send.
+    /// service-owner org claim; `altinn:correspondence.write` lets it send. With `[events]
+    /// enabled`, `altinn:events.subscribe` is added to what is requested if it is missing.
     pub scopes: String,
     /// The private key as a JWK, standard-base64 encoded (the form Altinn's settings use).
     #[serde(skip_serializing)]
@@ -293,6 +294,26 @@ pub struct EventsConfig {
     /// With events on, milliseconds from a send (or its requested publish time) to its first
     /// status read, and between routine reads after it: the safety net for lost events.
     pub safety_poll_interval_ms: u64,
+    /// Resources to subscribe to and pull besides those with letters not yet finished (which
+    /// are always included), e.g. before the first letter of a new resource is sent. Lower-case
+    /// (Events refuses upper-case resource filters).
+    pub resources: Vec<String>,
+    /// One event type to subscribe to (Events' `typeFilter`, exact, e.g.
+    /// `no.altinn.correspondence.correspondencepublished`); unset: every type (recommended:
+    /// reads, confirmations and notification outcomes also wake the status read).
+    pub type_filter: Option<String>,
+    /// Milliseconds between the managing instance's checks of the subscriptions (one
+    /// instance at a time, decided by the database); an unvalidated one is re-read at each.
+    /// Default 60000.
+    pub subscription_check_interval_ms: u64,
+    /// Milliseconds a subscription may stay unvalidated after its POST before it is reported
+    /// (an ERROR line, `/readyz`, a gauge) and POSTed again, which makes Altinn send a new
+    /// handshake. Default 900000 (15 min; Altinn gives up validating after about 8).
+    pub validation_timeout_ms: u64,
+    /// Milliseconds between pulls of each resource's events from the pull API, which catch
+    /// up what pushes missed (receiver or proxy down, dead-lettered events). Also at start.
+    /// Default 300000 (5 min; Altinn shows an event to the pull 30 s after it is registered).
+    pub pull_interval_ms: u64,
 }
 
 impl Default for EventsConfig {
@@ -306,6 +327,11 @@ impl Default for EventsConfig {
             max_body_bytes: 64 * 1024,
             max_in_flight: 64,
             safety_poll_interval_ms: 3_600_000,
+            resources: Vec::new(),
+            type_filter: None,
+            subscription_check_interval_ms: 60_000,
+            validation_timeout_ms: 900_000,
+            pull_interval_ms: 300_000,
         }
     }
 }
@@ -325,9 +351,30 @@ pub struct EventsSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
+    /// Resources subscribed to besides those with letters not finished.
+    pub resources: Vec<String>,
+    pub type_filter: Option<String>,
+    pub check_interval: std::time::Duration,
+    pub validation_timeout: std::time::Duration,
+    pub pull_interval: std::time::Duration,
 }
 
+/// The scope the Events API needs ([`Config::token_scopes`]).
+pub const EVENTS_SCOPE: &str = "altinn:events.subscribe";
+
 impl Config {
+    /// The scopes the token is requested with: `maskinporten.scopes`, plus the Events scope
+    /// when events are on (one token serves Correspondence and Events, events.md §1).
+    pub fn token_scopes(&self) -> String {
+        let scopes = self.maskinporten.scopes.trim();
+        let has = scopes.split_whitespace().any(|s| s.eq_ignore_ascii_case(EVENTS_SCOPE));
+        if self.events.enabled && !has {
+            format!("{scopes} {EVENTS_SCOPE}").trim().to_string()
+        } else {
+            scopes.to_string()
+        }
+    }
+
     /// The receiver's settings, or None when events are off.
     pub fn events(&self) -> Result<Option<EventsSettings>, ConfigError> {
         let e = &self.events;
@@ -366,6 +413,27 @@ impl Config {
         if e.safety_poll_interval_ms == 0 {
             return Err(invalid("events.safety_poll_interval_ms", "must be at least 1"));
         }
+        for (setting, ms) in [
+            ("events.subscription_check_interval_ms", e.subscription_check_interval_ms),
+            ("events.validation_timeout_ms", e.validation_timeout_ms),
+            ("events.pull_interval_ms", e.pull_interval_ms),
+        ] {
+            if ms == 0 {
+                return Err(invalid(setting, "must be at least 1"));
+            }
+        }
+        if let Some(bad) = e.resources.iter().find(|r| !valid_resource_id(r)) {
+            return Err(invalid(
+                "events.resources",
+                format!("{bad:?} is not a resource id Events accepts (lower-case letters, digits, - and _)"),
+            ));
+        }
+        if e.type_filter.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(invalid(
+                "events.type_filter",
+                "must not be empty (an empty filter matches nothing); leave it out",
+            ));
+        }
         Ok(Some(EventsSettings {
             public_url,
             listen,
@@ -373,8 +441,19 @@ impl Config {
             trusted_proxies: networks("events.trusted_proxies", &e.trusted_proxies)?,
             max_body_bytes: e.max_body_bytes,
             max_in_flight: e.max_in_flight,
+            resources: e.resources.clone(),
+            type_filter: e.type_filter.clone(),
+            check_interval: std::time::Duration::from_millis(e.subscription_check_interval_ms),
+            validation_timeout: std::time::Duration::from_millis(e.validation_timeout_ms),
+            pull_interval: std::time::Duration::from_millis(e.pull_interval_ms),
         }))
     }
+}
+
+/// A resource id as Events' resource filter accepts it (a URN segment, lower-case only).
+fn valid_resource_id(id: &str) -> bool {
+    (1..=100).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Housekeeping the daemon runs itself, once per scheduled time across all instances. Cron
@@ -720,6 +799,35 @@ mod tests {
         assert_eq!(config.events.trusted_proxies, events.trusted_proxies);
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database.url") || err.contains("client_id"), "{err}");
+    }
+
+    #[test]
+    fn events_subscription_settings_are_checked_naming_the_setting() {
+        let mut c = Config { environment: Environment::Custom, ..Config::default() };
+        c.events.enabled = true;
+        c.events.public_url = "https://outbox.example.no/altinn/events".into();
+        let s = c.events().unwrap().unwrap();
+        assert_eq!(s.validation_timeout, std::time::Duration::from_secs(900));
+        assert_eq!(s.pull_interval, std::time::Duration::from_secs(300));
+        c.events.resources = vec!["my-corr_resource2".into(), "My-Resource".into()];
+        let err = c.events().unwrap_err().to_string();
+        assert!(err.contains("events.resources") && err.contains("My-Resource"), "{err}");
+        c.events.resources = vec![];
+        c.events.type_filter = Some(" ".into());
+        assert!(c.events().unwrap_err().to_string().contains("events.type_filter"));
+        c.events.type_filter = None;
+        c.events.pull_interval_ms = 0;
+        assert!(c.events().unwrap_err().to_string().contains("events.pull_interval_ms"));
+    }
+
+    #[test]
+    fn events_add_their_scope_to_the_token_once() {
+        let mut c = Config::default();
+        assert_eq!(c.token_scopes(), "altinn:serviceowner altinn:correspondence.write");
+        c.events.enabled = true;
+        assert_eq!(c.token_scopes(), "altinn:serviceowner altinn:correspondence.write altinn:events.subscribe");
+        c.maskinporten.scopes = "altinn:events.subscribe altinn:serviceowner".into();
+        assert_eq!(c.token_scopes(), "altinn:events.subscribe altinn:serviceowner");
     }
 
     #[test]

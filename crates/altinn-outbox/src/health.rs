@@ -40,6 +40,11 @@ pub struct Readiness {
     /// Empty when none; each names the resource, the fault, the code its rows get, what is
     /// missing, what to do, and since when.
     pub config_faults: Vec<FaultReport>,
+    /// Altinn Events subscriptions Altinn has not validated `events.validation_timeout_ms`
+    /// after their POST: no pushes come for those resources (letters are still read by the
+    /// safety poll and the pull, later). Empty when none or events are off. Not counted
+    /// against `ready`: sending goes on.
+    pub unvalidated_subscriptions: Vec<String>,
 }
 
 /// The exposition format's content type, which Prometheus negotiates by.
@@ -98,5 +103,21 @@ pub async fn readiness(ctx: &Context) -> Readiness {
     let claims = ctx.claims.problem().unwrap_or_else(|| "ok".to_string());
     let config_faults = ctx.altinn.config_faults();
     let ready = database == "ok" && token_ok && claims == "ok" && config_faults.is_empty();
-    Readiness { ready, database, token: tokens.status(), altinn, claims, config_faults }
+    let unvalidated_subscriptions = unvalidated_subscriptions(ctx).await;
+    Readiness { ready, database, token: tokens.status(), altinn, claims, config_faults, unvalidated_subscriptions }
+}
+
+/// From the database, so that every instance shows what the managing one found.
+async fn unvalidated_subscriptions(ctx: &Context) -> Vec<String> {
+    let read = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, crate::outbox::subscriptions::overdue(&ctx.pool)).await;
+    let Ok(Ok(overdue)) = read else { return Vec::new() };
+    overdue
+        .into_iter()
+        .map(|(resource, id, posted_at)| {
+            format!(
+                "resource {resource}: Altinn Events subscription {id} not validated (last POST {posted_at}); \
+                 check that events.public_url reaches events.listen and answers 2xx"
+            )
+        })
+        .collect()
 }

@@ -18,9 +18,11 @@
 //!   and the scrub that keeps personal data out of stored and logged texts.
 //! - [`compose`]: a message and a recipient become an initialize request, or a field error.
 //! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
-//! - [`altinn`]: the Correspondence API client, its wire types and error classes.
+//! - [`altinn`]: the Correspondence API client, its wire types and error classes, and the
+//!   Events API (subscriptions, pull) on the same token.
 //! - [`worker`]: claiming, sending, status polling and the daemon loop.
-//! - [`events`]: the Altinn Events receiver: a push makes the letter it names be read at once.
+//! - [`events`]: the Altinn Events receiver (a push makes the letter it names be read at
+//!   once), the subscriptions one instance keeps, and the pull that catches up missed events.
 //! - [`housekeeping`]: scheduled pruning, stuck-row sweep and daily summary, once across instances.
 //! - [`systemd`]: readiness and watchdog notifications.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` listener.

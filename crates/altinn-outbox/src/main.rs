@@ -150,8 +150,8 @@ async fn run(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Altinn Events receiver on its own listener ([events]); a listener that cannot bind
-/// stops the start, naming the setting.
+/// The Altinn Events receiver on its own listener ([events]), and the management of the
+/// subscriptions and the pull; a listener that cannot bind stops the start, naming the setting.
 async fn start_receiver(
     ctx: &Arc<worker::Context>,
     settings: altinn_outbox::config::EventsSettings,
@@ -161,10 +161,12 @@ async fn start_receiver(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("events.listen: cannot listen on {listen}: {e}"))?;
-    let receiver = events::receiver::Receiver::new(ctx.pool.clone(), settings)
+    let receiver = events::receiver::Receiver::new(ctx.pool.clone(), settings.clone())
         .await
         .map_err(|e| anyhow::anyhow!("events: cannot read or make the receiver's secret: {e}"))?;
     tracing::info!(%listen, "Altinn Events receiver started");
+    let manager = events::manage::Manager::new(ctx.clone(), receiver.endpoint(), settings);
+    tokio::spawn(events::manage::run(manager, shutdown.clone()));
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
         if let Err(e) = events::receiver::serve(listener, Arc::new(receiver), shutdown).await {

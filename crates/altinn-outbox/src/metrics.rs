@@ -34,6 +34,11 @@
 //!   (413), `busy` (503, more than `events.max_in_flight` at once), `error` (503, the
 //!   database did not take it; Altinn retries). Refusals growing fast mean someone probes the
 //!   endpoint; they are not logged one by one.
+//! - `altinn_outbox_event_subscriptions_unvalidated`: subscriptions Altinn has not validated
+//!   `events.validation_timeout_ms` after their POST (set by the instance that manages them;
+//!   `/readyz` names them on every instance). Alert on `max(...) > 0`: no pushes come.
+//! - `altinn_outbox_events_pulled_total{outcome}`: events read by the pull API. `stored` (new:
+//!   a push missed it) or `duplicate` (already pushed). `stored` growing means pushes are lost.
 //! - `altinn_outbox_request_duration_seconds{system, endpoint, status}`: histogram of every
 //!   HTTP request, until the answer's headers (an upload includes sending the file). `system`
 //!   is `altinn` or `maskinporten`; `endpoint` a name from the clients' fixed list
@@ -70,6 +75,8 @@ const LEASES_RECLAIMED: &str = "altinn_outbox_leases_reclaimed_total";
 const CLAIM_FAILURES: &str = "altinn_outbox_claim_failures_total";
 const REQUEST_DURATION: &str = "altinn_outbox_request_duration_seconds";
 const CONFIG_FAULTS: &str = "altinn_outbox_config_faults";
+const EVENT_SUBSCRIPTIONS_UNVALIDATED: &str = "altinn_outbox_event_subscriptions_unvalidated";
+const EVENTS_PULLED: &str = "altinn_outbox_events_pulled_total";
 const EVENTS_RECEIVED: &str = "altinn_outbox_events_received_total";
 
 /// Upper bounds in seconds: from a token served in milliseconds to an upload that may take
@@ -132,6 +139,11 @@ pub fn describe() {
     describe_counter!(CLAIM_FAILURES, "Claims of work that failed");
     describe_counter!(EVENTS_RECEIVED, "Pushes to the Altinn Events receiver, by outcome");
     ::metrics::describe_gauge!(CONFIG_FAULTS, "1 while Altinn refuses us for a resource, by resource and fault");
+    ::metrics::describe_gauge!(
+        EVENT_SUBSCRIPTIONS_UNVALIDATED,
+        "Altinn Events subscriptions unvalidated past the timeout"
+    );
+    describe_counter!(EVENTS_PULLED, "Events read by the pull API, by outcome");
     ::metrics::counter!(CLAIM_FAILURES).increment(0);
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "HTTP requests to Altinn and Maskinporten, to the headers");
     ::metrics::counter!(SENDS, "outcome" => "sent", "error_code" => "").increment(0);
@@ -147,6 +159,16 @@ pub fn describe() {
 /// One push to the events receiver; `outcome` from the fixed list above.
 pub fn event_received(outcome: &'static str) {
     ::metrics::counter!(EVENTS_RECEIVED, "outcome" => outcome).increment(1);
+}
+
+/// Subscriptions unvalidated past the timeout, after a check of them all.
+pub fn event_subscriptions_unvalidated(count: usize) {
+    ::metrics::gauge!(EVENT_SUBSCRIPTIONS_UNVALIDATED).set(count as f64);
+}
+
+/// Events read by the pull: `stored` or `duplicate`.
+pub fn events_pulled(outcome: &'static str, count: u64) {
+    ::metrics::counter!(EVENTS_PULLED, "outcome" => outcome).increment(count);
 }
 
 /// One claim of work failed.

@@ -1,12 +1,14 @@
-//! The admin commands (`status`, `show`, `retry`, `cancel`, `prune`): what an operator or a
+//! The admin commands (`status`, `show`, `retry`, `cancel`, `prune`, `events`): what an operator or a
 //! script does to the outbox by hand. Each reads or writes the outbox tables through
 //! [`crate::outbox::admin`] and answers with an [`Answer`]: a table for a person, one JSON
 //! document for a script (`--json`), and an exit code scripts can rely on ([`Exit`]).
 //!
-//! Only `cancel` talks to Altinn, so only `cancel` needs the Maskinporten key; the others
-//! need the database settings alone.
+//! Only `cancel` and `events` talk to Altinn, so only they need the Maskinporten key; the
+//! others need the database settings alone.
 
 mod cancel;
+mod events;
+pub use events::Action as EventsAction;
 mod format;
 mod retry;
 mod show;
@@ -21,14 +23,15 @@ use crate::config::Config;
 use crate::{app, outbox};
 
 /// The exit codes, as `--help` prints them.
-pub const EXIT_CODES: &str = "Exit codes of the admin commands (status, show, retry, cancel, prune):
+pub const EXIT_CODES: &str = "Exit codes of the admin commands (status, show, retry, cancel, prune, events):
   0   success (also: nothing left to do, e.g. cancel of a cancelled message)
   1   error: database unreachable, invalid configuration, Altinn refused the request
   2   usage error
-  3   not found: no message with that id
+  3   not found: no message (or, for events delete, subscription) with that id
   4   refused: nothing in a state that allows it (retry of a message with no failed delivery,
       cancel of a published letter)
-  75  temporary: a worker is sending it right now, or Altinn did not answer; try again
+  75  temporary: a worker is sending it right now, Altinn did not answer, or (events
+      subscribe) Altinn has not validated the endpoint yet; try again
 A command acting on several deliveries exits with the worst outcome among them and lists each.";
 
 /// An admin command's outcome, ordered from best to worst: a command acting on several
@@ -126,6 +129,12 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Altinn Events subscriptions (`[events]` in worker.toml): list, subscribe, delete.
+    #[command(after_help = EXIT_CODES)]
+    Events {
+        #[command(subcommand)]
+        action: events::Action,
+    },
 }
 
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
@@ -143,6 +152,7 @@ impl Command {
             | Command::Retry { output, .. }
             | Command::Cancel { output, .. }
             | Command::Prune { output, .. } => *output,
+            Command::Events { action } => action.output(),
         }
     }
 }
@@ -180,6 +190,10 @@ pub async fn execute(config: &Config, command: Command) -> anyhow::Result<Answer
         let ctx = app::build_context(config)?;
         return cancel::cancel(&ctx, id).await;
     }
+    if let Command::Events { action } = command {
+        let ctx = app::build_context(config)?;
+        return events::run(config, ctx, action).await;
+    }
     let pool = database(config)?;
     match command {
         Command::Status(_) => status::status(&pool).await,
@@ -192,7 +206,7 @@ pub async fn execute(config: &Config, command: Command) -> anyhow::Result<Answer
             retry::retry(&pool, &scope).await
         }
         Command::Prune { older_than, dry_run, .. } => status::prune(&pool, older_than, dry_run).await,
-        Command::Cancel { .. } => unreachable!("handled above with the full context"),
+        Command::Cancel { .. } | Command::Events { .. } => unreachable!("handled above with the full context"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The Altinn 3 Correspondence API client. HTTP statuses are matched here and nowhere else:
+//! The Altinn 3 Correspondence API client (and, in [`events`], the Events API on the same
+//! token). HTTP statuses are matched here and nowhere else:
 //! every failure leaves as an [`ApiError`] with its [`ErrorClass`]. Altinn's free texts (error
 //! details, status texts) are scrubbed of personal data before they leave this module.
 //! Requests that name a resource pass its [`Faults`] first: a resource whose configuration is
@@ -6,6 +7,7 @@
 
 mod codes;
 mod error;
+pub mod events;
 pub mod faults;
 mod form;
 mod gate;
@@ -55,6 +57,8 @@ const RESOURCE_REGISTRY: &str = "resource_registry";
 pub struct AltinnClient {
     http: reqwest::Client,
     api: String,
+    /// The Events API (`…/events/api/v1`): subscriptions and the pull.
+    events_api: String,
     /// The resource registry's read of a resource (`…/resource/{id}`), without the id.
     registry: String,
     tokens: TokenClient,
@@ -110,6 +114,7 @@ impl AltinnClient {
         AltinnClient {
             http,
             api: format!("{}{API_PATH}", platform_url.trim_end_matches('/')),
+            events_api: format!("{}{}", platform_url.trim_end_matches('/'), events::EVENTS_PATH),
             registry: format!("{}{}", platform_url.trim_end_matches('/'), resource_check::REGISTRY_PATH),
             tokens,
             subscription_key: subscription_key.filter(|k| !k.expose_secret().trim().is_empty()),

@@ -11,10 +11,15 @@
 //! - [`receiver`]: the listener and the handling of one push.
 //! - [`network`]: where a push comes from, through a trusted reverse proxy.
 //! - [`payload`]: a CloudEvent read leniently.
+//! - [`manage`]: one instance at a time (a lease in the database) keeps the subscriptions
+//!   ([`subscriptions`]) and pulls what pushes missed ([`pull`]).
 
+pub mod manage;
 pub mod network;
 pub mod payload;
+pub mod pull;
 pub mod receiver;
+pub mod subscriptions;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -31,8 +31,13 @@ pub struct Pushed {
 
 impl Pushed {
     pub fn parse(body: &[u8]) -> Result<Pushed, Malformed> {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(object)) => {
+        Pushed::from_value(serde_json::from_slice::<Value>(body).map_err(|_| Malformed::NotAnObject)?)
+    }
+
+    /// One event of the pull API's array, read as a push is.
+    pub fn from_value(value: Value) -> Result<Pushed, Malformed> {
+        match value {
+            Value::Object(object) => {
                 let pushed = Pushed { object };
                 pushed.required("id", MAX_ID)?;
                 pushed.required("type", MAX_ID)?;

@@ -18,6 +18,7 @@ mod files;
 pub mod schedule;
 mod sql;
 pub mod states;
+pub mod subscriptions;
 pub mod uploads;
 mod write;
 

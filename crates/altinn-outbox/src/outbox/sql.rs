@@ -39,6 +39,7 @@ const ALL: &[&[Statement]] = &[
     super::events::STATEMENTS,
     super::files::STATEMENTS,
     super::schedule::STATEMENTS,
+    super::subscriptions::STATEMENTS,
     super::uploads::STATEMENTS,
     super::write::STATEMENTS,
 ];
