@@ -114,7 +114,7 @@ GRANT EXECUTE ON FUNCTION altinn_outbox.prune_messages(timestamptz, integer) TO 
 -- stored, and their deliveries woken, only through receive_event (which runs as the owner).
 GRANT SELECT, INSERT ON altinn_outbox.event_receiver TO altinn_outbox_worker;
 GRANT SELECT ON altinn_outbox.event TO altinn_outbox_worker;
-GRANT EXECUTE ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text)
+GRANT EXECUTE ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text, boolean)
     TO altinn_outbox_worker;
 -- Managing the subscriptions (one instance at a time, by the lease on event_receiver), the
 -- pull's cursors, and `altinn-outbox events delete`.

@@ -55,10 +55,12 @@ END $$;
 -- the first of its (instance, type) also records an 'event' history row on every delivery of
 -- the correspondence it names, moves the next status read of those still followed to now, and
 -- the next read of a file still being scanned (attachment events); then wakes the workers.
+-- Only an event that can change what a read finds wakes anything (p_wakes, decided by the
+-- daemon from the type): `correspondenceinitialized`, say, is recorded but reads nothing.
 -- Runs as the owner: the worker may call it, but may not write events or history itself.
 -- Returns whether the event was new, and how many deliveries and files it woke.
 CREATE FUNCTION altinn_outbox.receive_event(p_id text, p_type text, p_resource text, p_instance text,
-    p_time timestamptz, p_via text, OUT stored boolean, OUT deliveries integer, OUT files integer)
+    p_time timestamptz, p_via text, p_wakes boolean, OUT stored boolean, OUT deliveries integer, OUT files integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_first boolean;
@@ -84,7 +86,7 @@ BEGIN
             FROM altinn_outbox.delivery d WHERE d.correspondence_id = v_instance
         ), woken AS (
             UPDATE altinn_outbox.delivery d SET next_poll_at = now()
-            FROM named WHERE d.id = named.id AND named.followed AND d.next_poll_at > now()
+            FROM named WHERE p_wakes AND d.id = named.id AND named.followed AND d.next_poll_at > now()
             RETURNING d.id
         ), recorded AS (
             INSERT INTO altinn_outbox.history (delivery_id, kind, new_value, detail)
@@ -92,14 +94,15 @@ BEGIN
         )
         SELECT count(*) INTO deliveries FROM woken;
         UPDATE altinn_outbox.attachment a SET next_attempt_at = now()
-        WHERE a.altinn_attachment_id = v_instance AND a.upload_state = 'processing' AND a.next_attempt_at > now();
+        WHERE p_wakes AND a.altinn_attachment_id = v_instance AND a.upload_state = 'processing'
+          AND a.next_attempt_at > now();
         GET DIAGNOSTICS files = ROW_COUNT;
     END IF;
     IF deliveries > 0 OR files > 0 THEN
         PERFORM pg_notify('altinn_outbox', '');
     END IF;
 END $$;
-REVOKE ALL ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION altinn_outbox.receive_event(text, text, text, text, timestamptz, text, boolean) FROM PUBLIC;
 
 -- Which instance manages the subscriptions and pulls now: a lease, taken by the instance that
 -- finds it free or expired and renewed on each pass, so that one instance at a time talks to

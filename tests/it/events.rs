@@ -318,5 +318,5 @@ async fn the_worker_role_receives_events_and_a_producer_cannot_touch_them() {
     let producer = roles.pool(PRODUCER).await;
     assert_denied(&producer, "SELECT secret FROM altinn_outbox.event_receiver").await;
     assert_denied(&producer, "SELECT count(*) FROM altinn_outbox.event").await;
-    assert_denied(&producer, "SELECT altinn_outbox.receive_event('p', 't', NULL, NULL, NULL, 'push')").await;
+    assert_denied(&producer, "SELECT altinn_outbox.receive_event('p', 't', NULL, NULL, NULL, 'push', true)").await;
 }

@@ -16,13 +16,15 @@ const LETTERS: usize = 300;
 const OVERVIEW_PREFIX: &str = "/correspondence/api/v1/correspondence/";
 
 fn events_fake() -> FakeConfig {
+    let mut base = fake();
+    base.clients[0].scopes.push("altinn:events.subscribe".into());
     FakeConfig {
         publish_after_ms: 2_000,
         events_allow_http: true,
         events_visibility_delay_ms: 200,
         // The retry schedule in milliseconds instead of seconds and minutes.
         events_time_scale: 0.001,
-        ..fake()
+        ..base
     }
 }
 
@@ -33,7 +35,9 @@ fn events_on(c: &mut Config, port: u16, safety_ms: u64) {
     c.events.listen = format!("127.0.0.1:{port}");
     c.events.safety_poll_interval_ms = safety_ms;
     c.events.pull_interval_ms = 2_000;
-    c.events.ensure_interval_ms = 500;
+    c.events.subscription_check_interval_ms = 500;
+    // Subscribed before the first letter, so that no publication comes before it.
+    c.events.resources = vec![crate::common::RESOURCE.into()];
 }
 
 /// Publication (Altinn's `published` time) to `delivered` in the table, per letter, in ms.
@@ -171,6 +175,7 @@ async fn scenario_16_receiver_down_then_pull_catches_up() {
     assert!(dead > 0, "pushes were given up while the receiver was down");
     let pulled = delivered_by_events(&c, "pull").await;
     assert!(pulled > 0, "the pull read the events the pushes could not bring");
+    assert!(caught_up < Duration::from_secs(10), "caught up at the restart, not by the safety poll: {caught_up:?}");
     report(
         "16 receiver down",
         &t,

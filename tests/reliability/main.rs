@@ -19,6 +19,7 @@ mod auth;
 mod crash;
 mod database;
 mod details;
+mod events;
 mod faults;
 mod garbage;
 mod hostile;

@@ -138,15 +138,20 @@ async fn run(config: &Config) -> anyhow::Result<()> {
     if !app::wait_for_database(&ctx.pool, &shutdown).await {
         return Ok(());
     }
-    if let Some(settings) = config.events()? {
-        start_receiver(&ctx, settings, &shutdown).await?;
-    }
+    let managing = match config.events()? {
+        Some(settings) => Some(start_receiver(&ctx, settings, &shutdown).await?),
+        None => None,
+    };
     systemd::ready();
     tokio::spawn(systemd::watchdog(ctx.liveness.clone(), shutdown.clone()));
     let schedules = housekeeping::Schedules::from_config(&config.schedules);
     let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), schedules, shutdown.clone()));
     worker::run(ctx, shutdown).await;
     let _ = housekeeping.await;
+    // The events lease is given up before the exit, so that the next instance manages at once.
+    if let Some(managing) = managing {
+        let _ = managing.await;
+    }
     Ok(())
 }
 
@@ -156,7 +161,7 @@ async fn start_receiver(
     ctx: &Arc<worker::Context>,
     settings: altinn_outbox::config::EventsSettings,
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listen = settings.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -166,14 +171,14 @@ async fn start_receiver(
         .map_err(|e| anyhow::anyhow!("events: cannot read or make the receiver's secret: {e}"))?;
     tracing::info!(%listen, "Altinn Events receiver started");
     let manager = events::manage::Manager::new(ctx.clone(), receiver.endpoint(), settings);
-    tokio::spawn(events::manage::run(manager, shutdown.clone()));
+    let managing = tokio::spawn(events::manage::run(manager, shutdown.clone()));
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
         if let Err(e) = events::receiver::serve(listener, Arc::new(receiver), shutdown).await {
             tracing::error!(error = %e, "Altinn Events receiver stopped");
         }
     });
-    Ok(())
+    Ok(managing)
 }
 
 /// SIGTERM (systemd) and SIGINT (a terminal) both stop the worker gracefully.

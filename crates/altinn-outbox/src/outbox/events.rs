@@ -9,7 +9,7 @@ crate::statements! {
     /// The first instance to start with events on makes the secret; the others read it.
     CREATE_RECEIVER_SECRET = "INSERT INTO altinn_outbox.event_receiver (secret) VALUES ($1) ON CONFLICT DO NOTHING";
     RECEIVE_EVENT = "SELECT stored, deliveries, files
-         FROM altinn_outbox.receive_event($1, $2, $3, $4, $5, $6)";
+         FROM altinn_outbox.receive_event($1, $2, $3, $4, $5, $6, $7)";
 }
 
 /// How an event came in.
@@ -59,6 +59,24 @@ pub async fn receiver_secret(pool: &PgPool, make: impl FnOnce() -> String) -> Re
     sqlx::query_scalar(RECEIVER_SECRET).fetch_one(pool).await
 }
 
+/// The Correspondence events that change nothing a status read would find (a letter or file
+/// made, an order made, a due date passed, a reminder sent): recorded, but they wake nothing.
+/// Any other type wakes, unknown ones included: a read too many is cheaper than a change missed.
+const RECORDED_ONLY: [&str; 7] = [
+    "no.altinn.correspondence.correspondenceinitialized",
+    "no.altinn.correspondence.attachmentinitialized",
+    "no.altinn.correspondence.notificationcreated",
+    "no.altinn.correspondence.correspondencereceiverneverread",
+    "no.altinn.correspondence.correspondencereceiverneverconfirmed",
+    "no.altinn.correspondence.correspondencenotificationreminderdelivered",
+    "no.altinn.correspondence.attachmentexpired",
+];
+
+/// Whether an event of `event_type` makes the letters or files it names be read at once.
+pub fn wakes(event_type: &str) -> bool {
+    !RECORDED_ONLY.contains(&event_type)
+}
+
 /// Stores one event, once per id, and wakes what it names (the first of its instance and type).
 pub async fn receive(pool: &PgPool, event: &Event<'_>, via: Via) -> Result<Received, sqlx::Error> {
     let (stored, deliveries, files): (bool, i32, i32) = sqlx::query_as(RECEIVE_EVENT)
@@ -68,7 +86,34 @@ pub async fn receive(pool: &PgPool, event: &Event<'_>, via: Via) -> Result<Recei
         .bind(event.resource_instance)
         .bind(event.time)
         .bind(via.as_str())
+        .bind(wakes(event.event_type))
         .fetch_one(pool)
         .await?;
     Ok(Received { stored, deliveries, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_that_change_what_a_read_finds_wake_and_the_others_are_recorded_only() {
+        for woken in [
+            "correspondencepublished",
+            "correspondencepublishfailed",
+            "correspondencereceiverread",
+            "correspondencereceiverconfirmed",
+            "correspondencepurged",
+            "correspondencenotificationdelivered",
+            "correspondencenotificationallfailed",
+            "attachmentpublished",
+            "attachmentuploadfailed",
+            "somethingnew",
+        ] {
+            assert!(wakes(&format!("no.altinn.correspondence.{woken}")), "{woken}");
+        }
+        for recorded in ["correspondenceinitialized", "attachmentinitialized", "notificationcreated"] {
+            assert!(!wakes(&format!("no.altinn.correspondence.{recorded}")), "{recorded}");
+        }
+    }
 }
