@@ -148,6 +148,11 @@ impl Cluster {
         out
     }
 
+    /// The process id of worker `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.workers[i].child.as_ref().map(std::process::Child::id)
+    }
+
     pub fn worker_count(&self) -> usize {
         self.workers.len()
     }

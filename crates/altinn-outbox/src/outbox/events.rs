@@ -8,6 +8,12 @@ crate::statements! {
     RECEIVER_SECRET = "SELECT secret FROM altinn_outbox.event_receiver";
     /// The first instance to start with events on makes the secret; the others read it.
     CREATE_RECEIVER_SECRET = "INSERT INTO altinn_outbox.event_receiver (secret) VALUES ($1) ON CONFLICT DO NOTHING";
+    /// Letters just sent whose event came before their correspondence id was written: an
+    /// event Altinn pushed within milliseconds of the send named a letter not yet known here.
+    WAKE_SENT_WITH_EVENTS = "UPDATE altinn_outbox.delivery d SET next_poll_at = now()
+         WHERE d.id = ANY($1) AND d.next_poll_at > now()
+           AND EXISTS (SELECT 1 FROM altinn_outbox.event e
+                       WHERE e.resource_instance = d.correspondence_id::text AND e.type <> ALL($2))";
     RECEIVE_EVENT = "SELECT stored, deliveries, files
          FROM altinn_outbox.receive_event($1, $2, $3, $4, $5, $6, $7)";
 }
@@ -75,6 +81,14 @@ const RECORDED_ONLY: [&str; 7] = [
 /// Whether an event of `event_type` makes the letters or files it names be read at once.
 pub fn wakes(event_type: &str) -> bool {
     !RECORDED_ONLY.contains(&event_type)
+}
+
+/// Moves the next status read of the deliveries `sent` (just written back as sent) to now when
+/// an event that wakes already named their correspondence; returns how many.
+pub async fn wake_sent_with_events(pool: &PgPool, sent: &[i64]) -> Result<u64, sqlx::Error> {
+    let quiet: Vec<&str> = RECORDED_ONLY.to_vec();
+    let done = sqlx::query(WAKE_SENT_WITH_EVENTS).bind(sent).bind(&quiet).execute(pool).await?;
+    Ok(done.rows_affected())
 }
 
 /// Stores one event, once per id, and wakes what it names (the first of its instance and type).

@@ -309,6 +309,24 @@ fn count_outcome(outcome: &Outcome) {
     }
 }
 
+/// Writes results back (fenced by their leases); returns how many were written. With events
+/// on, a letter whose publication event came before its correspondence id was written is
+/// read at once, as if the event had come after.
+pub async fn write_back(ctx: &Context, results: &[WriteBack]) -> Result<u64, sqlx::Error> {
+    let written = outbox::write_back(&ctx.pool, results).await?;
+    if ctx.settings.status.safety_interval.is_some() {
+        let sent: Vec<i64> =
+            results.iter().filter(|r| matches!(r.outcome, Outcome::Sent { .. })).map(|r| r.delivery_id).collect();
+        // Best effort: the results are written, and the safety poll reads these letters anyway.
+        if !sent.is_empty() {
+            if let Err(e) = outbox::events::wake_sent_with_events(&ctx.pool, &sent).await {
+                warn!(error = %e, "could not look for events that came before their letters were written");
+            }
+        }
+    }
+    Ok(written)
+}
+
 /// Claims one batch, processes it concurrently and writes it back.
 pub async fn process_next_batch(ctx: &Context) -> Result<Batch, sqlx::Error> {
     let jobs = claim(ctx, ctx.settings.concurrency).await?;
@@ -318,7 +336,7 @@ pub async fn process_next_batch(ctx: &Context) -> Result<Batch, sqlx::Error> {
     let processed = jobs.len();
     let results: Vec<WriteBack> =
         futures::future::join_all(jobs.into_iter().map(|job| process(ctx, job))).await.into_iter().flatten().collect();
-    outbox::write_back(&ctx.pool, &results).await?;
+    write_back(ctx, &results).await?;
     Ok(Batch::Processed(processed))
 }
 

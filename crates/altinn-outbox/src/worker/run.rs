@@ -209,7 +209,7 @@ async fn write_results(ctx: Arc<Context>, mut rx: mpsc::Receiver<WriteBack>, sto
         let written = {
             let _busy = ctx.liveness.busy(Part::Writer);
             let began = Instant::now();
-            let written = outbox::write_back(&ctx.pool, &batch).await;
+            let written = super::write_back(&ctx, &batch).await;
             debug!(results = batch.len(), ms = began.elapsed().as_millis() as u64, "results written");
             written
         };
