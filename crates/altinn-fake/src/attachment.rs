@@ -184,6 +184,8 @@ pub(crate) struct AttachmentRecord {
     pub scan_done: Option<DateTime<Utc>>,
     /// How many entries of `history` the events clock has seen (it is only appended to).
     pub announced: usize,
+    /// `attachmentexpired` has been published.
+    pub expiry_announced: bool,
 }
 
 impl AttachmentRecord {
@@ -198,6 +200,7 @@ impl AttachmentRecord {
             history: vec![(AttachmentStatus::Initialized, "Initialized".into(), now)],
             scan_done: None,
             announced: 0,
+            expiry_announced: false,
         }
     }
 

@@ -150,6 +150,9 @@ fn commit(
         };
         let mut record = new_record(&valid, key, urn, now, &original, &body, last);
         record.public.attachment_ids = attachment_ids.clone();
+        if let Some(order) = record.notification.as_mut() {
+            order.creation_failed = app.config.notification_order_fails;
+        }
         for attachment in state.attachments.iter_mut().filter(|a| attachment_ids.contains(&a.id)) {
             attachment.correspondence_ids.push(record.public.id);
         }
@@ -206,6 +209,8 @@ fn new_record(
             channel: plan.channel.to_string(),
             email: plan.email,
             sms: plan.sms,
+            reminder: plan.reminder,
+            creation_failed: false,
         }),
     };
     match last {

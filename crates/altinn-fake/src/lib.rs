@@ -102,6 +102,30 @@ pub struct FakeConfig {
     /// (`Email_<it>`, `SMS_<it>`): `Delivered` by default; `Failed_TTL` (no receipt in time),
     /// `Failed_Bounced`, `Succeeded`… for tests of the other outcomes.
     pub notification_outcome: String,
+    /// The outcome of the SMS recipients when it differs from the e-mail ones: the simplest
+    /// faithful model of a partly failed order. With `EmailAndSms` (one e-mail and one SMS
+    /// recipient) and one of the two failing, the order has a sent and a failed recipient and
+    /// publishes both `correspondencenotificationdelivered` and
+    /// `correspondencenotificationfailed`; with SMS alone it decides the whole order. None
+    /// (default): SMS recipients reach `notification_outcome` like e-mail ones.
+    pub notification_sms_outcome: Option<String>,
+    /// The notification order cannot be created (no contact information, Notifications
+    /// down): `correspondencenotificationcreationfailed` at publish instead of
+    /// `notificationcreated`, then no result events and no reminder; the views show no
+    /// order. Default false.
+    pub notification_order_fails: bool,
+    /// The reminder order, counted from publication, for letters whose notification has
+    /// `sendReminder: true` and that are not Read by then (7 days in production, 1 h in the
+    /// test environments). Its recipients reach the main order's outcomes after
+    /// `notification_after_ms`: at least one sent publishes
+    /// `correspondencenotificationreminderdelivered`, at least one failed
+    /// `correspondencenotificationfailed` (the reminder is never "the main order", so never
+    /// `…allfailed`). Only the events show the reminder, not the views. None (default): no reminder.
+    pub reminder_after_ms: Option<u64>,
+    /// An attachment expires this long after its publication (malware scan clean) and
+    /// publishes `attachmentexpired` then. Only the event: the attachment's status stays
+    /// `Published` in the views. None (default): attachments never expire.
+    pub attachment_expires_after_ms: Option<u64>,
     /// Lifetime of Maskinporten tokens; 120 s is Maskinporten's default client setting.
     pub maskinporten_token_lifetime_s: i64,
     /// Lifetime of Altinn tokens; 30 min is `JwtValidityMinutes` in altinn-authentication.
@@ -165,6 +189,10 @@ impl Default for FakeConfig {
             malware_scan_ms: 0,
             notification_after_ms: 0,
             notification_outcome: "Delivered".into(),
+            notification_sms_outcome: None,
+            notification_order_fails: false,
+            reminder_after_ms: None,
+            attachment_expires_after_ms: None,
             maskinporten_token_lifetime_s: 120,
             altinn_token_lifetime_s: 1800,
             clock_offset_s: 0,
@@ -185,6 +213,17 @@ impl Default for FakeConfig {
             events_visibility_delay_ms: 30_000,
             events_tick_ms: 25,
             events_denied_resources: Vec::new(),
+        }
+    }
+}
+
+impl FakeConfig {
+    /// The outcome a notification recipient reaches: SMS ones `notification_sms_outcome` if
+    /// set, all others `notification_outcome`.
+    pub(crate) fn outcome_of(&self, sms: bool) -> &str {
+        match (&self.notification_sms_outcome, sms) {
+            (Some(outcome), true) => outcome,
+            _ => &self.notification_outcome,
         }
     }
 }

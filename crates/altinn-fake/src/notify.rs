@@ -24,6 +24,8 @@ pub(crate) struct NotificationPlan {
     pub channel: &'static str,
     pub email: bool,
     pub sms: bool,
+    /// `sendReminder`: a reminder order follows if the letter stays unread.
+    pub reminder: bool,
 }
 
 /// What model validation extracted from the notification object.
@@ -246,5 +248,5 @@ pub(crate) fn rules(
         1 | 3 => (false, true),
         _ => (true, true),
     };
-    Ok(Some(NotificationPlan { channel: CHANNELS[m.channel], email, sms }))
+    Ok(Some(NotificationPlan { channel: CHANNELS[m.channel], email, sms, reminder: m.send_reminder }))
 }

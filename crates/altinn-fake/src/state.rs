@@ -110,6 +110,11 @@ pub(crate) struct NotificationOrder {
     pub channel: String,
     pub email: bool,
     pub sms: bool,
+    /// `sendReminder` was true.
+    pub reminder: bool,
+    /// The order could not be created (`FakeConfig::notification_order_fails`): no order
+    /// exists, the views show none, only `correspondencenotificationcreationfailed` is published.
+    pub creation_failed: bool,
 }
 
 /// A stored correspondence with everything the views need.
@@ -133,6 +138,7 @@ pub(crate) struct Record {
 pub(crate) struct EventMarks {
     pub notification_created: bool,
     pub notification_result: bool,
+    pub reminder_result: bool,
     pub due_date: bool,
 }
 

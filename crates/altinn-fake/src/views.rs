@@ -102,7 +102,7 @@ fn common(record: &Record) -> Map<String, Value> {
 pub(crate) fn overview(record: &Record) -> Value {
     let mut body = common(record);
     let orders: Vec<Value> = match (&record.notification, record.first(Status::Published)) {
-        (Some(order), Some(_)) => {
+        (Some(order), Some(_)) if !order.creation_failed => {
             vec![json!({ "notificationOrderId": order.order_id, "isReminder": false })]
         }
         _ => Vec::new(),
@@ -122,7 +122,9 @@ pub(crate) fn details(record: &Record, now: DateTime<Utc>, config: &FakeConfig) 
         .collect();
     body.insert("statusHistory".into(), json!(history));
     let notifications: Vec<Value> = match (&record.notification, record.first(Status::Published)) {
-        (Some(order), Some(published)) => vec![notification(record, order, published, now, config)],
+        (Some(order), Some(published)) if !order.creation_failed => {
+            vec![notification(record, order, published, now, config)]
+        }
         _ => Vec::new(),
     };
     body.insert("notifications".into(), json!(notifications));
@@ -140,6 +142,11 @@ fn notification_recipient(urn: &str) -> Value {
     })
 }
 
+/// Whether a recipient with this send-status suffix counts as sent.
+pub(crate) fn outcome_sent(outcome: &str) -> bool {
+    matches!(outcome, "Delivered" | "Succeeded" | "Accepted")
+}
+
 /// One notification order: sent at publish, delivered `notification_after_ms` later.
 fn notification(
     record: &Record,
@@ -151,10 +158,10 @@ fn notification(
     let delivered_at = published + Duration::milliseconds(config.notification_after_ms as i64);
     let delivered = now >= delivered_at;
     let changed = if delivered { delivered_at } else { published };
-    let outcome = config.notification_outcome.as_str();
-    // Altinn's `succeeded`: handed over or delivered (NotificationStatusV2).
-    let succeeded = delivered && matches!(outcome, "Delivered" | "Succeeded" | "Accepted");
     let detail = |medium: &str, prefix: &str| {
+        let outcome = config.outcome_of(medium == "sms");
+        // Altinn's `succeeded`: handed over or delivered (NotificationStatusV2).
+        let succeeded = delivered && outcome_sent(outcome);
         let status = format!("{prefix}_{}", if delivered { outcome } else { "New" });
         json!({
             // Stable per order and medium, so repeated polls see the same recipient entry.

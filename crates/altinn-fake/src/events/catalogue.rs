@@ -1,6 +1,7 @@
 //! Which change of the fake Correspondence publishes which event (events.md §6), read off
 //! the lazily computed history: each history entry is announced once, and the events that
-//! are no status (notification order and result, the due-date job) once each per record.
+//! are no status (notification order and results, the reminder, the due-date job, an
+//! attachment's expiry) once each per record.
 //!
 //! Subjects: the recipient for `correspondencepublished`, `…neverread` and
 //! `…neverconfirmed`; the sender (the resource owner's org URN) for all others.
@@ -10,12 +11,23 @@
 //! `Initialized` of a correspondence created Reserved, the `Failed` a malware verdict gives
 //! a correspondence, an attachment's own `Initialized` when it came with a multipart
 //! initialize, and every attachment failure but the malware verdict.
+//!
+//! Notifications, by `FakeConfig` knob: at publish `notificationcreated`, or
+//! `correspondencenotificationcreationfailed` (`notification_order_fails`) and nothing more;
+//! `notification_after_ms` later the main order's result from its recipients' outcomes
+//! (`notification_outcome`, `notification_sms_outcome`): `…delivered` for ≥1 sent,
+//! `…allfailed` when all failed, `…failed` when some did (with `…delivered` beside it). With
+//! `reminder_after_ms` and `sendReminder`, a letter not Read (nor purged) that long after
+//! publication gets a reminder order whose result comes `notification_after_ms` later:
+//! `…reminderdelivered` for ≥1 sent, `…failed` for ≥1 failed. `attachmentexpired` comes
+//! `attachment_expires_after_ms` after an attachment's publication (event only: its status
+//! stays Published); the reminder shows in no view.
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::super::attachment::{AttachmentRecord, AttachmentStatus, MALWARE_FAILURE};
-use super::super::state::{Inner, Record, Status};
-use super::super::views::SENDER_URN;
+use super::super::state::{Inner, NotificationOrder, Record, Status};
+use super::super::views::{outcome_sent, SENDER_URN};
 use super::super::FakeConfig;
 
 /// An event the fake Correspondence is about to publish.
@@ -46,8 +58,8 @@ pub(crate) fn collect(inner: &mut Inner, now: DateTime<Utc>, config: &FakeConfig
         }
     }
     let Inner { attachments, by_id, .. } = &mut *inner;
-    for attachment in attachments.iter_mut().filter(|a| a.announced < a.history.len()) {
-        pending.extend(attachment_events(attachment));
+    for attachment in attachments.iter_mut().filter(|a| a.announced < a.history.len() || expiry_due(a, now, config)) {
+        pending.extend(attachment_events(attachment, now, config));
         candidates.extend(attachment.correspondence_ids.iter().filter_map(|id| by_id.get(id).copied()));
     }
     candidates.sort_unstable();
@@ -66,8 +78,22 @@ pub(crate) fn collect(inner: &mut Inner, now: DateTime<Utc>, config: &FakeConfig
     pending
 }
 
-fn attachment_events(a: &mut AttachmentRecord) -> Vec<Pending> {
-    let events = a.history[a.announced..]
+/// When an attachment expires: `attachment_expires_after_ms` after its publication, if it
+/// was published.
+fn expiry_at(a: &AttachmentRecord, config: &FakeConfig) -> Option<DateTime<Utc>> {
+    let ms = config.attachment_expires_after_ms?;
+    let published = a.history.iter().find(|(s, _, _)| *s == AttachmentStatus::Published)?.2;
+    Some(published + Duration::milliseconds(ms as i64))
+}
+
+fn expiry_due(a: &AttachmentRecord, now: DateTime<Utc>, config: &FakeConfig) -> bool {
+    !a.expiry_announced && expiry_at(a, config).is_some_and(|at| now >= at)
+}
+
+/// ExpireAttachmentHandler: `attachmentexpired` for a published attachment not purged by
+/// its expiry.
+fn attachment_events(a: &mut AttachmentRecord, now: DateTime<Utc>, config: &FakeConfig) -> Vec<Pending> {
+    let mut events: Vec<Pending> = a.history[a.announced..]
         .iter()
         .filter_map(|(status, text, at)| {
             let name = match status {
@@ -87,6 +113,20 @@ fn attachment_events(a: &mut AttachmentRecord) -> Vec<Pending> {
         })
         .collect();
     a.announced = a.history.len();
+    if let Some(expiry) = expiry_at(a, config).filter(|at| !a.expiry_announced && now >= *at) {
+        a.expiry_announced = true;
+        let purged = a.history.iter().any(|(s, _, at)| *s == AttachmentStatus::Purged && *at <= expiry);
+        if !purged {
+            events.push(Pending {
+                name: "attachmentexpired",
+                resource_id: a.resource_id.clone(),
+                instance: a.id.to_string(),
+                source: "attachment",
+                subject: SENDER_URN.to_string(),
+                at: expiry,
+            });
+        }
+    }
     events
 }
 
@@ -127,22 +167,46 @@ pub(crate) fn record_events(record: &mut Record, now: DateTime<Utc>, config: &Fa
     out
 }
 
-/// The result event of the main order, by the outcome every recipient reaches; None for an
-/// outcome that is no final state.
-fn outcome_event(outcome: &str) -> Option<&'static str> {
-    match outcome {
-        "Delivered" | "Succeeded" | "Accepted" => Some("correspondencenotificationdelivered"),
-        o if o.starts_with("Failed") => Some("correspondencenotificationallfailed"),
-        _ => None,
-    }
+/// How the recipients of one order (one per medium it uses) ended: (any sent, any failed,
+/// all failed). An outcome that is no final state is neither.
+fn order_result(order: &NotificationOrder, config: &FakeConfig) -> (bool, bool, bool) {
+    let outcomes: Vec<&str> = [(order.email, false), (order.sms, true)]
+        .into_iter()
+        .filter(|(used, _)| *used)
+        .map(|(_, sms)| config.outcome_of(sms))
+        .collect();
+    let failed = |o: &&str| o.starts_with("Failed");
+    let sent = outcomes.iter().any(|o| outcome_sent(o));
+    let any_failed = outcomes.iter().any(failed);
+    (sent, any_failed, !outcomes.is_empty() && outcomes.iter().all(failed))
 }
 
-/// The order is created at publish (SendNotificationOrderHandler); its result comes
-/// `notification_after_ms` later, as the details view shows it.
+/// When the reminder order goes out, if the letter gets one.
+fn reminder_at(record: &Record, order: &NotificationOrder, config: &FakeConfig) -> Option<DateTime<Utc>> {
+    let ms = config.reminder_after_ms.filter(|_| order.reminder && !order.creation_failed)?;
+    Some(record.first(Status::Published)? + Duration::milliseconds(ms as i64))
+}
+
+/// The order is created at publish (SendNotificationOrderHandler), or its creation fails
+/// then; its result comes `notification_after_ms` later, as the details view shows it
+/// (CheckNotificationDeliveryHandler: delivered for ≥1 sent recipient, allfailed when every
+/// one failed, failed when some but not all did, so one order may give failed and delivered).
+/// The reminder order goes out `reminder_after_ms` after publication if the letter is not
+/// Read (nor purged) by then; its result comes `notification_after_ms` later.
 fn notification_events(record: &mut Record, now: DateTime<Utc>, config: &FakeConfig, out: &mut Vec<Pending>) {
     let (Some(order), Some(published)) = (record.notification.clone(), record.first(Status::Published)) else {
         return;
     };
+    if order.creation_failed {
+        if !record.marks.notification_created {
+            record.marks.notification_created = true;
+            out.push(correspondence_event(record, "correspondencenotificationcreationfailed", SENDER_URN, published));
+            // Nothing more will come: no result, no reminder.
+            record.marks.notification_result = true;
+            record.marks.reminder_result = true;
+        }
+        return;
+    }
     if !record.marks.notification_created {
         record.marks.notification_created = true;
         out.push(Pending {
@@ -157,9 +221,34 @@ fn notification_events(record: &mut Record, now: DateTime<Utc>, config: &FakeCon
     let done = published + Duration::milliseconds(config.notification_after_ms as i64);
     if !record.marks.notification_result && now >= done {
         record.marks.notification_result = true;
-        if let Some(name) = outcome_event(&config.notification_outcome) {
-            out.push(correspondence_event(record, name, SENDER_URN, done));
+        let (sent, failed, all_failed) = order_result(&order, config);
+        if all_failed {
+            out.push(correspondence_event(record, "correspondencenotificationallfailed", SENDER_URN, done));
+        } else if failed {
+            out.push(correspondence_event(record, "correspondencenotificationfailed", SENDER_URN, done));
         }
+        if sent {
+            out.push(correspondence_event(record, "correspondencenotificationdelivered", SENDER_URN, done));
+        }
+    }
+    let Some(reminder) = reminder_at(record, &order, config) else {
+        return;
+    };
+    let done = reminder + Duration::milliseconds(config.notification_after_ms as i64);
+    if record.marks.reminder_result || now < done {
+        return;
+    }
+    record.marks.reminder_result = true;
+    let by_reminder = |status| record.first(status).is_some_and(|t| t <= reminder);
+    if by_reminder(Status::Read) || by_reminder(Status::PurgedByAltinn) || by_reminder(Status::PurgedByRecipient) {
+        return;
+    }
+    let (sent, failed, _) = order_result(&order, config);
+    if failed {
+        out.push(correspondence_event(record, "correspondencenotificationfailed", SENDER_URN, done));
+    }
+    if sent {
+        out.push(correspondence_event(record, "correspondencenotificationreminderdelivered", SENDER_URN, done));
     }
 }
 
@@ -205,8 +294,13 @@ pub(crate) fn next_due(record: &Record, config: &FakeConfig) -> Option<DateTime<
             if let (true, Some(ms)) = (confirming, config.confirm_after_ms) {
                 times.push(after(ms).max(record.first(Status::Read).unwrap_or(published)));
             }
+            let result_after = Duration::milliseconds(config.notification_after_ms as i64);
             if record.notification.is_some() && !record.marks.notification_result {
-                times.push(published + Duration::milliseconds(config.notification_after_ms as i64));
+                times.push(published + result_after);
+            }
+            let reminder = record.notification.as_ref().and_then(|o| reminder_at(record, o, config));
+            if let (Some(reminder), false) = (reminder, record.marks.reminder_result) {
+                times.push(reminder + result_after);
             }
         }
     }
