@@ -320,3 +320,45 @@ async fn the_worker_role_receives_events_and_a_producer_cannot_touch_them() {
     assert_denied(&producer, "SELECT count(*) FROM altinn_outbox.event").await;
     assert_denied(&producer, "SELECT altinn_outbox.receive_event('p', 't', NULL, NULL, NULL, 'push', true)").await;
 }
+
+/// The receiver's own TLS, from PEM files: a push over HTTPS is taken, plain HTTP to the same
+/// port gets no answer, and a certificate file that is not one stops the start naming it.
+#[tokio::test]
+async fn the_receiver_serves_tls_from_pem_files() {
+    use altinn_outbox::events::tls::{acceptor, TlsListener};
+    let app = app_reading_late().await;
+    let (delivery, correspondence) = sent_letter(&app).await;
+    let (cert, key) = (crate::common::fixture("events-tls-cert.pem"), crate::common::fixture("events-tls-key.pem"));
+    let mut config = app.config.clone();
+    config.environment = Environment::Custom;
+    config.events.enabled = true;
+    config.events.public_url = "https://localhost/altinn/events".into();
+    config.events.tls_cert_file = Some(cert.clone());
+    config.events.tls_key_file = Some(key.clone());
+    let settings = config.events().unwrap().unwrap();
+    let (cert_file, key_file) = settings.tls.clone().expect("both files set");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let listener = TlsListener::new(tcp, acceptor(&cert_file, &key_file).unwrap()).unwrap();
+    let receiver = Receiver::new(app.pool.clone(), settings).await.unwrap();
+    let path = receiver.endpoint().expose().strip_prefix("https://localhost").unwrap().to_string();
+    let stop = CancellationToken::new();
+    tokio::spawn(receiver::serve_tls(listener, Arc::new(receiver), stop.clone()));
+
+    let trusted = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder().add_root_certificate(trusted).build().unwrap();
+    let push = event(&Uuid::new_v4().to_string(), PUBLISHED, &correspondence.to_string());
+    let answer = https.post(format!("https://localhost:{port}{path}")).body(push.to_string()).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(event_history(&app, delivery).await.len(), 1);
+    let plain =
+        reqwest::Client::new().post(format!("http://127.0.0.1:{port}{path}")).body(push.to_string()).send().await;
+    assert!(plain.is_err(), "plain HTTP to the TLS port gets no HTTP answer");
+    stop.cancel();
+
+    let err = acceptor(&key, &key).err().expect("a key is not a certificate");
+    assert!(err.contains("events.tls_cert_file"), "{err}");
+    config.events.tls_key_file = None;
+    let err = config.events().unwrap_err().to_string();
+    assert!(err.contains("events.tls_cert_file") && err.contains("both"), "{err}");
+}

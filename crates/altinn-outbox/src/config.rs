@@ -314,6 +314,10 @@ pub struct EventsConfig {
     /// up what pushes missed (receiver or proxy down, dead-lettered events). Also at start.
     /// Default 300000 (5 min; Altinn shows an event to the pull 30 s after it is registered).
     pub pull_interval_ms: u64,
+    /// The receiver's own TLS, when no reverse proxy terminates it: the certificate chain
+    /// (leaf first) and its private key, as PEM files. Both or neither.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for EventsConfig {
@@ -332,6 +336,8 @@ impl Default for EventsConfig {
             subscription_check_interval_ms: 60_000,
             validation_timeout_ms: 900_000,
             pull_interval_ms: 300_000,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -357,6 +363,8 @@ pub struct EventsSettings {
     pub check_interval: std::time::Duration,
     pub validation_timeout: std::time::Duration,
     pub pull_interval: std::time::Duration,
+    /// The certificate chain and key files of the receiver's own TLS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The scope the Events API needs ([`Config::token_scopes`]).
@@ -364,7 +372,7 @@ pub const EVENTS_SCOPE: &str = "altinn:events.subscribe";
 
 impl Config {
     /// The scopes the token is requested with: `maskinporten.scopes`, plus the Events scope
-    /// when events are on (one token serves Correspondence and Events, events.md §1).
+    /// when events are on (one token serves Correspondence and Events).
     pub fn token_scopes(&self) -> String {
         let scopes = self.maskinporten.scopes.trim();
         let has = scopes.split_whitespace().any(|s| s.eq_ignore_ascii_case(EVENTS_SCOPE));
@@ -446,6 +454,13 @@ impl Config {
             check_interval: std::time::Duration::from_millis(e.subscription_check_interval_ms),
             validation_timeout: std::time::Duration::from_millis(e.validation_timeout_ms),
             pull_interval: std::time::Duration::from_millis(e.pull_interval_ms),
+            tls: match (&e.tls_cert_file, &e.tls_key_file) {
+                (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+                (None, None) => None,
+                _ => {
+                    return Err(invalid("events.tls_cert_file", "set both tls_cert_file and tls_key_file, or neither"))
+                }
+            },
         }))
     }
 }

@@ -163,18 +163,31 @@ async fn start_receiver(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listen = settings.listen;
+    // A certificate that cannot be read stops the start, naming the setting.
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(events::tls::acceptor(cert, key).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("events.listen: cannot listen on {listen}: {e}"))?;
     let receiver = events::receiver::Receiver::new(ctx.pool.clone(), settings.clone())
         .await
         .map_err(|e| anyhow::anyhow!("events: cannot read or make the receiver's secret: {e}"))?;
-    tracing::info!(%listen, "Altinn Events receiver started");
+    tracing::info!(%listen, tls = tls.is_some(), "Altinn Events receiver started");
     let manager = events::manage::Manager::new(ctx.clone(), receiver.endpoint(), settings);
     let managing = tokio::spawn(events::manage::run(manager, shutdown.clone()));
     let shutdown = shutdown.clone();
+    let receiver = Arc::new(receiver);
     tokio::spawn(async move {
-        if let Err(e) = events::receiver::serve(listener, Arc::new(receiver), shutdown).await {
+        let served = match tls {
+            Some(acceptor) => match events::tls::TlsListener::new(listener, acceptor) {
+                Ok(listener) => events::receiver::serve_tls(listener, receiver, shutdown).await,
+                Err(e) => Err(e),
+            },
+            None => events::receiver::serve(listener, receiver, shutdown).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "Altinn Events receiver stopped");
         }
     });

@@ -1,6 +1,6 @@
 //! Who calls Events and what they may see: the bearer check (an empty 401 for a missing,
 //! foreign, raw Maskinporten or expired token), the `altinn:events.subscribe` scope, the
-//! caller's identity as `SubscriptionService.GetEntityFromPrincipal` derives it (§1), and
+//! caller's identity as `SubscriptionService.GetEntityFromPrincipal` derives it, and
 //! the PDP's decision on the action `subscribe`.
 //!
 //! The PDP is modelled on the fake's one organisation, which owns every resource: a service

@@ -1,4 +1,4 @@
-//! Which change of the fake Correspondence publishes which event (events.md §6), read off
+//! Which change of the fake Correspondence publishes which event, read off
 //! the lazily computed history: each history entry is announced once, and the events that
 //! are no status (notification order and results, the reminder, the due-date job, an
 //! attachment's expiry) once each per record.

@@ -24,7 +24,7 @@ pub struct FakeEvent {
     pub event_type: String,
     /// RFC 3339 in UTC as the SDK formats it (0, 3, 6 or 7 fractional digits).
     pub time: String,
-    /// The party URN of the event (§6: the recipient or the sender).
+    /// The party URN of the event (the recipient or the sender, as the contract says per type).
     pub subject: Option<String>,
     /// `/organisation/<9>` or `/person/<11>`; None for e-mail and self-identified parties.
     pub alternative_subject: Option<String>,

@@ -1,4 +1,4 @@
-//! Handshakes and pushes as WebhookService sends them (events.md §3, §4): `POST` to the
+//! Handshakes and pushes as WebhookService sends them: `POST` to the
 //! endpoint as stored, one event per request, `Content-Type: application/json;
 //! charset=utf-8`, no authorisation and no signature. Any 2xx succeeds; anything else, a
 //! timeout or a connection error is retried after the next delay of the schedule (times the

@@ -1,4 +1,4 @@
-//! Fault injection for the events path, as it fails in production (events.md §4, §9):
+//! Fault injection for the events path, as it fails in production:
 //! Correspondence's publish to Events lost (a non-2xx is only logged) or retried with a new
 //! id, Events redelivering an event with the same id, events arriving out of order, and an
 //! endpoint whose validation never succeeds. Dead letters need no rule: a short

@@ -1,14 +1,14 @@
-//! The fake Altinn Events (events.md, checklist §10): the subscription API and the pull API
+//! The fake Altinn Events : the subscription API and the pull API
 //! under `/events/api/v1`, the endpoint handshake, pushes with retries and dead letters, and
-//! the fake Correspondence as the publisher of the §6 events.
+//! the fake Correspondence as the publisher of its events (the catalogue in `catalogue.rs`).
 //!
-//! - `caller`: the Altinn token, the caller's identity (§1) and the PDP's `subscribe` decision.
+//! - `caller`: the Altinn token, the caller's identity and the PDP's `subscribe` decision.
 //! - `subscriptions`: `POST`/`GET`/`DELETE /subscriptions`, its checks in the server's order.
-//! - `catalogue`: which status change publishes which event, with what subject (§6).
+//! - `catalogue`: which status change publishes which event, with what subject.
 //! - `publisher`: the events clock, which finds the transitions since its last tick and
 //!   registers their events in the order they happened, then fans them out.
 //! - `delivery`: handshakes and pushes, one event per POST, retried on a schedule.
-//! - `pull`: `GET /events` (§8). `cloud`: the CloudEvent JSON. `faults`: event faults.
+//! - `pull`: `GET /events`. `cloud`: the CloudEvent JSON. `faults`: event faults.
 //!
 //! One deliberate departure: `FakeConfig::events_allow_http` lets endpoints be plain HTTP, so
 //! tests can receive pushes without TLS. Not modelled: app subscriptions (`app_` resources,
@@ -47,7 +47,7 @@ pub struct FakeSubscription {
     pub resource_filter: String,
     pub subject_filter: Option<String>,
     pub type_filter: Option<String>,
-    /// `consumer` and `createdBy`: the identity of the creator (§1).
+    /// `consumer` and `createdBy`: the identity of the creator.
     pub consumer: String,
     pub created: DateTime<Utc>,
     pub validated: bool,

@@ -1,4 +1,4 @@
-//! `GET /events/api/v1/events` (events.md §8; EventsController and `getevents_v2`): the
+//! `GET /events/api/v1/events` (as Altinn's EventsController and `getevents_v2` do): the
 //! registered events of one resource after the event `after`, in registration order, at
 //! most `size` (default 50, at most 1000), each visible only `events_visibility_delay_ms`
 //! after registration, `type` matched with SQL `LIKE`, then each filtered by the PDP's

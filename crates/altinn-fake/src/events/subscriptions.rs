@@ -1,5 +1,5 @@
 //! `POST`, `GET` and `DELETE /events/api/v1/subscriptions` as SubscriptionController and
-//! GenericSubscriptionService answer them (events.md §2): the token (401) and the content
+//! GenericSubscriptionService answer them: the token (401) and the content
 //! type (415) first, then model binding (400 ValidationProblemDetails), then checks 1–9 in
 //! the server's order with their JSON-string bodies. Create is idempotent per tuple and
 //! starts a handshake every time; GET and DELETE by id answer 404, then 403 to anyone but the
@@ -140,7 +140,7 @@ fn refuse(text: &str) -> Refusal {
     json_response(400, &json!(text)).into()
 }
 
-/// Checks 1–9 of §2, in the order the controller and the service run them; returns the
+/// The nine checks of a create, in the order the controller and the service run them; returns the
 /// subscription to create (or find) on success.
 fn check(app: &App, knobs: &Knobs, caller: &Caller, r: &Request) -> Result<FakeSubscription, Refusal> {
     let Some(end_point) = valid_endpoint(r.end_point.as_ref(), knobs.allow_http) else {

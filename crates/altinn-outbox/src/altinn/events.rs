@@ -1,4 +1,4 @@
-//! The Altinn Events API (events.md §2, §8): subscriptions and the pull of past events, with
+//! The Altinn Events API: subscriptions and the pull of past events, with
 //! the same Altinn token as Correspondence (its scope must hold `altinn:events.subscribe`).
 //! Statuses are matched here and leave as an [`ApiError`], classified as the Correspondence
 //! client classifies them. Events has gates of its own in neither direction: its requests
@@ -74,7 +74,7 @@ struct SubscriptionList {
     subscriptions: Vec<Subscription>,
 }
 
-/// The `resourceFilter` of a resource id (Events wants it lower-case, §2).
+/// The `resourceFilter` of a resource id (Events wants it lower-case).
 pub fn resource_filter(resource_id: &str) -> String {
     format!("{RESOURCE_URN}{resource_id}")
 }

@@ -11,6 +11,7 @@
 //! - [`receiver`]: the listener and the handling of one push.
 //! - [`network`]: where a push comes from, through a trusted reverse proxy.
 //! - [`payload`]: a CloudEvent read leniently.
+//! - [`tls`]: the receiver's own TLS, when no reverse proxy terminates it.
 //! - [`manage`]: one instance at a time (a lease in the database) keeps the subscriptions
 //!   ([`subscriptions`]) and pulls what pushes missed ([`pull`]).
 
@@ -20,6 +21,7 @@ pub mod payload;
 pub mod pull;
 pub mod receiver;
 pub mod subscriptions;
+pub mod tls;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -1,4 +1,4 @@
-//! The pull API as the safety net of pushes (events.md §8): per resource, the events
+//! The pull API as the safety net of pushes: per resource, the events
 //! registered after the stored cursor, page by page until a page is empty, each stored through
 //! `receive_event` with via `pull`. Storing is once per event id, so an event both pushed and
 //! pulled is acted on once. This is how events missed while the receiver, the proxy or the

@@ -3,7 +3,6 @@
 //! body, bounded; then the event is stored and acted on in one database call, and answered
 //! within milliseconds (Altinn waits 45 s at most, and retries anything but a 2xx).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
@@ -19,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::network;
 use super::payload::Pushed;
+use super::tls::{Peer, TlsListener};
 use crate::config::{EventsSettings, Secret};
 use crate::metrics;
 use crate::outbox::events::{self as store, Via};
@@ -48,14 +48,26 @@ impl Receiver {
     }
 }
 
-/// Serves pushes on `listener` until `shutdown`.
+/// Serves pushes on `listener` (plain HTTP, behind a TLS-terminating proxy) until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     receiver: Arc<Receiver>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new().fallback(push).with_state(receiver);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// As [`serve`], over the receiver's own TLS.
+pub async fn serve_tls(
+    listener: TlsListener,
+    receiver: Arc<Receiver>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new().fallback(push).with_state(receiver);
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
@@ -78,7 +90,7 @@ impl IntoResponse for Answer {
     }
 }
 
-async fn push(State(r): State<Arc<Receiver>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Answer {
+async fn push(State(r): State<Arc<Receiver>>, ConnectInfo(Peer(peer)): ConnectInfo<Peer>, request: Request) -> Answer {
     let forwarded = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let from = network::client(peer.ip(), forwarded, &r.settings.trusted_proxies);
     if !from.is_some_and(|ip| network::allowed(ip, &r.settings.allow_networks)) {

@@ -1,4 +1,4 @@
-//! One subscription per resource at Altinn Events (events.md §2, §3, §9): found among our
+//! One subscription per resource at Altinn Events: found among our
 //! own by listing (same resource filter, endpoint and type filter) or created; re-read until
 //! Altinn has validated the endpoint; POSTed again when it stays unvalidated past
 //! `events.validation_timeout_ms` (a POST of the same body sends a new handshake), which is

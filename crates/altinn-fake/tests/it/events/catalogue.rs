@@ -1,4 +1,4 @@
-//! The fake Correspondence as publisher (events.md §6): which change publishes which type,
+//! The fake Correspondence as publisher: which change publishes which type,
 //! with which subject, `resourceinstance` and source, and what stays silent.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The pull API (events.md §8): `after`, `next`, `size`, `type` with LIKE, `subject`, the
+//! The pull API: `after`, `next`, `size`, `type` with LIKE, `subject`, the
 //! visibility delay, and its refusals.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The subscription API: every check of events.md §2 in the server's order with its body,
+//! The subscription API: every check of a create in the server's order with its body,
 //! idempotent create, and GET/DELETE that belong to the creator.
 
 use altinn_fake::FakeServer;
