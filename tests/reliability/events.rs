@@ -42,6 +42,19 @@ fn events_on(c: &mut Config, port: u16, safety_ms: u64) {
     c.events.resources = vec![crate::common::RESOURCE.into()];
 }
 
+/// One worker with events on (the safety poll every `safety_ms`), its subscription validated
+/// by the fake's handshake before the first letter; and the receiver's port.
+async fn subscribed(safety_ms: u64) -> (Cluster, u16) {
+    let port = free_port();
+    let mut c = Cluster::start(events_fake(), |cfg| events_on(cfg, port, safety_ms)).await;
+    c.spawn(1);
+    c.wait_until("the subscription validated", Duration::from_secs(30), || async {
+        c.app.fake.events().subscriptions().iter().any(|s| s.validated)
+    })
+    .await;
+    (c, port)
+}
+
 /// Publication (Altinn's `published` time) to `delivered` in the table, per letter, in ms.
 async fn publication_to_delivered(c: &Cluster) -> Vec<i64> {
     sqlx::query_scalar(
@@ -81,13 +94,7 @@ async fn delivered_by_events(c: &Cluster, via: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_14_events_bring_reads_forward() {
-    let port = free_port();
-    let mut c = Cluster::start(events_fake(), |cfg| events_on(cfg, port, 60_000)).await;
-    c.spawn(1);
-    c.wait_until("the subscription validated", Duration::from_secs(30), || async {
-        c.app.fake.events().subscriptions().iter().any(|s| s.validated)
-    })
-    .await;
+    let (mut c, _) = subscribed(60_000).await;
     for i in 0..LETTERS / 30 {
         c.insert(30, &format!("events-{i}")).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -149,13 +156,7 @@ async fn scenario_15_events_lost_at_the_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_16_receiver_down_then_pull_catches_up() {
-    let port = free_port();
-    let mut c = Cluster::start(events_fake(), |cfg| events_on(cfg, port, 3_600_000)).await;
-    c.spawn(1);
-    c.wait_until("the subscription validated", Duration::from_secs(30), || async {
-        c.app.fake.events().subscriptions().iter().any(|s| s.validated)
-    })
-    .await;
+    let (mut c, _) = subscribed(3_600_000).await;
     c.insert(LETTERS, "down").await;
     c.wait_until("every letter sent", Duration::from_secs(30), || async {
         c.count("SELECT count(*) FROM altinn_outbox.delivery WHERE correspondence_id IS NULL").await == 0
@@ -206,13 +207,7 @@ fn resident_kib(pid: u32) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_17_forged_pushes() {
     const FORGED: usize = 10_000;
-    let port = free_port();
-    let mut c = Cluster::start(events_fake(), |cfg| events_on(cfg, port, 3_600_000)).await;
-    c.spawn(1);
-    c.wait_until("the subscription validated", Duration::from_secs(30), || async {
-        c.app.fake.events().subscriptions().iter().any(|s| s.validated)
-    })
-    .await;
+    let (mut c, port) = subscribed(3_600_000).await;
     c.insert(100, "forged").await;
     c.wait_until_finished(Duration::from_secs(60)).await;
     let pid = c.pid(0).expect("the worker runs");
