@@ -11,6 +11,7 @@ mod admin;
 mod attachments;
 mod config_faults;
 mod daemon;
+mod docs;
 mod events;
 mod events_subscriptions;
 mod hostile;
