@@ -105,3 +105,63 @@ fn the_link_reader_sees_links_and_not_code() {
     assert_eq!(slug("Altinn Events (0.3.0, 2026-12-05)"), "altinn-events-030-2026-12-05");
     assert!(anchors("# Title\n## One way through the worker\n").contains("one-way-through-the-worker"));
 }
+
+/// Every key of the shipped `worker.toml` (set or shown commented out), as `section.key`.
+fn worker_toml_keys() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root().join("worker.toml")).unwrap();
+    let mut section = String::new();
+    let mut keys = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = format!("{name}.");
+            continue;
+        }
+        let line = line.strip_prefix("# ").unwrap_or(line);
+        if let Some((key, _)) = line.split_once(" = ") {
+            if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                keys.insert(format!("{section}{key}"));
+            }
+        }
+    }
+    keys
+}
+
+/// The keys the configuration reference of docs/operations.md describes (its table rows).
+fn documented_keys() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |"))
+        .map(|(key, _)| key.to_string())
+        .collect()
+}
+
+#[test]
+fn the_configuration_reference_and_worker_toml_name_the_same_keys() {
+    let shipped = worker_toml_keys();
+    let documented = documented_keys();
+    assert!(shipped.len() > 60, "the scan finds worker.toml's keys ({})", shipped.len());
+    let undocumented: Vec<_> = shipped.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&shipped).collect();
+    assert!(undocumented.is_empty(), "keys of worker.toml missing from docs/operations.md: {undocumented:?}");
+    assert!(unknown.is_empty(), "docs/operations.md describes keys worker.toml does not have: {unknown:?}");
+}
+
+/// worker.toml shows some keys commented out (no default, or one of a choice): with every one
+/// of them set to its example, the file still parses, so every key it names exists.
+#[test]
+fn every_key_worker_toml_shows_is_a_setting() {
+    let text = std::fs::read_to_string(root().join("worker.toml")).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let parsed: Result<altinn_outbox::config::Config, _> = toml::from_str(&uncommented);
+    assert!(parsed.is_ok(), "worker.toml with its examples set: {:?}", parsed.err());
+    let unknown = uncommented.replace("[database]\n", "[database]\nno_such_key = 1\n");
+    assert!(toml::from_str::<altinn_outbox::config::Config>(&unknown).is_err(), "an unknown key is refused");
+}
