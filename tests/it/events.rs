@@ -343,7 +343,7 @@ async fn the_receiver_serves_tls_from_pem_files() {
     let receiver = Receiver::new(app.pool.clone(), settings).await.unwrap();
     let path = receiver.endpoint().expose().strip_prefix("https://localhost").unwrap().to_string();
     let stop = CancellationToken::new();
-    tokio::spawn(receiver::serve_tls(listener, Arc::new(receiver), stop.clone()));
+    tokio::spawn(receiver::serve(listener, Arc::new(receiver), stop.clone()));
 
     let trusted = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
     let https = reqwest::Client::builder().add_root_certificate(trusted).build().unwrap();

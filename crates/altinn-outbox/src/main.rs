@@ -177,17 +177,17 @@ async fn start_receiver(
     tracing::info!(%listen, tls = tls.is_some(), "Altinn Events receiver started");
     let manager = events::manage::Manager::new(ctx.clone(), receiver.endpoint(), settings);
     let managing = tokio::spawn(events::manage::run(manager, shutdown.clone()));
-    let shutdown = shutdown.clone();
     let receiver = Arc::new(receiver);
+    let serving = match tls {
+        Some(acceptor) => tokio::spawn(events::receiver::serve(
+            events::tls::TlsListener::new(listener, acceptor)?,
+            receiver,
+            shutdown.clone(),
+        )),
+        None => tokio::spawn(events::receiver::serve(listener, receiver, shutdown.clone())),
+    };
     tokio::spawn(async move {
-        let served = match tls {
-            Some(acceptor) => match events::tls::TlsListener::new(listener, acceptor) {
-                Ok(listener) => events::receiver::serve_tls(listener, receiver, shutdown).await,
-                Err(e) => Err(e),
-            },
-            None => events::receiver::serve(listener, receiver, shutdown).await,
-        };
-        if let Err(e) = served {
+        if let Ok(Err(e)) = serving.await {
             tracing::error!(error = %e, "Altinn Events receiver stopped");
         }
     });

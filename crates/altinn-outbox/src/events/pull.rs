@@ -36,12 +36,12 @@ impl Manager {
         let interval = chrono::TimeDelta::from_std(self.settings.pull_interval).unwrap_or(chrono::TimeDelta::MAX);
         let (mut pulled, mut stored) = (0, 0);
         for resource in resources {
-            let (_, last) = db::cursor(&self.ctx.pool, resource).await?;
+            let (cursor, last) = db::cursor(&self.ctx.pool, resource).await?;
             if !all && last.is_some_and(|at| Utc::now() - at < interval) {
                 continue;
             }
             pulled += 1;
-            match self.pull(resource).await {
+            match self.pull_after(resource, cursor).await {
                 Ok(read) => {
                     stored += read.stored;
                     db::pulled(&self.ctx.pool, resource, None).await?;
@@ -60,6 +60,11 @@ impl Manager {
     /// and moving the cursor after each page.
     pub async fn pull(&self, resource: &str) -> Result<Pulled, PullError> {
         let (cursor, _) = db::cursor(&self.ctx.pool, resource).await?;
+        self.pull_after(resource, cursor).await
+    }
+
+    /// As [`Manager::pull`], from the cursor already read.
+    async fn pull_after(&self, resource: &str, cursor: Option<String>) -> Result<Pulled, PullError> {
         let mut after = cursor.unwrap_or_else(|| FROM_THE_START.to_string());
         let mut read = Pulled::default();
         for _ in 0..MAX_PAGES {

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq as _;
@@ -18,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::network;
 use super::payload::Pushed;
-use super::tls::{Peer, TlsListener};
+use super::tls::Peer;
 use crate::config::{EventsSettings, Secret};
 use crate::metrics;
 use crate::outbox::events::{self as store, Via};
@@ -42,30 +44,29 @@ impl Receiver {
         Ok(Receiver { pool, settings, path, secret, permits })
     }
 
+    /// Whether `path` is `<public path>/<secret>`, the secret compared in constant time.
+    fn is_secret_path(&self, path: &str) -> bool {
+        let Some(segment) = path.strip_prefix(self.path.as_str()).and_then(|rest| rest.strip_prefix('/')) else {
+            return false;
+        };
+        let segment = segment.strip_suffix('/').unwrap_or(segment);
+        bool::from(segment.as_bytes().ct_eq(self.secret.expose().as_bytes()))
+    }
+
     /// The endpoint to give Altinn (it holds the secret: never log it).
     pub fn endpoint(&self) -> Secret {
         Secret::new(super::endpoint(&self.settings.public_url, self.secret.expose()))
     }
 }
 
-/// Serves pushes on `listener` (plain HTTP, behind a TLS-terminating proxy) until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    receiver: Arc<Receiver>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let app = Router::new().fallback(push).with_state(receiver);
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
-
-/// As [`serve`], over the receiver's own TLS.
-pub async fn serve_tls(
-    listener: TlsListener,
-    receiver: Arc<Receiver>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+/// Serves pushes on `listener` until `shutdown`: a `TcpListener` (plain HTTP, behind a
+/// TLS-terminating proxy) or a [`TlsListener`] (the receiver's own TLS).
+pub async fn serve<L>(listener: L, receiver: Arc<Receiver>, shutdown: CancellationToken) -> std::io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> Peer: Connected<IncomingStream<'a, L>>,
+{
     let app = Router::new().fallback(push).with_state(receiver);
     axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -134,16 +135,5 @@ async fn push(State(r): State<Arc<Receiver>>, ConnectInfo(Peer(peer)): ConnectIn
             warn!(event_id = event.id, error = %e, "could not store an event; Altinn will push it again");
             Answer(StatusCode::SERVICE_UNAVAILABLE, "error")
         }
-    }
-}
-
-impl Receiver {
-    /// Whether `path` is `<public path>/<secret>`, the secret compared in constant time.
-    fn is_secret_path(&self, path: &str) -> bool {
-        let Some(segment) = path.strip_prefix(self.path.as_str()).and_then(|rest| rest.strip_prefix('/')) else {
-            return false;
-        };
-        let segment = segment.strip_suffix('/').unwrap_or(segment);
-        bool::from(segment.as_bytes().ct_eq(self.secret.expose().as_bytes()))
     }
 }

@@ -86,8 +86,7 @@ pub fn wakes(event_type: &str) -> bool {
 /// Moves the next status read of the deliveries `sent` (just written back as sent) to now when
 /// an event that wakes already named their correspondence; returns how many.
 pub async fn wake_sent_with_events(pool: &PgPool, sent: &[i64]) -> Result<u64, sqlx::Error> {
-    let quiet: Vec<&str> = RECORDED_ONLY.to_vec();
-    let done = sqlx::query(WAKE_SENT_WITH_EVENTS).bind(sent).bind(&quiet).execute(pool).await?;
+    let done = sqlx::query(WAKE_SENT_WITH_EVENTS).bind(sent).bind(&RECORDED_ONLY[..]).execute(pool).await?;
     Ok(done.rows_affected())
 }
 

@@ -314,7 +314,7 @@ fn count_outcome(outcome: &Outcome) {
 /// read at once, as if the event had come after.
 pub async fn write_back(ctx: &Context, results: &[WriteBack]) -> Result<u64, sqlx::Error> {
     let written = outbox::write_back(&ctx.pool, results).await?;
-    if ctx.settings.status.safety_interval.is_some() {
+    if ctx.settings.status.with_events_on() {
         let sent: Vec<i64> =
             results.iter().filter(|r| matches!(r.outcome, Outcome::Sent { .. })).map(|r| r.delivery_id).collect();
         // Best effort: the results are written, and the safety poll reads these letters anyway.

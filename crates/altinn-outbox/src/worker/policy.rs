@@ -121,6 +121,11 @@ impl StatusPolicy {
         }
     }
 
+    /// Whether Altinn Events are on (reads then wait for the safety poll, or an event).
+    pub fn with_events_on(&self) -> bool {
+        self.safety_interval.is_some()
+    }
+
     /// The interval before read number `polls + 1`.
     pub fn interval(&self, polls: i32) -> Duration {
         self.schedule.delay(polls.max(0) as u32 + 1, 0.0)
