@@ -38,15 +38,20 @@ owner=()
 [ "$(id -u)" -eq 0 ] && owner=(-o root -g root)
 
 bindir=$destdir$prefix/bin
+sbindir=$destdir$prefix/sbin
 docdir=$destdir$prefix/share/doc/altinn-outbox
 etc=$destdir/etc/altinn-outbox
 unitdir=$destdir/etc/systemd/system
 
-install -d -m 0755 "${owner[@]}" "$bindir" "$docdir" "$unitdir"
+install -d -m 0755 "${owner[@]}" "$bindir" "$sbindir" "$docdir" "$unitdir"
 # Root only: the config directory holds the key and the database password.
 install -d -m 0700 "${owner[@]}" "$etc"
 
 install -m 0755 "${owner[@]}" "$binary" "$bindir/altinn-outbox"
+# The admin wrapper names the binary by its installed path.
+sed "s|/usr/local/bin/altinn-outbox|$prefix/bin/altinn-outbox|" "$repo/deploy/altinn-outbox-admin" > "$sbindir/altinn-outbox-admin.tmp"
+chmod 0755 "$sbindir/altinn-outbox-admin.tmp"
+mv "$sbindir/altinn-outbox-admin.tmp" "$sbindir/altinn-outbox-admin"
 install -m 0644 "${owner[@]}" "$repo/README.md" "$repo/deploy/roles.sql" "$docdir/"
 install -m 0644 "${owner[@]}" "$repo/deploy/altinn-outbox.env.example" "$repo/deploy/pem-key.conf" "$docdir/"
 
@@ -84,15 +89,11 @@ if [ -z "$destdir" ] && [ -d /run/systemd/system ]; then
 fi
 
 cat <<EOF
-installed $bindir/altinn-outbox and $unitdir/altinn-outbox.service
+installed $bindir/altinn-outbox, $sbindir/altinn-outbox-admin and $unitdir/altinn-outbox.service
 
-Next steps (README.md, "Install"):
-  1. Edit /etc/altinn-outbox/altinn-outbox.env: database URL, client id, idempotency namespace.
-  2. Put the private JWK at /etc/altinn-outbox/maskinporten.jwk.json (mode 0600, root), e.g.
-       altinn-outbox keygen --kid my-key-1 --out-dir /root/maskinporten-key
-  3. Apply the schema as its owner, then the roles as a superuser:
-       ALTINN_OUTBOX_DATABASE__URL=postgres://altinn_outbox_owner@HOST/app \
-         altinn-outbox --config /etc/altinn-outbox/worker.toml migrate
-       psql -d app -v ON_ERROR_STOP=1 -f $prefix/share/doc/altinn-outbox/roles.sql
-  4. systemctl enable --now altinn-outbox && journalctl -u altinn-outbox -f
+Next steps (README.md, "Quick start on tt02" and "Install in production"): the key
+(altinn-outbox keygen), the settings in /etc/altinn-outbox/altinn-outbox.env, the schema
+(altinn-outbox-admin migrate, as the schema's owner) and the roles
+($prefix/share/doc/altinn-outbox/roles.sql), then: altinn-outbox-admin check, and
+systemctl enable --now altinn-outbox.
 EOF

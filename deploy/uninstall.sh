@@ -36,7 +36,7 @@ if [ "$systemd" = yes ]; then
 fi
 
 rm -f "$destdir/etc/systemd/system/altinn-outbox.service"
-rm -f "$destdir$prefix/bin/altinn-outbox"
+rm -f "$destdir$prefix/bin/altinn-outbox" "$destdir$prefix/sbin/altinn-outbox-admin"
 rm -rf "$destdir$prefix/share/doc/altinn-outbox"
 if [ "$purge" = yes ]; then
     rm -rf "$destdir/etc/altinn-outbox" "$destdir/etc/systemd/system/altinn-outbox.service.d"

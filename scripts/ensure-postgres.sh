@@ -8,8 +8,15 @@ host=127.0.0.1 port=5432
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
+cd "$(dirname "$0")/.."
 if pg_isready -q -h "$host" -p "$port" 2>/dev/null; then
-  echo "${OUTBOX_TEST_DATABASE_URL:-postgres://postgres@$host:$port}"
+  # The server this script started on an earlier run, with its development role, or one
+  # whose postgres role needs no password here (trust, as on CI machines).
+  if [ -z "${OUTBOX_TEST_DATABASE_URL:-}" ] && [ -f target/dev-database-url ]; then
+    cat target/dev-database-url
+  else
+    echo "${OUTBOX_TEST_DATABASE_URL:-postgres://postgres@$host:$port}"
+  fi
   exit 0
 fi
 
@@ -31,9 +38,18 @@ for _ in $(seq 1 30); do
 done
 pg_isready -q -h "$host" -p "$port" || { echo "PostgreSQL did not start" >&2; exit 1; }
 
-# A fresh Debian cluster asks for a password on TCP: give the local superuser a known one
-# (this cluster was just started by us for development and tests, and listens on localhost).
+# A fresh Debian cluster asks for a password on TCP. Rather than give the postgres role a
+# known one, a superuser for development and tests gets a random password, kept (mode 0600)
+# in target/dev-database-url for the next run. This is for a development machine, not a server.
+url_file=target/dev-database-url
+password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 as_postgres="runuser -u postgres --"
 [ -z "$sudo" ] || as_postgres="sudo -u postgres"
-$as_postgres psql -q -c "ALTER USER postgres PASSWORD 'postgres'" >&2
-echo "${OUTBOX_TEST_DATABASE_URL:-postgres://postgres:postgres@$host:$port}"
+$as_postgres psql -q -v ON_ERROR_STOP=1 -v password="$password" >&2 <<'SQL'
+SELECT format('CREATE ROLE altinn_outbox_dev SUPERUSER LOGIN PASSWORD %L', :'password')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'altinn_outbox_dev') \gexec
+ALTER ROLE altinn_outbox_dev PASSWORD :'password';
+SQL
+mkdir -p target
+(umask 077; echo "postgres://altinn_outbox_dev:$password@$host:$port" >"$url_file")
+echo "${OUTBOX_TEST_DATABASE_URL:-$(cat "$url_file")}"

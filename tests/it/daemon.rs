@@ -260,3 +260,36 @@ fn the_shipped_binary_has_no_fake_and_no_bench() {
         assert!(help.lines().any(|l| l.trim_start().starts_with(command)), "`{command}` in --help:\n{help}");
     }
 }
+
+/// `keygen` writes the private JWK (mode 0600, every member Maskinporten's signer needs) and
+/// the public key twice, as the JWK the self-service portal's form takes and as a JWKS, both
+/// without a private member; it never overwrites a private key.
+#[test]
+fn keygen_writes_the_private_key_and_the_public_key_to_register() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("key");
+    let run = || Command::new(BIN).args(["keygen", "--kid", "outbox-2026-12", "--out-dir"]).arg(&out).output().unwrap();
+    let first = run();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let private = read("private.jwk.json");
+    for member in ["kty", "use", "kid", "alg", "n", "e", "d", "p", "q", "qi", "dp", "dq"] {
+        assert!(private[member].as_str().is_some_and(|v| !v.is_empty()), "private.jwk.json lacks {member}");
+    }
+    assert_eq!(std::fs::metadata(out.join("private.jwk.json")).unwrap().permissions().mode() & 0o777, 0o600);
+    let public = read("public.jwk.json");
+    let jwks = read("public.jwks.json");
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(jwks["keys"][0], public, "the JWKS holds the same public key");
+    assert_eq!(public["kid"], "outbox-2026-12");
+    assert_eq!((&public["n"], &public["e"]), (&private["n"], &private["e"]), "the public half of the private key");
+    for member in ["d", "p", "q", "qi", "dp", "dq"] {
+        assert!(public.get(member).is_none(), "public.jwk.json must not carry {member}");
+    }
+    let second = run();
+    assert!(!second.status.success(), "a second keygen into the same directory must not overwrite the key");
+    assert_eq!(read("private.jwk.json"), private);
+}

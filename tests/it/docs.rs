@@ -126,10 +126,14 @@ fn worker_toml_keys() -> BTreeSet<String> {
     keys
 }
 
-/// The keys the configuration reference of docs/operations.md describes (its table rows).
+/// The keys the configuration reference of docs/operations.md describes: the table rows of
+/// its section "Configuration" (other sections' tables, the metrics', name other things).
 fn documented_keys() -> BTreeSet<String> {
     let text = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
-    text.lines()
+    let section = text.split("\n## Configuration\n").nth(1).expect("docs/operations.md has a section Configuration");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split_once("` |"))
         .map(|(key, _)| key.to_string())

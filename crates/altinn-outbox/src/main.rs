@@ -31,12 +31,13 @@ enum Command {
     /// Check the configuration, the key, the database and a token request, and with
     /// --resource whether Altinn accepts the token for each resource; say what failed.
     Check(CheckArgs),
-    /// Generate an RSA key pair: a private JWK for this service and a public JWKS to register.
+    /// Generate an RSA key pair: a private JWK for this service, and the public key (JWK and
+    /// JWKS) to register on the Maskinporten client.
     Keygen {
         /// The kid to give the key.
         #[arg(long)]
         kid: String,
-        /// Directory to write private.jwk.json and public.jwks.json into.
+        /// Directory to write private.jwk.json, public.jwk.json and public.jwks.json into.
         #[arg(long)]
         out_dir: PathBuf,
     },
@@ -74,7 +75,14 @@ async fn main() -> ExitCode {
 
 async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
     let config = Config::load(path.as_deref())?;
-    telemetry::init(&config.log);
+    match command {
+        // check's report is its output: the daemon's info lines (key loaded, ...) would only
+        // be noise between its lines. RUST_LOG still overrides.
+        Command::Check(_) => {
+            telemetry::init(&altinn_outbox::config::LogConfig { level: "warn".into(), ..config.log.clone() })
+        }
+        _ => telemetry::init(&config.log),
+    }
     match command {
         Command::Migrate => migrate(&config).await,
         Command::Run => run(&config).await,
@@ -227,7 +235,15 @@ fn keygen(kid: &str, out_dir: &std::path::Path) -> anyhow::Result<()> {
     let private_path = out_dir.join("private.jwk.json");
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&private_path)?;
     std::io::Write::write_all(&mut file, private.as_bytes())?;
+    // Digdir's self-service portal takes one key (a JWK) in its form, its API a JWKS: both.
+    let jwks: serde_json::Value = serde_json::from_str(&public)?;
+    let jwk = jwks["keys"].get(0).ok_or_else(|| anyhow::anyhow!("the generated JWKS holds no key"))?;
+    std::fs::write(out_dir.join("public.jwk.json"), format!("{}\n", serde_json::to_string_pretty(jwk)?))?;
     std::fs::write(out_dir.join("public.jwks.json"), public)?;
-    println!("wrote {} (keep secret) and public.jwks.json (register it with Maskinporten)", private_path.display());
+    println!(
+        "wrote {} (the private key: keep it secret), and public.jwk.json and public.jwks.json \
+         (the public key, kid {kid}: register it on the Maskinporten client)",
+        private_path.display()
+    );
     Ok(())
 }
