@@ -13,8 +13,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_altinn-outbox");
-const PERSON: &str = "13896396174";
-const UNKNOWN_RESOURCE: &str = "no-such-resource";
+pub(crate) const PERSON: &str = "13896396174";
+pub(crate) const UNKNOWN_RESOURCE: &str = "no-such-resource";
 
 /// A fake that publishes only when told (`publish_all_now`), so that there is time to cancel.
 async fn app_publishing_late() -> TestApp {
@@ -23,7 +23,7 @@ async fn app_publishing_late() -> TestApp {
 }
 
 /// Runs the binary with the app's config; off the runtime, which also serves the fake.
-async fn run(app: &TestApp, args: &[&str]) -> Output {
+pub(crate) async fn run(app: &TestApp, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let config = app.config_file(dir.path());
     let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
@@ -35,15 +35,15 @@ async fn run(app: &TestApp, args: &[&str]) -> Output {
     .unwrap()
 }
 
-fn code(out: &Output) -> i32 {
+pub(crate) fn code(out: &Output) -> i32 {
     out.status.code().expect("exited, not killed")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stdout_json(out: &Output) -> Value {
+pub(crate) fn stdout_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
 }
 

@@ -19,11 +19,11 @@ use uuid::Uuid;
 use crate::common::{fake_config, TestApp, ORG};
 
 const RESOURCE: &str = "outbox-test-resource";
-const PUBLISHED: &str = "no.altinn.correspondence.correspondencepublished";
+pub(crate) const PUBLISHED: &str = "no.altinn.correspondence.correspondencepublished";
 
 /// A test app with events on, its receiver listening, and the manager of its subscriptions.
-struct Events {
-    app: TestApp,
+pub(crate) struct Events {
+    pub(crate) app: TestApp,
     endpoint: String,
     receiver: CancellationToken,
     manager: Manager,
@@ -46,7 +46,7 @@ fn events_fake() -> FakeConfig {
 }
 
 impl Events {
-    async fn start(tweak: impl FnOnce(&mut Config)) -> Events {
+    pub(crate) async fn start(tweak: impl FnOnce(&mut Config)) -> Events {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = TestApp::with(events_fake(), |c| {

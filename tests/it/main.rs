@@ -8,6 +8,7 @@
 mod common;
 
 mod admin;
+mod admin_docs;
 mod attachments;
 mod config_faults;
 mod daemon;

@@ -51,7 +51,7 @@ struct CheckArgs {
     /// repeatable. Each is said to be ok, or missing a scope, without access, or unknown.
     #[arg(long, value_name = "ID")]
     resource: Vec<String>,
-    /// Print one JSON document instead of lines (field names in the README).
+    /// Print one JSON document instead of lines (its fields are described in docs/admin.md).
     #[arg(long)]
     json: bool,
 }

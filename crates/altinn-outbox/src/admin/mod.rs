@@ -139,7 +139,7 @@ pub enum Command {
 
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
 pub struct Output {
-    /// Print one JSON document instead of a table (field names in the README).
+    /// Print one JSON document instead of a table (its fields are described in docs/admin.md).
     #[arg(long)]
     pub json: bool,
 }
