@@ -53,6 +53,9 @@ sed "s|/usr/local/bin/altinn-outbox|$prefix/bin/altinn-outbox|" "$repo/deploy/al
 chmod 0755 "$sbindir/altinn-outbox-admin.tmp"
 mv "$sbindir/altinn-outbox-admin.tmp" "$sbindir/altinn-outbox-admin"
 install -m 0644 "${owner[@]}" "$repo/README.md" "$repo/deploy/roles.sql" "$docdir/"
+# The README's links into docs/ resolve beside it.
+install -d -m 0755 "${owner[@]}" "$docdir/docs"
+install -m 0644 "${owner[@]}" "$repo"/docs/*.md "$docdir/docs/"
 install -m 0644 "${owner[@]}" "$repo/deploy/altinn-outbox.env.example" "$repo/deploy/pem-key.conf" "$docdir/"
 
 # The unit names the binary by its installed path.
