@@ -237,8 +237,12 @@ async fn every_key_of_the_events_documents_is_in_the_reference() {
     record(app, &mut seen, &["events", "list", "--json"], 0).await;
     let id = app.fake.events().subscriptions()[0].id.to_string();
     app.fake.faults().add(FaultRule::always(Endpoint::Subscriptions, FaultKind::Status(503)));
-    record(app, &mut seen, &["events", "subscribe", "--resource", "another-resource", "--json"], 1).await;
+    // An outage is worth another try (75); a refusal is an error (1).
+    record(app, &mut seen, &["events", "subscribe", "--resource", "another-resource", "--json"], 75).await;
     record(app, &mut seen, &["events", "delete", "--id", &id, "--json"], 75).await;
+    app.fake.faults().clear();
+    app.fake.faults().add(FaultRule::always(Endpoint::Subscriptions, FaultKind::Status(403)));
+    record(app, &mut seen, &["events", "subscribe", "--resource", "another-resource", "--json"], 1).await;
     app.fake.faults().clear();
     record(app, &mut seen, &["events", "delete", "--resource", RESOURCE, "--json"], 0).await;
     assert_documented(&seen, &["validated_at", "typeFilter", "validated", "failed", "error", "deleted_at_altinn"]);

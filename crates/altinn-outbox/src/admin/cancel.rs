@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::format::{or_dash, table};
 use super::{Answer, Exit};
-use crate::altinn::{ApiError, ErrorClass, Purged};
+use crate::altinn::{ApiError, Purged};
 use crate::outbox::admin::{self, CancelTarget};
 use crate::outbox::DeliveryState;
 use crate::worker::Context;
@@ -38,8 +38,7 @@ impl Verdict {
             Verdict::Cancelled | Verdict::Purged(_) | Verdict::NothingToDo(_) => Exit::Success,
             Verdict::Published(_) => Exit::Refused,
             Verdict::InFlight => Exit::TryAgain,
-            Verdict::Altinn(e) if e.class == ErrorClass::Permanent => Exit::Error,
-            Verdict::Altinn(_) => Exit::TryAgain,
+            Verdict::Altinn(e) => Exit::of_failure(e.class),
         }
     }
 

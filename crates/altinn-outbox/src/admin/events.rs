@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 
 use super::format::{opt_time, or_dash, table};
 use super::{Answer, Exit, Output};
-use crate::altinn::ErrorClass;
 use crate::config::Config;
 use crate::events::manage::Manager;
 use crate::events::receiver::Receiver;
@@ -82,7 +81,7 @@ async fn list(ctx: &Context, manager: &Manager) -> anyhow::Result<Answer> {
     let stored = db::subscriptions(&ctx.pool, manager.endpoint()).await?;
     let (altinn, exit, note) = match ctx.altinn.subscriptions().await {
         Ok(list) => (list, Exit::Success, None),
-        Err(e) => (Vec::new(), exit_of(e.class), Some(format!("Altinn's list could not be read: {e}"))),
+        Err(e) => (Vec::new(), Exit::of_failure(e.class), Some(format!("Altinn's list could not be read: {e}"))),
     };
     let mut rows: Vec<Vec<String>> = stored
         .iter()
@@ -143,7 +142,7 @@ async fn subscribe(config: &Config, ctx: &Context, manager: &Manager, only: Opti
     let exit = done.iter().map(|e| match e {
         Ensured::Validated { .. } => Exit::Success,
         Ensured::Waiting { .. } | Ensured::Overdue { .. } => Exit::TryAgain,
-        Ensured::Failed { .. } => Exit::Error,
+        Ensured::Failed { class, .. } => Exit::of_failure(*class),
     });
     let exit = exit.max().unwrap_or(Exit::Success);
     let note = match exit {
@@ -166,7 +165,7 @@ fn row(e: &Ensured) -> Vec<String> {
         Ensured::Overdue { resource, id } => {
             (resource, Some(*id), "not_validated", "unvalidated past events.validation_timeout_ms; POSTed again".into())
         }
-        Ensured::Failed { resource, error } => (resource, None, "error", error.clone()),
+        Ensured::Failed { resource, error, .. } => (resource, None, "error", error.clone()),
     };
     vec![resource.clone(), or_dash(id), outcome.into(), detail]
 }
@@ -188,7 +187,7 @@ async fn delete(ctx: &Context, id: Option<i64>, resource: Option<String>) -> any
         Err(e) => {
             let note = Some(format!("Altinn did not delete subscription {id}: {e}"));
             return Ok(Answer {
-                exit: exit_of(e.class),
+                exit: Exit::of_failure(e.class),
                 table: String::new(),
                 json: json!({"id": id, "error": e.to_string()}),
                 note,
@@ -218,12 +217,4 @@ async fn delete(ctx: &Context, id: Option<i64>, resource: Option<String>) -> any
 
 fn nothing(note: String) -> Answer {
     Answer { exit: Exit::NotFound, table: String::new(), json: Value::Null, note: Some(note) }
-}
-
-/// Altinn's refusal is an error; an outage or throttling is worth another try.
-fn exit_of(class: ErrorClass) -> Exit {
-    match class {
-        ErrorClass::Transient | ErrorClass::Deferred => Exit::TryAgain,
-        ErrorClass::Permanent | ErrorClass::Misconfigured(_) => Exit::Error,
-    }
 }

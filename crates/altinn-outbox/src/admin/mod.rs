@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::altinn::ErrorClass;
 use crate::config::Config;
 use crate::{app, outbox};
 
@@ -53,6 +54,16 @@ impl Exit {
             Exit::NotFound => 3,
             Exit::Refused => 4,
             Exit::TryAgain => 75,
+        }
+    }
+
+    /// A failed Altinn or Maskinporten call: a refusal (of the request, or of our set-up for
+    /// the resource) is an error an operator must look at; an outage, throttling or no token
+    /// for now is worth another try.
+    pub fn of_failure(class: ErrorClass) -> Exit {
+        match class {
+            ErrorClass::Transient | ErrorClass::Deferred => Exit::TryAgain,
+            ErrorClass::Permanent | ErrorClass::Misconfigured(_) => Exit::Error,
         }
     }
 }
@@ -254,5 +265,14 @@ mod tests {
         let worst = [Exit::Success, Exit::Refused, Exit::TryAgain, Exit::Success].into_iter().max();
         assert_eq!(worst.map(Exit::code), Some(75));
         assert!(Exit::Error > Exit::TryAgain && Exit::Refused > Exit::Success);
+    }
+
+    #[test]
+    fn a_refusal_is_an_error_and_an_outage_is_worth_another_try() {
+        use crate::altinn::Fault;
+        assert_eq!(Exit::of_failure(ErrorClass::Transient), Exit::TryAgain);
+        assert_eq!(Exit::of_failure(ErrorClass::Deferred), Exit::TryAgain, "no token for now");
+        assert_eq!(Exit::of_failure(ErrorClass::Permanent), Exit::Error);
+        assert_eq!(Exit::of_failure(ErrorClass::Misconfigured(Fault::MissingScope)), Exit::Error, "our set-up");
     }
 }

@@ -37,6 +37,9 @@ pub enum Ensured {
     Failed {
         resource: String,
         error: String,
+        /// The failed call's class: whether trying again may help.
+        #[serde(skip)]
+        class: crate::altinn::ErrorClass,
     },
 }
 
@@ -77,7 +80,7 @@ impl Manager {
                     warn!(resource, error = %e, "Altinn Events: could not ensure the subscription; trying again at each check");
                 }
                 db::record_error(&self.ctx.pool, resource, &e.to_string()).await?;
-                Ok(Ensured::Failed { resource: resource.to_string(), error: e.to_string() })
+                Ok(Ensured::Failed { resource: resource.to_string(), error: e.to_string(), class: e.class })
             }
         }
     }
