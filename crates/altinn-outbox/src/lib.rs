@@ -16,6 +16,8 @@
 //!   `text` columns hold (delivery and upload states, history kinds, notification outcomes).
 //! - [`identifiers`]: organisation and national identity numbers, recipient URNs, their mask
 //!   and the scrub that keeps personal data out of stored and logged texts.
+//! - [`codes`]: the catalogue of error codes a row can get: the daemon's own and the families
+//!   made of Altinn's codes, HTTP statuses, outbox columns and token failures.
 //! - [`compose`]: a message and a recipient become an initialize request, or a field error.
 //! - [`maskinporten`]: the signing key, the JWT grant and the cached Altinn token.
 //! - [`altinn`]: the Correspondence API client, its wire types and error classes, and the
@@ -35,6 +37,7 @@ pub mod altinn;
 pub mod app;
 pub mod backoff;
 pub mod check;
+pub mod codes;
 pub mod compose;
 pub mod config;
 pub mod events;

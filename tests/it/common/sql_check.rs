@@ -300,8 +300,9 @@ fn skip_turbofish(code: &str, i: usize) -> usize {
     code.len()
 }
 
-/// If a comment, string or character literal starts at `i`, where it ends.
-fn skip_literal_or_comment(code: &str, i: usize) -> Option<usize> {
+/// If a comment, string or character literal starts at `i`, where it ends (also read by the
+/// scan of error codes, `tests/it/docs.rs`).
+pub fn skip_literal_or_comment(code: &str, i: usize) -> Option<usize> {
     let rest = &code[i..];
     if rest.starts_with("//") {
         return Some(rest.find('\n').map_or(code.len(), |n| i + n));

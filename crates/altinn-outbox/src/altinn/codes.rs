@@ -114,6 +114,11 @@ pub fn class_of(code: i64) -> Option<ErrorClass> {
     CODES.iter().find(|(c, _, _)| *c == code).map(|(_, class, _)| *class)
 }
 
+/// Every code the table classifies, in order.
+pub fn known() -> impl Iterator<Item = i64> {
+    CODES.iter().map(|(code, _, _)| *code)
+}
+
 /// True when the code says a dependency of Altinn failed, not the request.
 pub fn is_transient(code: i64) -> bool {
     class_of(code) == Some(Transient)

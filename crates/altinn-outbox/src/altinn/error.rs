@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use super::codes;
 use super::faults::Fault;
+use crate::codes::{self as catalogue, Code};
 use crate::identifiers::scrub;
+use crate::maskinporten::TokenError;
 
 /// What the worker should do about a failed call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,9 +30,9 @@ pub enum ErrorClass {
     Misconfigured(Fault),
 }
 
-/// A failed Altinn or Maskinporten call. `code` is stable and machine-readable: Altinn's own
-/// errorCode (`altinn:1037`), `altinn:STD-00000` for a validation problem, `http:503`,
-/// `network`, `timeout`, or the token client's code.
+/// A failed Altinn or Maskinporten call. `code` is stable and machine-readable, one of
+/// [`crate::codes`]: Altinn's own errorCode (`altinn:1037`), `altinn:STD-00000` for a
+/// validation problem, `http:503`, `network`, `timeout`, or the token client's code.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
@@ -49,21 +51,29 @@ impl ApiError {
         ApiError { class, code: code.into(), message: message.into(), retry_after: None, resource: None }
     }
 
-    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn transient(code: Code, message: impl Into<String>) -> Self {
         ApiError::new(ErrorClass::Transient, code, message)
     }
 
     /// Not the row's fault and nothing was sent: wait without using an attempt.
-    pub fn deferred(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn deferred(code: Code, message: impl Into<String>) -> Self {
         ApiError::new(ErrorClass::Deferred, code, message)
     }
 
-    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn permanent(code: Code, message: impl Into<String>) -> Self {
         ApiError::new(ErrorClass::Permanent, code, message)
     }
 
-    /// Our set-up is wrong for `resource` (see [`Fault`]).
-    pub fn misconfigured(fault: Fault, code: impl Into<String>, message: impl Into<String>, resource: &str) -> Self {
+    /// No token could be had, so nothing was sent: the row waits (Deferred) without using an
+    /// attempt, whether the cause is an outage or a configuration error; the latter is
+    /// reported loudly by the token client instead. The code is the token client's.
+    pub fn no_token(e: &TokenError) -> Self {
+        ApiError::new(ErrorClass::Deferred, e.code(), e.to_string())
+    }
+
+    /// Our set-up is wrong for `resource` (see [`Fault`]); `code` is the one the fault was
+    /// met with.
+    pub fn misconfigured(fault: Fault, code: String, message: impl Into<String>, resource: &str) -> Self {
         ApiError {
             resource: Some(resource.to_string()),
             ..ApiError::new(ErrorClass::Misconfigured(fault), code, message)
@@ -73,7 +83,7 @@ impl ApiError {
     /// A transport failure: the request may or may not have reached Altinn, so it is
     /// retried, and the idempotency key makes that safe.
     pub fn from_transport(e: &reqwest::Error) -> Self {
-        let code = if e.is_timeout() { "timeout" } else { "network" };
+        let code = if e.is_timeout() { Code::Timeout } else { Code::Network };
         // reqwest's Display names the URL, which carries no secrets or personal data
         // (ids and the idempotency key only).
         ApiError::transient(code, format!("{e}: {}", source_chain(e)))
@@ -98,10 +108,10 @@ impl ApiError {
                 _ => ErrorClass::Permanent,
             },
         };
-        let code = match (&problem.error_code, &problem.code) {
-            (Some(n), _) => format!("altinn:{n}"),
-            (None, Some(c)) => format!("altinn:{c}"),
-            (None, None) => format!("http:{status}"),
+        let code = match (problem.error_code, &problem.code) {
+            (Some(n), _) => catalogue::altinn(n),
+            (None, Some(c)) => catalogue::altinn_problem(c),
+            (None, None) => catalogue::http(status),
         };
         let message = match (problem.message, class) {
             (Some(message), _) => message,
@@ -121,20 +131,30 @@ impl ApiError {
         }
     }
 
+    /// Altinn's numeric error code, when its answer had one.
+    pub fn altinn_code(&self) -> Option<i64> {
+        catalogue::altinn_number(&self.code)
+    }
+
+    /// The HTTP status of a refusal that had no code of Altinn's.
+    pub fn bare_status(&self) -> Option<u16> {
+        catalogue::http_status(&self.code)
+    }
+
     pub fn is_already_created(&self) -> bool {
-        self.code == "altinn:1034"
+        self.altinn_code() == Some(1034)
     }
 
     /// 404 (`altinn:1001`, or bare): Altinn no longer shows the correspondence to its sender
     /// (the overview hides a purged one, while its details still answer).
     pub fn is_not_found(&self) -> bool {
-        self.code == "altinn:1001" || self.code == "http:404"
+        self.altinn_code() == Some(1001) || self.bare_status() == Some(404)
     }
 
     /// True when Altinn itself answered that one of its dependencies failed (a transient
     /// code of [`codes`]): Altinn is up, and the request may succeed later.
     pub fn is_dependency_failure(&self) -> bool {
-        self.code.strip_prefix("altinn:").and_then(|n| n.parse().ok()).is_some_and(codes::is_transient)
+        self.altinn_code().is_some_and(codes::is_transient)
     }
 }
 

@@ -106,7 +106,7 @@ impl AltinnClient {
         let url = format!("{}/subscriptions/{id}", self.events_api);
         match self.events_send(SUBSCRIPTION, |http| http.get(&url)).await {
             Ok(body) => parse(&body).map(Some),
-            Err(e) if e.code == "http:404" => Ok(None),
+            Err(e) if e.bare_status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -116,7 +116,7 @@ impl AltinnClient {
         let url = format!("{}/subscriptions/{id}", self.events_api);
         match self.events_send(UNSUBSCRIBE, |http| http.delete(&url)).await {
             Ok(_) => Ok(true),
-            Err(e) if e.code == "http:404" => Ok(false),
+            Err(e) if e.bare_status() == Some(404) => Ok(false),
             Err(e) => Err(e),
         }
     }

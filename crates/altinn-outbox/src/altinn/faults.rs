@@ -53,6 +53,8 @@ pub enum Fault {
 }
 
 impl Fault {
+    pub const ALL: [Fault; 3] = [Fault::MissingScope, Fault::NoAccess, Fault::UnknownCaller];
+
     /// The label of the metric and the name `/readyz` shows.
     pub fn label(self) -> &'static str {
         match self {

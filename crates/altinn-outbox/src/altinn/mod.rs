@@ -5,7 +5,7 @@
 //! Requests that name a resource pass its [`Faults`] first: a resource whose configuration is
 //! faulted is probed, not hammered.
 
-mod codes;
+pub mod codes;
 mod error;
 pub mod events;
 pub mod faults;
@@ -28,8 +28,9 @@ use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use crate::codes::Code;
 use crate::identifiers::scrub;
-use crate::maskinporten::{AltinnToken, TokenClient, TokenError};
+use crate::maskinporten::{AltinnToken, TokenClient};
 use crate::metrics::{self, System};
 use crate::outbox::FileContent;
 use wire::{
@@ -151,7 +152,7 @@ impl AltinnClient {
         files: &[FilePart],
     ) -> Result<Created, ApiError> {
         let url = format!("{}/correspondence/upload", self.api);
-        let json = serde_json::to_value(request).map_err(|e| ApiError::permanent("serialize", e.to_string()))?;
+        let json = serde_json::to_value(request).map_err(|e| ApiError::permanent(Code::Serialize, e.to_string()))?;
         let fields = form::fields(&json);
         let build = |http: &reqwest::Client| {
             // File names go as plain UTF-8: they must equal the metadata's FileName, and
@@ -356,7 +357,7 @@ impl AltinnClient {
     }
 
     async fn token(&self) -> Result<AltinnToken, ApiError> {
-        self.tokens.token().await.map_err(|e| token_error(&e))
+        self.tokens.token().await.map_err(|e| ApiError::no_token(&e))
     }
 
     /// How long before any request may go (a 429's Retry-After, a pause while both kinds
@@ -452,22 +453,16 @@ enum NoAnswer {
 /// A request held back by the gate was never sent: the row waits without using an attempt.
 fn closed(why: Closed) -> ApiError {
     let (wait, mut e) = match why {
-        Closed::Throttled(wait) => {
-            (wait, ApiError::deferred("throttled", "Altinn asked us to wait (429 Retry-After); no request was made"))
-        }
+        Closed::Throttled(wait) => (
+            wait,
+            ApiError::deferred(Code::Throttled, "Altinn asked us to wait (429 Retry-After); no request was made"),
+        ),
         Closed::Outage(wait) => {
-            (wait, ApiError::deferred("altinn_down", "Altinn looks down; held back while it is probed"))
+            (wait, ApiError::deferred(Code::AltinnDown, "Altinn looks down; held back while it is probed"))
         }
     };
     e.retry_after = Some(wait);
     e
-}
-
-/// A token that cannot be had never fails a row: the row waits (Deferred) without using
-/// an attempt, whether the cause is an outage or a configuration error; the latter is
-/// reported loudly by the worker instead.
-fn token_error(e: &TokenError) -> ApiError {
-    ApiError::deferred(e.code(), e.to_string())
 }
 
 /// A request held back by its resource's configuration fault was never sent: the row waits
@@ -486,7 +481,7 @@ fn created(answer: Result<bytes::Bytes, ApiError>) -> Result<Created, ApiError> 
         Ok(body) => {
             let parsed: InitializeResponse = parse(&body)?;
             let first = parsed.correspondences.into_iter().next().ok_or_else(|| {
-                ApiError::transient("altinn:empty_response", "initialize answered 200 without a correspondence")
+                ApiError::transient(Code::EmptyResponse, "initialize answered 200 without a correspondence")
             })?;
             Ok(Created::New { correspondence_id: first.correspondence_id, status: first.status })
         }
@@ -499,8 +494,8 @@ fn created(answer: Result<bytes::Bytes, ApiError>) -> Result<Created, ApiError> 
 fn purged(answer: Result<bytes::Bytes, ApiError>) -> Result<Purged, ApiError> {
     match answer {
         Ok(body) => parse::<Uuid>(&body).map(|_| Purged::Now),
-        Err(e) if e.code == "altinn:1014" => Ok(Purged::Already),
-        Err(e) if e.code == "altinn:1013" => Ok(Purged::Published),
+        Err(e) if e.altinn_code() == Some(1014) => Ok(Purged::Already),
+        Err(e) if e.altinn_code() == Some(1013) => Ok(Purged::Published),
         Err(e) => Err(e),
     }
 }
@@ -509,7 +504,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // A 200 whose body does not parse is treated as a lost response: the key makes the retry safe.
     // serde's message may quote the value it could not read, and that may be a recipient.
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::transient("altinn:bad_response", format!("unreadable 200 response: {}", scrub(&e.to_string())))
+        ApiError::transient(Code::BadResponse, format!("unreadable 200 response: {}", scrub(&e.to_string())))
     })
 }
 

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 
 use super::wire::IdList;
 use super::{faults, parse, retry_after, AltinnClient, ApiError, RESOURCE_REGISTRY, SEARCH};
+use crate::codes::Code;
 use crate::metrics::{self, System};
 
 /// The resource registry's public read of one resource, under the platform URL.
@@ -34,9 +35,9 @@ impl AltinnClient {
     /// Whether the resource registry knows the resource, from its public read (no token):
     /// Correspondence itself looks resources up there and answers 1036 when it finds none.
     pub async fn resource_known(&self, resource_id: &str) -> Result<bool, ApiError> {
-        let mut url = url::Url::parse(&self.registry).map_err(|e| ApiError::permanent("url", e.to_string()))?;
+        let mut url = url::Url::parse(&self.registry).map_err(|e| ApiError::permanent(Code::Url, e.to_string()))?;
         url.path_segments_mut()
-            .map_err(|()| ApiError::permanent("url", "the platform URL cannot take a path"))?
+            .map_err(|()| ApiError::permanent(Code::Url, "the platform URL cannot take a path"))?
             .push(faults::bare(resource_id));
         let started = Instant::now();
         let result = self.http.get(url).header(ACCEPT, "application/json").send().await;

@@ -5,11 +5,11 @@
 
 use serde_json::json;
 
-use super::{invalid, Invalid};
+use super::{invalid, Column, Invalid};
 use crate::altinn::dictionary_key_binds;
 use crate::altinn::wire::InitializeRequest;
 
-const FIELD: &str = "attachment";
+const FIELD: Column = Column::Attachment;
 const MAX_FILE_NAME: usize = 255;
 const MAX_DISPLAY_NAME: usize = 255;
 const MAX_SENDERS_REFERENCE: usize = 4096;
@@ -93,7 +93,7 @@ pub fn check_file(f: &FileMeta) -> Result<(), Invalid> {
 /// go in a request with files (it can without). Keys that differ only in case are one key to
 /// the binder, and a key with both `]` and `.` or `[` has no field name that binds it.
 fn check_form_properties(properties: &serde_json::Map<String, serde_json::Value>) -> Result<(), Invalid> {
-    const FIELD: &str = "property_list";
+    const FIELD: Column = Column::PropertyList;
     let mut seen: Vec<String> = Vec::new();
     for (key, value) in properties {
         if value.as_str().is_none_or(|v| v.trim().is_empty()) {
@@ -144,7 +144,7 @@ mod tests {
     #[track_caller]
     fn rejected(f: FileMeta, code: &str) {
         let e = check_file(&f).unwrap_err();
-        assert_eq!(e.field, "attachment");
+        assert_eq!(e.field, Column::Attachment);
         assert!(e.problem.contains(code), "{e} should cite {code}");
     }
 
@@ -200,7 +200,7 @@ mod tests {
         add_files(request(fine), &files).unwrap();
         for bad in [json!({"k": ""}), json!({"k": "  "}), json!({"a].b": "v"}), json!({"Case": "1", "case": "2"})] {
             let e = add_files(request(bad.clone()), &files).unwrap_err();
-            assert_eq!(e.field, "property_list", "{bad}");
+            assert_eq!(e.field, Column::PropertyList, "{bad}");
         }
         // Without files the JSON request carries all of them.
         crate::compose::initialize_request(

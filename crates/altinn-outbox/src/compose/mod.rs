@@ -3,14 +3,18 @@
 //! here, before any HTTP call, so the operator sees the mistake on the row at once.
 
 pub mod attachment;
+mod column;
 mod notification;
 mod text;
+
+pub use column::Column;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::altinn::wire::{self, Content, Correspondence, InitializeRequest};
+use crate::codes;
 use crate::identifiers::Recipient;
 use crate::outbox::MessageRow;
 
@@ -18,18 +22,18 @@ use crate::outbox::MessageRow;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct Invalid {
-    pub field: &'static str,
+    pub field: Column,
     pub problem: String,
 }
 
 impl Invalid {
     /// The code kept on the row, e.g. `validation:title`.
     pub fn code(&self) -> String {
-        format!("validation:{}", self.field)
+        codes::validation(self.field)
     }
 }
 
-fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
+fn invalid(field: Column, problem: impl Into<String>) -> Invalid {
     Invalid { field, problem: problem.into() }
 }
 
@@ -76,7 +80,7 @@ pub fn initialize_request(
     key: Uuid,
     now: DateTime<Utc>,
 ) -> Result<InitializeRequest, Invalid> {
-    let recipient = Recipient::parse(recipient).map_err(|p| invalid("recipients", format!("a recipient {p}")))?;
+    let recipient = Recipient::parse(recipient).map_err(|p| invalid(Column::Recipients, format!("a recipient {p}")))?;
     check_message(m, now)?;
     Ok(InitializeRequest {
         correspondence: Correspondence {
@@ -121,7 +125,7 @@ pub fn recipient_urn(recipient: &str) -> Option<String> {
 pub fn check_identity(recipient: &str, recipient_key: &str) -> Result<(), Invalid> {
     match recipient_urn(recipient) {
         Some(urn) if urn != recipient_key => Err(invalid(
-            "recipients",
+            Column::Recipients,
             "the recipient reads as another party than the database's normalisation of it (recipient_key); \
              write it in canonical form",
         )),
@@ -133,35 +137,35 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     // Sent exactly as written (it is part of the idempotency key), so no trimming here.
     let resource = m.resource_id.as_str();
     if resource.chars().any(char::is_whitespace) {
-        return Err(invalid("resource_id", "must not contain white space"));
+        return Err(invalid(Column::ResourceId, "must not contain white space"));
     }
     let bare = resource.strip_prefix("urn:altinn:resource:").unwrap_or(resource);
     if bare.is_empty() || resource.encode_utf16().count() > MAX_RESOURCE_ID || bare.contains(':') {
         return Err(invalid(
-            "resource_id",
+            Column::ResourceId,
             "must be 1 to 255 characters, optionally prefixed urn:altinn:resource:, with no other ':'",
         ));
     }
-    length("senders_reference", &m.senders_reference, 1, MAX_SENDERS_REFERENCE)?;
-    length("title", &m.title, 1, MAX_TITLE)?;
-    length("summary", m.summary.as_deref().unwrap_or(""), 0, MAX_SUMMARY)?;
-    length("body", &m.body, 1, MAX_BODY)?;
-    length("message_sender", m.message_sender.as_deref().unwrap_or(""), 0, MAX_MESSAGE_SENDER)?;
+    length(Column::SendersReference, &m.senders_reference, 1, MAX_SENDERS_REFERENCE)?;
+    length(Column::Title, &m.title, 1, MAX_TITLE)?;
+    length(Column::Summary, m.summary.as_deref().unwrap_or(""), 0, MAX_SUMMARY)?;
+    length(Column::Body, &m.body, 1, MAX_BODY)?;
+    length(Column::MessageSender, m.message_sender.as_deref().unwrap_or(""), 0, MAX_MESSAGE_SENDER)?;
     if m.title.trim().is_empty() {
-        return Err(invalid("title", "must not be blank"));
+        return Err(invalid(Column::Title, "must not be blank"));
     }
     if let Some(problem) = text::not_plain(&m.title) {
-        return Err(invalid("title", format!("must be plain text: it {problem} (Altinn 1002)")));
+        return Err(invalid(Column::Title, format!("must be plain text: it {problem} (Altinn 1002)")));
     }
     if let Some(problem) = m.message_sender.as_deref().and_then(text::not_plain) {
-        return Err(invalid("message_sender", format!("must be plain text: it {problem} (Altinn 1039)")));
+        return Err(invalid(Column::MessageSender, format!("must be plain text: it {problem} (Altinn 1039)")));
     }
     if m.body.trim().is_empty() {
-        return Err(invalid("body", "must not be blank"));
+        return Err(invalid(Column::Body, "must not be blank"));
     }
     let language = m.language.trim();
     if !language.is_empty() && !LANGUAGES.iter().any(|l| l.eq_ignore_ascii_case(language)) {
-        return Err(invalid("language", format!("{:?} is not supported: use nb, nn or en", m.language)));
+        return Err(invalid(Column::Language, format!("{:?} is not supported: use nb, nn or en", m.language)));
     }
     check_dates(m, now)?;
     check_references(m)?;
@@ -171,19 +175,19 @@ fn check_message(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     }
     if m.allow_forwarding && m.attachment_bytes > MAX_FORWARDED_BYTES {
         return Err(invalid(
-            "allow_forwarding",
+            Column::AllowForwarding,
             "forwarding is allowed only with at most 10 MB of files (Altinn 1069)",
         ));
     }
     if m.existing_attachments.len() + m.attachment_count as usize > MAX_ATTACHMENTS {
-        return Err(invalid("existing_attachments", "a correspondence may carry at most 100 attachments"));
+        return Err(invalid(Column::ExistingAttachments, "a correspondence may carry at most 100 attachments"));
     }
     Ok(())
 }
 
 /// Altinn checks .NET string lengths, which count UTF-16 code units: a character outside
 /// the Basic Multilingual Plane (an emoji) counts twice there, so it does here.
-fn length(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
+fn length(field: Column, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
     let n = value.encode_utf16().count();
     if n < min || n > max {
         let what = if min == 0 { format!("at most {max} characters") } else { format!("{min} to {max} characters") };
@@ -195,21 +199,21 @@ fn length(field: &'static str, value: &str, min: usize, max: usize) -> Result<()
 fn check_dates(m: &MessageRow, now: DateTime<Utc>) -> Result<(), Invalid> {
     if let Some(due) = m.due_date_time {
         if due < now {
-            return Err(invalid("due_date_time", "is in the past"));
+            return Err(invalid(Column::DueDateTime, "is in the past"));
         }
         if m.requested_publish_time.is_some_and(|p| due < p) {
-            return Err(invalid("due_date_time", "is before requested_publish_time"));
+            return Err(invalid(Column::DueDateTime, "is before requested_publish_time"));
         }
     } else if m.is_confirmation_needed {
-        return Err(invalid("due_date_time", "is required when is_confirmation_needed is true"));
+        return Err(invalid(Column::DueDateTime, "is required when is_confirmation_needed is true"));
     }
     Ok(())
 }
 
 fn check_references(m: &MessageRow) -> Result<(), Invalid> {
-    let refs = json_array(&m.external_references, "external_references")?;
+    let refs = json_array(&m.external_references, Column::ExternalReferences)?;
     if refs.len() > MAX_EXTERNAL_REFERENCES {
-        return Err(invalid("external_references", "at most 10 entries"));
+        return Err(invalid(Column::ExternalReferences, "at most 10 entries"));
     }
     let mut transmission_types = 0;
     let mut dialog = false;
@@ -217,7 +221,7 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
         let kind = r.get("referenceType").and_then(reference_type);
         if !r.get("referenceValue").is_some_and(Value::is_string) || kind.is_none() {
             return Err(invalid(
-                "external_references",
+                Column::ExternalReferences,
                 format!(
                     "each entry needs a string referenceValue and a referenceType of {}",
                     wire::REFERENCE_TYPES.join(", ")
@@ -227,14 +231,14 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
         match kind.map(|k| wire::REFERENCE_TYPES[k]) {
             // Altinn's model validation: a transmission is created by Altinn, never named by a sender.
             Some("DialogportenTransmissionId") => {
-                return Err(invalid("external_references", "DialogportenTransmissionId cannot be sent"))
+                return Err(invalid(Column::ExternalReferences, "DialogportenTransmissionId cannot be sent"))
             }
             Some("DialogportenTransmissionType") => {
                 transmission_types += 1;
                 let value = r.get("referenceValue").and_then(Value::as_str).unwrap_or_default();
                 if !is_transmission_type(value) {
                     return Err(invalid(
-                        "external_references",
+                        Column::ExternalReferences,
                         format!("a DialogportenTransmissionType must be one of {}", TRANSMISSION_TYPES.join(", ")),
                     ));
                 }
@@ -244,23 +248,23 @@ fn check_references(m: &MessageRow) -> Result<(), Invalid> {
         }
     }
     if transmission_types > 1 {
-        return Err(invalid("external_references", "at most one DialogportenTransmissionType (Altinn 1052)"));
+        return Err(invalid(Column::ExternalReferences, "at most one DialogportenTransmissionType (Altinn 1052)"));
     }
     if transmission_types == 1 && !dialog {
         return Err(invalid(
-            "external_references",
+            Column::ExternalReferences,
             "a DialogportenTransmissionType needs a DialogportenDialogId (Altinn 1053)",
         ));
     }
     let Some(props) = m.property_list.as_ref().filter(|p| !p.is_null()) else { return Ok(()) };
-    let props = props.as_object().ok_or_else(|| invalid("property_list", "must be a JSON object of strings"))?;
+    let props = props.as_object().ok_or_else(|| invalid(Column::PropertyList, "must be a JSON object of strings"))?;
     if props.len() > MAX_PROPERTIES {
-        return Err(invalid("property_list", "at most 10 entries"));
+        return Err(invalid(Column::PropertyList, "at most 10 entries"));
     }
     for (k, v) in props {
-        let v = v.as_str().ok_or_else(|| invalid("property_list", "values must be strings"))?;
+        let v = v.as_str().ok_or_else(|| invalid(Column::PropertyList, "values must be strings"))?;
         if k.encode_utf16().count() > MAX_PROPERTY_KEY || v.encode_utf16().count() > MAX_PROPERTY_VALUE {
-            return Err(invalid("property_list", "keys are at most 50 and values at most 300 characters"));
+            return Err(invalid(Column::PropertyList, "keys are at most 50 and values at most 300 characters"));
         }
     }
     Ok(())
@@ -282,12 +286,12 @@ fn is_transmission_type(value: &str) -> bool {
 }
 
 fn check_reply_options(m: &MessageRow) -> Result<(), Invalid> {
-    for option in json_array(&m.reply_options, "reply_options")? {
+    for option in json_array(&m.reply_options, Column::ReplyOptions)? {
         let url = option.get("linkURL").and_then(Value::as_str).unwrap_or("");
         let https = url::Url::parse(url).is_ok_and(|u| u.scheme() == "https");
         if !https || url.encode_utf16().count() > MAX_REPLY_URL {
             return Err(invalid(
-                "reply_options",
+                Column::ReplyOptions,
                 "each linkURL must be an absolute https URL of at most 255 characters",
             ));
         }
@@ -295,7 +299,7 @@ fn check_reply_options(m: &MessageRow) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn json_array<'a>(value: &'a Option<Value>, field: &'static str) -> Result<&'a [Value], Invalid> {
+fn json_array(value: &Option<Value>, field: Column) -> Result<&[Value], Invalid> {
     match value {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),

@@ -5,10 +5,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{invalid, Invalid};
+use super::{invalid, Column, Invalid};
 use crate::identifiers::{is_valid_national_identity_number, is_valid_org_number};
 
-const FIELD: &str = "notification";
+const FIELD: Column = Column::Notification;
 // Lengths from Altinn's model (InitializeCorrespondenceNotificationExt), in UTF-16 units.
 const MAX_EMAIL_SUBJECT: usize = 512;
 const MAX_EMAIL_BODY: usize = 10_000;
@@ -282,7 +282,7 @@ mod tests {
         match check(&n) {
             Ok(()) => panic!("{n} should be rejected ({fragment})"),
             Err(e) => {
-                assert_eq!(e.field, "notification");
+                assert_eq!(e.field, Column::Notification);
                 assert!(e.problem.contains(fragment), "{:?} should mention {fragment}", e.problem);
             }
         }

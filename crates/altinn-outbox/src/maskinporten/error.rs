@@ -11,6 +11,7 @@ use std::fmt;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::codes::{self, TokenReason};
 use crate::identifiers::scrub;
 
 /// Maskinporten's `error_description` explains the problem (with an MP-xxx id) and is
@@ -56,13 +57,16 @@ impl TokenError {
         matches!(self, TokenError::Rejected { .. })
     }
 
-    /// A stable machine code for the outbox row: `maskinporten:invalid_grant`,
-    /// `maskinporten:unavailable`, `exchange:401`, `maskinporten:503`, …
+    /// A stable machine code for the outbox row (the family [`codes::Family::Token`]):
+    /// `maskinporten:invalid_grant`, `maskinporten:unavailable`, `exchange:401`,
+    /// `maskinporten:503`, …
     pub fn code(&self) -> String {
         match self {
-            TokenError::Unavailable { step, status: Some(status), .. } => format!("{step}:{status}"),
-            TokenError::Unavailable { step, status: None, .. } => format!("{step}:unavailable"),
-            TokenError::Rejected { step, error, .. } => format!("{step}:{error}"),
+            TokenError::Unavailable { step, status: Some(status), .. } => codes::token(*step, status),
+            TokenError::Unavailable { step, status: None, .. } => {
+                codes::token(*step, TokenReason::Unavailable.as_str())
+            }
+            TokenError::Rejected { step, error, .. } => codes::token(*step, error),
         }
     }
 }

@@ -33,6 +33,7 @@ use super::grant::{grant_claims, sign_grant};
 use super::health::{AuthStatus, Health};
 use super::key::SigningKey;
 use crate::backoff::Doubling;
+use crate::codes::TokenReason;
 use crate::metrics::{self, System};
 
 /// Per-request timeout for both the grant and the exchange. Both answer in well under a
@@ -260,7 +261,7 @@ impl TokenClient {
             grant_claims(&s.client_id, &s.audience, &s.scopes, now.timestamp(), s.grant_lifetime_s, Uuid::new_v4());
         sign_grant(&self.inner.key, &claims).map_err(|e| TokenError::Rejected {
             step: Step::Grant,
-            error: "signing_failed".to_string(),
+            error: TokenReason::SigningFailed.as_str().to_string(),
             description: e.to_string(),
         })
     }
@@ -359,7 +360,7 @@ impl TokenClient {
         }
         let mut value = HeaderValue::from_str(key).map_err(|_| TokenError::Rejected {
             step: Step::Exchange,
-            error: "invalid_subscription_key".to_string(),
+            error: TokenReason::InvalidSubscriptionKey.as_str().to_string(),
             description: "the subscription key is not a valid HTTP header value".to_string(),
         })?;
         value.set_sensitive(true);

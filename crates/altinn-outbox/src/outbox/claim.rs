@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::states::{DeliveryState, NotificationOutcome};
+use crate::compose::Column;
 
 /// The producer's message, as the worker needs it to build the request.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -40,7 +41,7 @@ pub struct MessageRow {
 }
 
 /// A message's content as a send needs it, or the column that could not be decoded.
-pub type Content = Result<MessageRow, String>;
+pub type Content = Result<MessageRow, Column>;
 
 /// A delivery claimed for sending: to whom and under which key, and its message's content,
 /// read once per claimed batch and shared (`Arc`) by every delivery of the batch with that
@@ -264,23 +265,28 @@ async fn contents(tx: &mut sqlx::PgConnection, claimed: &mut [ClaimedSend]) -> R
 }
 
 /// One message row as a send needs it; `Err(column)` when a column cannot be decoded (JSON
-/// nested beyond what the decoder takes, say).
+/// nested beyond what the decoder takes, say). Only the JSON columns can fail so, and each is
+/// a [`Column`]; a column the schema's types guarantee stays a database error.
 fn decode(row: &sqlx::postgres::PgRow) -> Result<Content, sqlx::Error> {
-    match <MessageRow as sqlx::FromRow<_>>::from_row(row) {
-        Ok(message) => Ok(Ok(message)),
-        Err(sqlx::Error::ColumnDecode { index, .. }) => Ok(Err(index.trim_matches('"').to_string())),
-        Err(sqlx::Error::ColumnNotFound(column)) => Ok(Err(column)),
-        Err(e) => Err(e),
+    let decoded = <MessageRow as sqlx::FromRow<_>>::from_row(row);
+    let column = match &decoded {
+        Err(sqlx::Error::ColumnDecode { index, .. }) => Column::named(index.trim_matches('"')),
+        _ => None,
+    };
+    match (decoded, column) {
+        (Ok(message), _) => Ok(Ok(message)),
+        (Err(_), Some(column)) => Ok(Err(column)),
+        (Err(e), None) => Err(e),
     }
 }
 
 /// Reads a claimed delivery's message for its send: the content and its files' totals.
 /// `Ok(Err(column))` when a column cannot be decoded (JSON nested beyond what the decoder
 /// takes, say): the delivery fails naming the column, and nothing else is held up.
-pub async fn message_content(pool: &PgPool, message_id: i64) -> Result<Result<MessageRow, String>, sqlx::Error> {
+pub async fn message_content(pool: &PgPool, message_id: i64) -> Result<Content, sqlx::Error> {
     let row = sqlx::query(MESSAGE_CONTENT).bind(message_id).fetch_optional(pool).await?;
     let Some(row) = row else {
-        return Ok(Err("message_id".to_string()));
+        return Ok(Err(Column::MessageId));
     };
     decode(&row)
 }

@@ -22,6 +22,7 @@ use tracing::{info, warn, Instrument};
 use uuid::Uuid;
 
 use crate::altinn::{AltinnClient, ApiError};
+use crate::codes::Code;
 use crate::compose;
 use crate::metrics;
 use crate::outbox::uploads::ClaimedUpload;
@@ -89,13 +90,16 @@ impl Job {
     /// The outcome of a job that ran out of its budget: like a timeout, retried with the
     /// same idempotency key (Altinn may have committed it).
     fn overran(&self, ctx: &Context) -> Outcome {
-        self.failed(ctx, ApiError::transient("timeout", "no answer before the row's lease ran out"))
+        self.failed(ctx, ApiError::transient(Code::Timeout, "no answer before the row's lease ran out"))
     }
 
     /// The outcome of a job that waited in the queue too long to start: nothing was sent,
     /// so the row waits without using an attempt.
     fn not_started(&self, ctx: &Context) -> Outcome {
-        self.failed(ctx, ApiError::deferred("not_started", "claimed but not started before half of its lease was gone"))
+        self.failed(
+            ctx,
+            ApiError::deferred(Code::NotStarted, "claimed but not started before half of its lease was gone"),
+        )
     }
 
     fn failed(&self, ctx: &Context, e: ApiError) -> Outcome {

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::Context;
 use crate::altinn::wire::{status_value, Details, Notification, Overview, RecipientStatus};
 use crate::altinn::ApiError;
+use crate::codes::{Code, CorrespondenceEnd};
 use crate::config::FollowUntil;
 use crate::outbox::{ClaimedPoll, DeliveryState, NotificationOutcome, Outcome, PollUpdate};
 use crate::worker::policy::{after, StatusPolicy};
@@ -151,23 +152,21 @@ fn judge(r: &Reading, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Ut
     };
     // The top-level status is the highest reached, so a Reserved or Failed stays visible even
     // after a later Published row: `published` decides delivery, these only without it.
-    let failed = |code: &str, default: &str| {
-        Some((
-            format!("altinn:{code}"),
-            r.status_text.filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| default.to_string()),
-        ))
+    let ended = |end: CorrespondenceEnd| status == status_value(end.as_str());
+    let failed = |end: CorrespondenceEnd, default: &str| {
+        Some((end.code(), r.status_text.filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| default.to_string())))
     };
     if published_at.is_some() {
         update.state = DeliveryState::Delivered;
-    } else if status == status_value("Failed") {
+    } else if ended(CorrespondenceEnd::Failed) {
         update.state = DeliveryState::Failed;
-        update.error = failed("Failed", "Altinn could not publish the correspondence");
-    } else if status == status_value("Reserved") {
+        update.error = failed(CorrespondenceEnd::Failed, "Altinn could not publish the correspondence");
+    } else if ended(CorrespondenceEnd::Reserved) {
         update.state = DeliveryState::Failed;
-        update.error = failed("Reserved", "the recipient has reserved against digital mail (KRR)");
-    } else if status == status_value("PurgedByAltinn") {
+        update.error = failed(CorrespondenceEnd::Reserved, "the recipient has reserved against digital mail (KRR)");
+    } else if ended(CorrespondenceEnd::PurgedByAltinn) {
         update.state = DeliveryState::Cancelled;
-        update.error = failed("PurgedByAltinn", "purged before publication");
+        update.error = failed(CorrespondenceEnd::PurgedByAltinn, "purged before publication");
     }
     update.next_poll_at = next_read(&update, job, policy, now, notification_final);
     if update.state == DeliveryState::AwaitingStatus && update.next_poll_at.is_none() {
@@ -176,7 +175,7 @@ fn judge(r: &Reading, job: &ClaimedPoll, policy: &StatusPolicy, now: DateTime<Ut
         let hours = policy.max_age.as_secs() / 3600;
         update.state = DeliveryState::Unconfirmed;
         update.error =
-            Some(("status_timeout".into(), format!("not published {hours} h after sending; no longer followed")));
+            Some((Code::StatusTimeout.into(), format!("not published {hours} h after sending; no longer followed")));
     }
     update
 }

@@ -482,9 +482,9 @@ fn polled(outcome: Outcome) -> PollUpdate {
 fn a_failed_read_never_fails_the_delivery() {
     let p = policy();
     for e in [
-        ApiError::permanent("http:400", "bad request"),
-        ApiError::permanent("altinn:1001", "not found"),
-        ApiError::transient("http:500", "Notifications failed"),
+        ApiError::from_response(400, None, b"bad request"),
+        ApiError::from_response(404, None, br#"{"errorCode":1001,"detail":"not found"}"#),
+        ApiError::from_response(500, None, b"Notifications failed"),
     ] {
         for state in [S::AwaitingStatus, S::Delivered] {
             let job = ClaimedPoll { state, ..job() };
@@ -501,7 +501,7 @@ fn reads_that_fail_until_the_follow_period_ends_leave_the_letter_unconfirmed() {
     let p = policy();
     let max_age = chrono::Duration::from_std(p.max_age).unwrap();
     let too_old = ClaimedPoll { sent_at: now() - max_age - chrono::Duration::seconds(1), ..job() };
-    let e = ApiError::transient("http:503", "unavailable");
+    let e = ApiError::from_response(503, None, b"unavailable");
     let u = polled(read_failed(&too_old, &p, e.clone(), now()));
     assert_eq!((u.state, u.next_poll_at), (S::Unconfirmed, None));
     assert!(u.error.unwrap().1.contains("unavailable"), "the last error stays on the row");
@@ -512,7 +512,7 @@ fn reads_that_fail_until_the_follow_period_ends_leave_the_letter_unconfirmed() {
 
 #[test]
 fn a_correspondence_purged_by_someone_else_ends_following_with_its_code() {
-    let gone = ApiError::permanent("altinn:1001", "not found");
+    let gone = ApiError::from_response(404, None, br#"{"errorCode":1001,"detail":"not found"}"#);
     let unpublished = assess_now(&details(json!({"status": "PurgedByAltinn"})), &job(), &policy());
     let u = purged(unpublished, &gone);
     assert_eq!((u.state, u.next_poll_at), (S::Cancelled, None));

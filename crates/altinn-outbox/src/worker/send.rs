@@ -8,8 +8,9 @@ use super::policy::after;
 use super::Context;
 use crate::altinn::wire::Identity;
 use crate::altinn::{ApiError, Created, ErrorClass, FilePart};
-use crate::compose;
+use crate::codes::{self, Code};
 use crate::compose::attachment::FileMeta;
+use crate::compose::{self, Column};
 use crate::outbox::{self, ClaimedSend, DeliveryState, MessageRow, NotificationOutcome, Outcome};
 
 /// Sends one claimed delivery and says what to write back. Never fails: every error
@@ -22,13 +23,13 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
         None => match outbox::message_content(&ctx.pool, job.message_id).await {
             Ok(content) => std::sync::Arc::new(content),
             Err(e) => {
-                return failure(ctx, job, ApiError::deferred("database", format!("reading the message: {e}")), now)
+                return failure(ctx, job, ApiError::deferred(Code::Database, format!("reading the message: {e}")), now)
             }
         },
     };
     let message = match content.as_ref() {
         Ok(message) => message,
-        Err(column) => return undecodable(column),
+        Err(column) => return undecodable(*column),
     };
     let request = match compose::check_identity(&job.recipient, &job.recipient_key)
         .and_then(|()| compose::initialize_request(message, &job.recipient, key, now))
@@ -44,12 +45,14 @@ pub async fn send_one(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Outcome {
                 request.existing_attachments.extend(ids);
                 ctx.altinn.initialize(&request).await
             }
-            Err(e) => Err(ApiError::deferred("database", format!("reading the attachment ids: {e}"))),
+            Err(e) => Err(ApiError::deferred(Code::Database, format!("reading the attachment ids: {e}"))),
         }
     } else if message.attachment_count > 0 {
         let files = match outbox::message_files(&ctx.pool, message.message_id).await {
             Ok(files) => files,
-            Err(e) => return failure(ctx, job, ApiError::deferred("database", format!("reading the files: {e}")), now),
+            Err(e) => {
+                return failure(ctx, job, ApiError::deferred(Code::Database, format!("reading the files: {e}")), now)
+            }
         };
         let metas: Vec<FileMeta> = files.iter().map(|f| f.meta.clone()).collect();
         let request = match compose::attachment::add_files(request, &metas) {
@@ -88,10 +91,10 @@ fn invalid_row(invalid: compose::Invalid) -> Outcome {
 }
 
 /// A message column this program cannot read fails the delivery naming the column.
-fn undecodable(column: &str) -> Outcome {
+fn undecodable(column: Column) -> Outcome {
     Outcome::Finished {
         state: DeliveryState::Failed,
-        code: format!("validation:{column}"),
+        code: codes::validation(column),
         message: format!("{column}: the stored value cannot be read (malformed or nested too deep)"),
     }
 }
@@ -107,7 +110,7 @@ fn has_notification(message: &MessageRow) -> bool {
 async fn find_existing(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Result<(Uuid, Option<String>), ApiError> {
     let Some(id) = ctx.altinn.find_by_key(&job.resource_id, key).await? else {
         return Err(ApiError::permanent(
-            "idempotency_conflict",
+            Code::IdempotencyConflict,
             "Altinn says the idempotency key is taken (1034) but no correspondence of this resource has it: \
              the key was used by another sender or resource; check outbox.idempotency_namespace",
         ));
@@ -116,7 +119,7 @@ async fn find_existing(ctx: &Context, job: &ClaimedSend, key: Uuid) -> Result<(U
     match mismatch(job, &found) {
         None => Ok((id, None)),
         Some(fields) => Err(ApiError::permanent(
-            "idempotency_key_foreign",
+            Code::IdempotencyKeyForeign,
             format!(
                 "Altinn says the idempotency key is taken (1034) by correspondence {id}, which is another letter \
                  (its {fields} differ); this delivery was not sent and nothing was marked delivered"

@@ -14,6 +14,7 @@ use super::policy::{after, ScanWait};
 use super::Context;
 use crate::altinn::wire::InitializeAttachment;
 use crate::altinn::{ApiError, ErrorClass};
+use crate::codes::{AttachmentEnd, Code};
 use crate::compose::attachment::{check_file, FileMeta};
 use crate::outbox::uploads::{self, ClaimedUpload, Step};
 use crate::outbox::{FileContent, UploadState};
@@ -84,13 +85,14 @@ async fn upload(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx
 async fn check(ctx: &Context, job: &ClaimedUpload, id: Uuid) -> Result<(), sqlx::Error> {
     match ctx.altinn.attachment_status(id).await {
         Ok(a) if a.status == "Published" => uploads::finish_upload(&ctx.pool, job, Ok(())).await.map(drop),
-        Ok(a) if matches!(a.status.as_str(), "Failed" | "Purged" | "Expired") => {
-            let code = format!("altinn:attachment_{}", a.status);
-            let text = a.status_text.unwrap_or_else(|| format!("the attachment is {}", a.status));
-            uploads::finish_upload(&ctx.pool, job, Err((&code, &text))).await.map(drop)
-        }
-        // Still scanning: read again later without using an attempt, or give the file up.
-        Ok(_) => scanning(ctx, job).await,
+        Ok(a) => match AttachmentEnd::parse(&a.status) {
+            Some(end) => {
+                let text = a.status_text.unwrap_or_else(|| format!("the attachment is {}", a.status));
+                uploads::finish_upload(&ctx.pool, job, Err((&end.code(), &text))).await.map(drop)
+            }
+            // Still scanning: read again later without using an attempt, or give the file up.
+            None => scanning(ctx, job).await,
+        },
         Err(e) => retry(ctx, job, UploadState::Processing, None, e).await,
     }
 }
@@ -106,7 +108,7 @@ async fn scanning(ctx: &Context, job: &ClaimedUpload) -> Result<(), sqlx::Error>
         ScanWait::GiveUp(waited) => {
             warn!(attachment_id = job.id, waited_s = waited.as_secs(), "malware scan not done in time; file given up");
             let text = scan_timeout_text(waited, ctx.settings.scan.max_wait);
-            return uploads::finish_upload(&ctx.pool, job, Err((SCAN_TIMEOUT, &text))).await.map(drop);
+            return uploads::finish_upload(&ctx.pool, job, Err((Code::ScanTimeout.as_str(), &text))).await.map(drop);
         }
     };
     let step = Step {
@@ -118,10 +120,6 @@ async fn scanning(ctx: &Context, job: &ClaimedUpload) -> Result<(), sqlx::Error>
     };
     uploads::write_step(&ctx.pool, job.id, job.lease_no, &step).await.map(drop)
 }
-
-/// The code of a file (and its message's deliveries) whose malware scan outlasted
-/// `status.max_scan_wait_ms`: the daemon's own, as Altinn never said anything was wrong.
-const SCAN_TIMEOUT: &str = "scan_timeout";
 
 fn scan_timeout_text(waited: Duration, limit: Duration) -> String {
     format!(
