@@ -76,11 +76,7 @@ async fn main() -> ExitCode {
 async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
     let config = Config::load(path.as_deref())?;
     match command {
-        // check's report is its output: the daemon's info lines (key loaded, ...) would only
-        // be noise between its lines. RUST_LOG still overrides.
-        Command::Check(_) => {
-            telemetry::init(&altinn_outbox::config::LogConfig { level: "warn".into(), ..config.log.clone() })
-        }
+        Command::Check(_) => quiet_log(&config),
         _ => telemetry::init(&config.log),
     }
     match command {
@@ -97,9 +93,7 @@ async fn with_config(path: Option<PathBuf>, command: Command) -> anyhow::Result<
 async fn admin_command(path: Option<PathBuf>, command: admin::Command) -> ExitCode {
     match Config::load(path.as_deref()) {
         Ok(config) => {
-            // The command's output is the answer; the daemon's info lines (key loaded, ...)
-            // would only be noise on an operator's terminal. RUST_LOG still overrides.
-            telemetry::init(&altinn_outbox::config::LogConfig { level: "warn".into(), ..config.log.clone() });
+            quiet_log(&config);
             ExitCode::from(admin::run(&config, command).await)
         }
         Err(e) => {
@@ -107,6 +101,13 @@ async fn admin_command(path: Option<PathBuf>, command: admin::Command) -> ExitCo
             ExitCode::FAILURE
         }
     }
+}
+
+/// For a command whose output is the answer (check, the admin commands): the daemon's info
+/// lines (key loaded, ...) would only be noise on an operator's terminal. Warnings still show,
+/// and RUST_LOG overrides.
+fn quiet_log(config: &Config) {
+    telemetry::init(&altinn_outbox::config::LogConfig { level: "warn".into(), ..config.log.clone() });
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
