@@ -52,7 +52,7 @@ install -m 0755 "${owner[@]}" "$binary" "$bindir/altinn-outbox"
 sed "s|/usr/local/bin/altinn-outbox|$prefix/bin/altinn-outbox|" "$repo/deploy/altinn-outbox-admin" > "$sbindir/altinn-outbox-admin.tmp"
 chmod 0755 "$sbindir/altinn-outbox-admin.tmp"
 mv "$sbindir/altinn-outbox-admin.tmp" "$sbindir/altinn-outbox-admin"
-install -m 0644 "${owner[@]}" "$repo/README.md" "$repo/deploy/roles.sql" "$docdir/"
+install -m 0644 "${owner[@]}" "$repo/README.md" "$repo/CHANGELOG.md" "$repo/deploy/roles.sql" "$docdir/"
 # The README's links into docs/ resolve beside it.
 install -d -m 0755 "${owner[@]}" "$docdir/docs"
 install -m 0644 "${owner[@]}" "$repo"/docs/*.md "$docdir/docs/"

@@ -11,6 +11,9 @@
 -- What each does is unchanged, and so is what an UPDATE that breaks a rule gets: the
 -- statement fails as a whole, so nothing it wrote (history, keys) stays. The function runs as
 -- its owner: the worker may neither insert history nor write delivery_key itself.
+-- Migration 11 let the owner disable the ids' trigger for a deliberate repair; disabling this
+-- one also stops the history and the key ledger for that while, so a repair that changes
+-- states should write its own history rows.
 
 CREATE FUNCTION altinn_outbox.after_delivery_update() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, altinn_outbox, pg_temp AS $$

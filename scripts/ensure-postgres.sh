@@ -45,7 +45,9 @@ url_file=target/dev-database-url
 password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 as_postgres="runuser -u postgres --"
 [ -z "$sudo" ] || as_postgres="sudo -u postgres"
-$as_postgres psql -q -v ON_ERROR_STOP=1 -v password="$password" >&2 <<'SQL'
+# The password goes on standard input, never on a command line (sudo logs those).
+$as_postgres psql -q -v ON_ERROR_STOP=1 >&2 <<SQL
+\set password '$password'
 SELECT format('CREATE ROLE altinn_outbox_dev SUPERUSER LOGIN PASSWORD %L', :'password')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'altinn_outbox_dev') \gexec
 ALTER ROLE altinn_outbox_dev PASSWORD :'password';

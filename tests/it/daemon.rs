@@ -263,7 +263,7 @@ fn the_shipped_binary_has_no_fake_and_no_bench() {
 
 /// `keygen` writes the private JWK (mode 0600, every member Maskinporten's signer needs) and
 /// the public key twice, as the JWK the self-service portal's form takes and as a JWKS, both
-/// without a private member; it never overwrites a private key.
+/// without a private member; it never overwrites a key, private or public.
 #[test]
 fn keygen_writes_the_private_key_and_the_public_key_to_register() {
     use std::os::unix::fs::PermissionsExt;
@@ -292,4 +292,11 @@ fn keygen_writes_the_private_key_and_the_public_key_to_register() {
     let second = run();
     assert!(!second.status.success(), "a second keygen into the same directory must not overwrite the key");
     assert_eq!(read("private.jwk.json"), private);
+    // Nor the public key registered from it, once the private key has been moved away.
+    std::fs::remove_file(out.join("private.jwk.json")).unwrap();
+    let third = run();
+    assert!(!third.status.success(), "the public key left in the directory is not replaced");
+    assert!(String::from_utf8_lossy(&third.stderr).contains("public.jwk.json exists"), "{third:?}");
+    assert_eq!((read("public.jwk.json"), read("public.jwks.json")), (public, jwks));
+    assert!(!out.join("private.jwk.json").exists(), "nothing was written");
 }

@@ -15,97 +15,72 @@ use crate::altinn::codes as altinn_codes;
 use crate::compose::Column;
 use crate::maskinporten::Step;
 
-/// The daemon's own fixed codes. SQL statements write some of them as literals
-/// (`error_code = 'lease_expired'`); the test named above ties those literals to this list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Code {
-    /// No answer in time: the request timed out, or the row's lease ran out first.
-    Timeout,
-    /// The connection to Altinn failed (refused, reset, DNS, TLS).
-    Network,
-    /// Held back without a request: Altinn asked us to wait (429 with Retry-After).
-    Throttled,
-    /// Held back without a request: Altinn looks down and is being probed.
-    AltinnDown,
-    /// Claimed but not started before half of its lease was gone (the worker was too busy).
-    NotStarted,
-    /// The message or its files could not be read from the database for the send.
-    Database,
-    /// The request could not be written as JSON (a bug: nothing was sent).
-    Serialize,
-    /// The configured platform URL cannot be made into a request URL.
-    Url,
-    /// Altinn answered 200 to initialize without a correspondence.
-    EmptyResponse,
-    /// Altinn answered 200 with a body that could not be read.
-    BadResponse,
-    /// Altinn says the idempotency key is taken, but no correspondence of the resource has it.
-    IdempotencyConflict,
-    /// The correspondence holding the idempotency key at Altinn is another letter.
-    IdempotencyKeyForeign,
-    /// Another delivery already holds the idempotency key (SQL: the claim).
-    IdempotencyKeyTaken,
-    /// A worker stopped with the row leased; the lease expired (SQL: the sweep).
-    LeaseExpired,
-    /// Not published within `status.max_follow_age_h`; no longer followed.
-    StatusTimeout,
-    /// A shared file's malware scan outlasted `status.max_scan_wait_ms`: the daemon's own, as
-    /// Altinn never said anything was wrong.
-    ScanTimeout,
-    /// Put back by `altinn-outbox retry` (SQL).
-    AdminRetry,
-    /// Cancelled by `altinn-outbox cancel` before it was sent (SQL).
-    AdminCancelled,
-    /// Purged at Altinn by `altinn-outbox cancel` before publication (SQL).
-    AdminPurged,
+/// Writes the enum of the daemon's own codes, its `ALL` and its `as_str` from one list, so
+/// that a code cannot be added without being in `ALL` (and so in the guide's test).
+macro_rules! own_codes {
+    ($(#[$enum_meta:meta])* pub enum $name:ident { $($(#[$meta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$enum_meta])*
+        pub enum $name {
+            $($(#[$meta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+    };
 }
 
-impl Code {
-    pub const ALL: [Code; 19] = [
-        Code::Timeout,
-        Code::Network,
-        Code::Throttled,
-        Code::AltinnDown,
-        Code::NotStarted,
-        Code::Database,
-        Code::Serialize,
-        Code::Url,
-        Code::EmptyResponse,
-        Code::BadResponse,
-        Code::IdempotencyConflict,
-        Code::IdempotencyKeyForeign,
-        Code::IdempotencyKeyTaken,
-        Code::LeaseExpired,
-        Code::StatusTimeout,
-        Code::ScanTimeout,
-        Code::AdminRetry,
-        Code::AdminCancelled,
-        Code::AdminPurged,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Code::Timeout => "timeout",
-            Code::Network => "network",
-            Code::Throttled => "throttled",
-            Code::AltinnDown => "altinn_down",
-            Code::NotStarted => "not_started",
-            Code::Database => "database",
-            Code::Serialize => "serialize",
-            Code::Url => "url",
-            // Under Altinn's prefix: the answer came from Altinn, only it could not be read.
-            Code::EmptyResponse => "altinn:empty_response",
-            Code::BadResponse => "altinn:bad_response",
-            Code::IdempotencyConflict => "idempotency_conflict",
-            Code::IdempotencyKeyForeign => "idempotency_key_foreign",
-            Code::IdempotencyKeyTaken => "idempotency_key_taken",
-            Code::LeaseExpired => "lease_expired",
-            Code::StatusTimeout => "status_timeout",
-            Code::ScanTimeout => "scan_timeout",
-            Code::AdminRetry => "admin_retry",
-            Code::AdminCancelled => "admin_cancelled",
-            Code::AdminPurged => "admin_purged",
-        }
+own_codes! {
+    /// The daemon's own fixed codes. SQL statements write some of them as literals
+    /// (`error_code = 'lease_expired'`); the test named above ties those literals to this list.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Code {
+        /// No answer in time: the request timed out, or the row's lease ran out first.
+        Timeout => "timeout",
+        /// The connection to Altinn failed (refused, reset, DNS, TLS).
+        Network => "network",
+        /// Held back without a request: Altinn asked us to wait (429 with Retry-After).
+        Throttled => "throttled",
+        /// Held back without a request: Altinn looks down and is being probed.
+        AltinnDown => "altinn_down",
+        /// Claimed but not started before half of its lease was gone (the worker was too busy).
+        NotStarted => "not_started",
+        /// The message or its files could not be read from the database for the send.
+        Database => "database",
+        /// The request could not be written as JSON (a bug: nothing was sent).
+        Serialize => "serialize",
+        /// The configured platform URL cannot be made into a request URL.
+        Url => "url",
+        /// Altinn answered 200 to initialize without a correspondence. Under Altinn's prefix:
+        /// the answer came from Altinn, only it could not be used.
+        EmptyResponse => "altinn:empty_response",
+        /// Altinn answered 200 with a body that could not be read.
+        BadResponse => "altinn:bad_response",
+        /// Altinn says the idempotency key is taken, but no correspondence of the resource has it.
+        IdempotencyConflict => "idempotency_conflict",
+        /// The correspondence holding the idempotency key at Altinn is another letter.
+        IdempotencyKeyForeign => "idempotency_key_foreign",
+        /// Another delivery already holds the idempotency key (SQL: the claim).
+        IdempotencyKeyTaken => "idempotency_key_taken",
+        /// A worker stopped with the row leased; the lease expired (SQL: the sweep).
+        LeaseExpired => "lease_expired",
+        /// Not published within `status.max_follow_age_h`; no longer followed.
+        StatusTimeout => "status_timeout",
+        /// A shared file's malware scan outlasted `status.max_scan_wait_ms`: the daemon's own, as
+        /// Altinn never said anything was wrong.
+        ScanTimeout => "scan_timeout",
+        /// Put back by `altinn-outbox retry` (SQL).
+        AdminRetry => "admin_retry",
+        /// Cancelled by `altinn-outbox cancel` before it was sent (SQL).
+        AdminCancelled => "admin_cancelled",
+        /// Purged at Altinn by `altinn-outbox cancel` before publication (SQL).
+        AdminPurged => "admin_purged",
     }
 }
 
@@ -324,7 +299,7 @@ pub fn http_status(code: &str) -> Option<u16> {
 /// Every code whose whole text is known in advance: the fixed codes and the known members of
 /// every family.
 pub fn known() -> Vec<String> {
-    let fixed = Code::ALL.into_iter().map(String::from);
+    let fixed = Code::ALL.iter().copied().map(String::from);
     fixed.chain(Family::ALL.into_iter().flat_map(Family::members)).collect()
 }
 

@@ -232,19 +232,31 @@ async fn check(config: &Config, args: &CheckArgs) -> anyhow::Result<()> {
 fn keygen(kid: &str, out_dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let (private, public) = altinn_outbox::maskinporten::generate_jwk(kid, 2048);
-    std::fs::create_dir_all(out_dir)?;
-    let private_path = out_dir.join("private.jwk.json");
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&private_path)?;
-    std::io::Write::write_all(&mut file, private.as_bytes())?;
     // Digdir's self-service portal takes one key (a JWK) in its form, its API a JWKS: both.
     let jwks: serde_json::Value = serde_json::from_str(&public)?;
     let jwk = jwks["keys"].get(0).ok_or_else(|| anyhow::anyhow!("the generated JWKS holds no key"))?;
-    std::fs::write(out_dir.join("public.jwk.json"), format!("{}\n", serde_json::to_string_pretty(jwk)?))?;
-    std::fs::write(out_dir.join("public.jwks.json"), public)?;
+    let files = [
+        ("private.jwk.json", private, 0o600),
+        ("public.jwk.json", format!("{}\n", serde_json::to_string_pretty(jwk)?), 0o644),
+        ("public.jwks.json", public, 0o644),
+    ];
+    // A key pair is never mixed with another's half: any of the three files already there
+    // (an earlier key, perhaps registered) stops the command before anything is written.
+    std::fs::create_dir_all(out_dir)?;
+    if let Some((name, ..)) = files.iter().find(|(name, ..)| out_dir.join(name).exists()) {
+        anyhow::bail!(
+            "{} exists: keygen writes a new key pair into an empty directory only",
+            out_dir.join(name).display()
+        );
+    }
+    for (name, content, mode) in &files {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(*mode).open(out_dir.join(name))?;
+        std::io::Write::write_all(&mut file, content.as_bytes())?;
+    }
     println!(
         "wrote {} (the private key: keep it secret), and public.jwk.json and public.jwks.json \
          (the public key, kid {kid}: register it on the Maskinporten client)",
-        private_path.display()
+        out_dir.join("private.jwk.json").display()
     );
     Ok(())
 }

@@ -38,7 +38,7 @@ impl Verdict {
             Verdict::Cancelled | Verdict::Purged(_) | Verdict::NothingToDo(_) => Exit::Success,
             Verdict::Published(_) => Exit::Refused,
             Verdict::InFlight => Exit::TryAgain,
-            Verdict::Altinn(e) => Exit::of_failure(e.class),
+            Verdict::Altinn(e) => Exit::of_failure(e.worth_retrying()),
         }
     }
 

@@ -81,7 +81,9 @@ async fn list(ctx: &Context, manager: &Manager) -> anyhow::Result<Answer> {
     let stored = db::subscriptions(&ctx.pool, manager.endpoint()).await?;
     let (altinn, exit, note) = match ctx.altinn.subscriptions().await {
         Ok(list) => (list, Exit::Success, None),
-        Err(e) => (Vec::new(), Exit::of_failure(e.class), Some(format!("Altinn's list could not be read: {e}"))),
+        Err(e) => {
+            (Vec::new(), Exit::of_failure(e.worth_retrying()), Some(format!("Altinn's list could not be read: {e}")))
+        }
     };
     let mut rows: Vec<Vec<String>> = stored
         .iter()
@@ -142,7 +144,7 @@ async fn subscribe(config: &Config, ctx: &Context, manager: &Manager, only: Opti
     let exit = done.iter().map(|e| match e {
         Ensured::Validated { .. } => Exit::Success,
         Ensured::Waiting { .. } | Ensured::Overdue { .. } => Exit::TryAgain,
-        Ensured::Failed { class, .. } => Exit::of_failure(*class),
+        Ensured::Failed { worth_retrying, .. } => Exit::of_failure(*worth_retrying),
     });
     let exit = exit.max().unwrap_or(Exit::Success);
     let note = match exit {
@@ -187,7 +189,7 @@ async fn delete(ctx: &Context, id: Option<i64>, resource: Option<String>) -> any
         Err(e) => {
             let note = Some(format!("Altinn did not delete subscription {id}: {e}"));
             return Ok(Answer {
-                exit: Exit::of_failure(e.class),
+                exit: Exit::of_failure(e.worth_retrying()),
                 table: String::new(),
                 json: json!({"id": id, "error": e.to_string()}),
                 note,

@@ -19,7 +19,6 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::altinn::ErrorClass;
 use crate::config::Config;
 use crate::{app, outbox};
 
@@ -57,13 +56,14 @@ impl Exit {
         }
     }
 
-    /// A failed Altinn or Maskinporten call: a refusal (of the request, or of our set-up for
-    /// the resource) is an error an operator must look at; an outage, throttling or no token
-    /// for now is worth another try.
-    pub fn of_failure(class: ErrorClass) -> Exit {
-        match class {
-            ErrorClass::Transient | ErrorClass::Deferred => Exit::TryAgain,
-            ErrorClass::Permanent | ErrorClass::Misconfigured(_) => Exit::Error,
+    /// A failed Altinn or Maskinporten call: a refusal (of the request, or of our set-up: a
+    /// missing scope, no access, a token refused) is an error an operator must look at; an
+    /// outage, throttling or no token for now is worth another try.
+    pub fn of_failure(worth_retrying: bool) -> Exit {
+        if worth_retrying {
+            Exit::TryAgain
+        } else {
+            Exit::Error
         }
     }
 }
@@ -269,10 +269,22 @@ mod tests {
 
     #[test]
     fn a_refusal_is_an_error_and_an_outage_is_worth_another_try() {
-        use crate::altinn::Fault;
-        assert_eq!(Exit::of_failure(ErrorClass::Transient), Exit::TryAgain);
-        assert_eq!(Exit::of_failure(ErrorClass::Deferred), Exit::TryAgain, "no token for now");
-        assert_eq!(Exit::of_failure(ErrorClass::Permanent), Exit::Error);
-        assert_eq!(Exit::of_failure(ErrorClass::Misconfigured(Fault::MissingScope)), Exit::Error, "our set-up");
+        use crate::altinn::{ApiError, Fault};
+        use crate::codes::Code;
+        use crate::maskinporten::{Step, TokenError};
+        let exit = |e: ApiError| Exit::of_failure(e.worth_retrying());
+        assert_eq!(exit(ApiError::transient(Code::Timeout, "slow")), Exit::TryAgain);
+        let unavailable =
+            TokenError::Unavailable { step: Step::Maskinporten, status: Some(503), message: "down".into() };
+        assert_eq!(exit(ApiError::no_token(&unavailable)), Exit::TryAgain, "no token for now");
+        let refused = TokenError::Rejected {
+            step: Step::Maskinporten,
+            error: "invalid_client".into(),
+            description: "unknown client".into(),
+        };
+        assert_eq!(exit(ApiError::no_token(&refused)), Exit::Error, "a refused token waits for a fix");
+        assert_eq!(exit(ApiError::permanent(Code::Serialize, "bad")), Exit::Error);
+        let fault = ApiError::misconfigured(Fault::MissingScope, "http:403".into(), "no scope", "r");
+        assert_eq!(exit(fault), Exit::Error, "our set-up");
     }
 }

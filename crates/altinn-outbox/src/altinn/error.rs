@@ -44,11 +44,21 @@ pub struct ApiError {
     /// The resource the request concerned, when it names one (initialize, the search, an
     /// attachment's creation): what a configuration fault is about.
     pub resource: Option<String>,
+    /// No token, because Maskinporten or the exchange refused us (client, key, scope, clock):
+    /// the row waits all the same, but only an operator's fix ends the wait.
+    pub token_refused: bool,
 }
 
 impl ApiError {
     fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { class, code: code.into(), message: message.into(), retry_after: None, resource: None }
+        ApiError {
+            class,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+            resource: None,
+            token_refused: false,
+        }
     }
 
     pub fn transient(code: Code, message: impl Into<String>) -> Self {
@@ -68,7 +78,14 @@ impl ApiError {
     /// attempt, whether the cause is an outage or a configuration error; the latter is
     /// reported loudly by the token client instead. The code is the token client's.
     pub fn no_token(e: &TokenError) -> Self {
-        ApiError::new(ErrorClass::Deferred, e.code(), e.to_string())
+        ApiError { token_refused: e.is_config_error(), ..ApiError::new(ErrorClass::Deferred, e.code(), e.to_string()) }
+    }
+
+    /// Whether the same call may succeed later without anyone changing anything: an outage,
+    /// throttling, no token for now. A refusal, of the request or of our set-up (a missing
+    /// scope, no access, a token refused), waits for a fix.
+    pub fn worth_retrying(&self) -> bool {
+        matches!(self.class, ErrorClass::Transient | ErrorClass::Deferred) && !self.token_refused
     }
 
     /// Our set-up is wrong for `resource` (see [`Fault`]); `code` is the one the fault was

@@ -37,9 +37,9 @@ pub enum Ensured {
     Failed {
         resource: String,
         error: String,
-        /// The failed call's class: whether trying again may help.
+        /// Whether the same call may succeed later without a fix ([`ApiError::worth_retrying`]).
         #[serde(skip)]
-        class: crate::altinn::ErrorClass,
+        worth_retrying: bool,
     },
 }
 
@@ -80,7 +80,11 @@ impl Manager {
                     warn!(resource, error = %e, "Altinn Events: could not ensure the subscription; trying again at each check");
                 }
                 db::record_error(&self.ctx.pool, resource, &e.to_string()).await?;
-                Ok(Ensured::Failed { resource: resource.to_string(), error: e.to_string(), class: e.class })
+                Ok(Ensured::Failed {
+                    resource: resource.to_string(),
+                    error: e.to_string(),
+                    worth_retrying: e.worth_retrying(),
+                })
             }
         }
     }
