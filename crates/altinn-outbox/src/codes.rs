@@ -268,7 +268,7 @@ pub fn altinn(error_code: i64) -> String {
 
 /// Altinn's textual code, where its answer had no number: `altinn:STD-00000`.
 pub fn altinn_problem(code: &str) -> String {
-    format!("altinn:{code}")
+    format!("altinn:{}", outside_value(code))
 }
 
 /// An HTTP status without a code of Altinn's: `http:503`.
@@ -283,7 +283,22 @@ pub fn validation(column: Column) -> String {
 
 /// A token refresh's failure: `maskinporten:invalid_grant`, `exchange:401`.
 pub fn token(step: Step, reason: impl Display) -> String {
-    format!("{step}:{reason}")
+    format!("{step}:{}", outside_value(&reason.to_string()))
+}
+
+/// A value another server chose, as part of a code: codes are short identifiers that
+/// operators filter and alert on and metrics carry as labels, so a value that is not one
+/// (too long, spaces, markup) is kept only as far as it is one. Altinn's and the OAuth
+/// standard's codes pass unchanged.
+fn outside_value(value: &str) -> String {
+    const MAX: usize = 64;
+    let kept: String =
+        value.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')).take(MAX).collect();
+    if kept.is_empty() {
+        "unreadable".to_string()
+    } else {
+        kept
+    }
 }
 
 /// The number of an `altinn:<errorCode>` code.
@@ -305,6 +320,16 @@ pub fn known() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_value_another_server_chose_is_cut_to_an_identifier() {
+        assert_eq!(altinn_problem("STD-00000"), "altinn:STD-00000");
+        assert_eq!(token(Step::Maskinporten, "invalid_grant"), "maskinporten:invalid_grant");
+        assert_eq!(altinn_problem("<script>x</script> 1"), "altinn:scriptxscript1");
+        assert_eq!(altinn_problem(&"A".repeat(500)).len(), "altinn:".len() + 64);
+        assert_eq!(token(Step::Exchange, "  "), "exchange:unreadable");
+    }
+
     use super::*;
 
     #[test]
