@@ -15,8 +15,8 @@ use crate::altinn::codes as altinn_codes;
 use crate::compose::Column;
 use crate::maskinporten::Step;
 
-/// Writes the enum of the daemon's own codes, its `ALL` and its `as_str` from one list, so
-/// that a code cannot be added without being in `ALL` (and so in the guide's test).
+/// Writes a closed set of codes (an enum), its `ALL` and its `as_str` from one list, so that a
+/// value cannot be added without being in `ALL` (and so in the guide's test).
 macro_rules! own_codes {
     ($(#[$enum_meta:meta])* pub enum $name:ident { $($(#[$meta:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$enum_meta])*
@@ -90,59 +90,42 @@ impl From<Code> for String {
     }
 }
 
-/// A correspondence status that ends a delivery without publication: `altinn:<status>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CorrespondenceEnd {
-    /// Altinn could not publish it (the delivery fails).
-    Failed,
-    /// The recipient has reserved themselves against digital mail in KRR (the delivery fails).
-    Reserved,
-    /// Purged before publication by someone other than this outbox (the delivery is cancelled).
-    PurgedByAltinn,
+own_codes! {
+    /// A correspondence status that ends a delivery without publication: `altinn:<status>`,
+    /// the status as Altinn names it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum CorrespondenceEnd {
+        /// Altinn could not publish it (the delivery fails).
+        Failed => "Failed",
+        /// The recipient has reserved themselves against digital mail in KRR (the delivery fails).
+        Reserved => "Reserved",
+        /// Purged before publication by someone other than this outbox (the delivery is cancelled).
+        PurgedByAltinn => "PurgedByAltinn",
+    }
 }
 
 impl CorrespondenceEnd {
-    pub const ALL: [CorrespondenceEnd; 3] =
-        [CorrespondenceEnd::Failed, CorrespondenceEnd::Reserved, CorrespondenceEnd::PurgedByAltinn];
-
-    /// The status as Altinn names it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CorrespondenceEnd::Failed => "Failed",
-            CorrespondenceEnd::Reserved => "Reserved",
-            CorrespondenceEnd::PurgedByAltinn => "PurgedByAltinn",
-        }
-    }
-
     pub fn code(self) -> String {
         format!("altinn:{}", self.as_str())
     }
 }
 
-/// An attachment status that ends a shared file's upload: `altinn:attachment_<status>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachmentEnd {
-    /// The malware scan or Altinn's processing failed the file.
-    Failed,
-    Purged,
-    Expired,
+own_codes! {
+    /// An attachment status that ends a shared file's upload: `altinn:attachment_<status>`,
+    /// the status as Altinn names it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum AttachmentEnd {
+        /// The malware scan or Altinn's processing failed the file.
+        Failed => "Failed",
+        Purged => "Purged",
+        Expired => "Expired",
+    }
 }
 
 impl AttachmentEnd {
-    pub const ALL: [AttachmentEnd; 3] = [AttachmentEnd::Failed, AttachmentEnd::Purged, AttachmentEnd::Expired];
-
-    /// The status as Altinn names it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AttachmentEnd::Failed => "Failed",
-            AttachmentEnd::Purged => "Purged",
-            AttachmentEnd::Expired => "Expired",
-        }
-    }
-
     /// The ending status Altinn's `status` names, if it is one (exactly as Altinn spells it).
     pub fn parse(status: &str) -> Option<AttachmentEnd> {
-        AttachmentEnd::ALL.into_iter().find(|end| end.as_str() == status)
+        AttachmentEnd::ALL.iter().copied().find(|end| end.as_str() == status)
     }
 
     pub fn code(self) -> String {
@@ -237,8 +220,8 @@ impl Family {
         match self {
             Family::AltinnError => altinn_codes::known().map(altinn).collect(),
             Family::AltinnProblem => vec![altinn_problem("STD-00000")],
-            Family::CorrespondenceStatus => CorrespondenceEnd::ALL.map(CorrespondenceEnd::code).to_vec(),
-            Family::AttachmentStatus => AttachmentEnd::ALL.map(AttachmentEnd::code).to_vec(),
+            Family::CorrespondenceStatus => CorrespondenceEnd::ALL.iter().map(|end| end.code()).collect(),
+            Family::AttachmentStatus => AttachmentEnd::ALL.iter().map(|end| end.code()).collect(),
             Family::Http => Vec::new(),
             Family::Validation => Column::ALL.map(validation).to_vec(),
             Family::Token => {
@@ -320,6 +303,7 @@ pub fn known() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_value_another_server_chose_is_cut_to_an_identifier() {
@@ -329,8 +313,6 @@ mod tests {
         assert_eq!(altinn_problem(&"A".repeat(500)).len(), "altinn:".len() + 64);
         assert_eq!(token(Step::Exchange, "  "), "exchange:unreadable");
     }
-
-    use super::*;
 
     #[test]
     fn every_known_code_is_listed_once() {
